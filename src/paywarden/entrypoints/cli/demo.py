@@ -1,0 +1,113 @@
+"""`paywarden demo`: the seed scenarios, decided by the real engine, printed as tables."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.resources import files
+
+from paywarden.clock import FrozenClock
+from paywarden.intent import PaymentIntent
+from paywarden.policy.decision import Decision
+from paywarden.warden import Warden
+
+Echo = Callable[[str], None]
+
+PAYSENTRY_POLICY = """\
+name: PaySentry demo controls
+currency: USD
+rules:
+  - id: block-above-100
+    effect: deny
+    reason: above the $100 per-transaction limit
+    amount: {gt: 100}
+  - id: approval-above-40
+    effect: require_approval
+    reason: payments above $40 need a human
+    amount: {gt: 40}
+  - id: allow-api-payments
+    effect: allow
+    reason: API payments within limits
+    actions: ["x402.pay"]
+"""
+
+_MARKS = {"allow": "ALLOWED", "deny": "BLOCKED", "require_approval": "APPROVAL"}
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    label: str
+    intent: PaymentIntent
+
+
+def example_policy_text(name: str) -> str:
+    return files("paywarden").joinpath("examples", name).read_text(encoding="utf-8")
+
+
+def _table(echo: Echo, title: str, warden: Warden, scenarios: list[Scenario]) -> list[Decision]:
+    echo(f"\n{title}")
+    echo("-" * len(title))
+    header = f"{'#':>2}  {'scenario':<34} {'amount':>12}  {'decision':<9} {'code':<20} rule"
+    echo(header)
+    decisions = []
+    for number, scenario in enumerate(scenarios, start=1):
+        decision = warden.authorize(scenario.intent)
+        decisions.append(decision)
+        amount = str(scenario.intent.amount)
+        rules = ", ".join(decision.rule_ids) or "-"
+        echo(
+            f"{number:>2}  {scenario.label:<34} {amount:>12}  "
+            f"{_MARKS[decision.outcome]:<9} {decision.reason_code:<20} {rules}"
+        )
+        echo(f"    reason: {decision.reason}")
+    return decisions
+
+
+def capfence_scenarios() -> list[Scenario]:
+    def transfer(amount: str, recipient: str) -> PaymentIntent:
+        return PaymentIntent(
+            agent="treasury-agent",
+            action="payments.transfer",
+            amount=amount,
+            currency="USD",
+            recipient=recipient,
+            environment="production",
+        )
+
+    return [
+        Scenario("safe automated transfer", transfer("120.00", "vendor-corp-123")),
+        Scenario("over-limit exfiltration attempt", transfer("15000.00", "malicious-attacker-789")),
+        Scenario("escalated human approval", transfer("2500.00", "strategic-partner-456")),
+    ]
+
+
+def paysentry_scenarios() -> list[Scenario]:
+    def pay(amount: str, recipient: str) -> PaymentIntent:
+        return PaymentIntent(
+            agent="agent-research-01",
+            action="x402.pay",
+            amount=amount,
+            currency="USD",
+            recipient=recipient,
+        )
+
+    return [
+        Scenario("$25 to api.openai.com", pay("25.00", "api.openai.com")),
+        Scenario("$45 to anthropic.com", pay("45.00", "anthropic.com")),
+        Scenario("$150 to sketchy-api.xyz", pay("150.00", "sketchy-api.xyz")),
+        Scenario("$30 to api.openai.com", pay("30.00", "api.openai.com")),
+    ]
+
+
+def run_demo(echo: Echo) -> None:
+    clock = FrozenClock("2026-11-20T15:00:00+00:00")
+    echo("paywarden demo: the seed scenarios, decided by the real policy engine")
+    capfence = Warden.open(example_policy_text("fintech_policy.yaml"), clock=clock)
+    _table(echo, "CapFence fintech_policy.yaml (loaded unchanged)", capfence, capfence_scenarios())
+    paysentry = Warden.open(PAYSENTRY_POLICY, clock=clock)
+    _table(
+        echo,
+        "PaySentry controls: max $100/tx, approval above $40",
+        paysentry,
+        paysentry_scenarios(),
+    )

@@ -1,0 +1,190 @@
+"""The `paywarden` command line. Thin: every command calls the library and formats the result."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from paywarden import __version__
+from paywarden.errors import InvalidInputError
+from paywarden.intent import PaymentIntent
+from paywarden.policy.compiler import check_policy
+from paywarden.policy.decision import Decision
+from paywarden.warden import Warden
+
+EXIT_INVALID = 2
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="paywarden")
+def cli() -> None:
+    """paywarden: the payment firewall for AI agents."""
+
+
+@cli.command()
+@click.option(
+    "--policy",
+    "policy_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Policy YAML file.",
+)
+@click.option("--agent", required=True, help="Agent making the payment.")
+@click.option("--action", required=True, help="Capability, e.g. payments.transfer.")
+@click.option("--amount", required=True, help='Amount in major units as text, e.g. "120.50".')
+@click.option("--currency", required=True, help="ISO 4217 code or token (USDC).")
+@click.option("--recipient", required=True, help="Payee: account id, domain, e-mail or URL.")
+@click.option("--environment", default=None, help="Environment (default: production).")
+@click.option("--category", default=None, help="Spend category.")
+@click.option("--phase", default=None, help="Agent session phase (EXPLORE, DECIDE, COMMIT).")
+@click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON.")
+def check(
+    policy_path: str,
+    agent: str,
+    action: str,
+    amount: str,
+    currency: str,
+    recipient: str,
+    environment: str | None,
+    category: str | None,
+    phase: str | None,
+    as_json: bool,
+) -> None:
+    """Decide one payment intent against a policy and print the decision.
+
+    Exit status: 0 when a decision was made (whatever it is), 2 when the input is invalid.
+    """
+    try:
+        intent = PaymentIntent(
+            agent=agent,
+            action=action,
+            amount=amount,
+            currency=currency,
+            recipient=recipient,
+            environment=environment,
+            category=category,
+        )
+    except InvalidInputError as error:
+        _fail(f"invalid intent: {error}", as_json, error.code)
+    decision = Warden.open(Path(policy_path)).authorize(intent, phase=phase)
+    if as_json:
+        click.echo(json.dumps(decision.to_dict(), indent=2, sort_keys=True))
+    else:
+        _print_decision(decision)
+
+
+def _fail(message: str, as_json: bool, code: str) -> None:
+    if as_json:
+        click.echo(json.dumps({"error": code, "message": message}))
+    else:
+        click.echo(f"error: {message}", err=True)
+    sys.exit(EXIT_INVALID)
+
+
+def _print_decision(decision: Decision) -> None:
+    click.echo(f"outcome:     {decision.outcome}")
+    click.echo(f"reason_code: {decision.reason_code}")
+    click.echo(f"reason:      {decision.reason}")
+    click.echo(f"rule_ids:    {', '.join(decision.rule_ids) or '-'}")
+    click.echo(f"policy:      {decision.policy_version}")
+    for warning in decision.warnings:
+        click.echo(f"warning:     {warning}")
+
+
+@cli.group()
+def policy() -> None:
+    """Validate and explain policy files."""
+
+
+@policy.command("validate")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def policy_validate(path: str, as_json: bool) -> None:
+    """Compile a policy and report every error and warning with its line.
+
+    Exit status: 0 when the policy is valid (warnings allowed), 1 when it has errors.
+    """
+    text = _read_policy(path)
+    compiled, report = check_policy(text, path)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "valid": compiled is not None,
+                    "version": compiled.version if compiled else None,
+                    "problems": [p.to_dict() for p in report.problems],
+                },
+                indent=2,
+            )
+        )
+    else:
+        for line in report.lines():
+            click.echo(line)
+        if compiled is not None:
+            click.echo(f"{path}: valid ({len(compiled.rules)} rules, version {compiled.version})")
+    sys.exit(0 if compiled is not None else 1)
+
+
+@policy.command("explain")
+@click.argument("path", type=click.Path(dir_okay=False))
+def policy_explain(path: str) -> None:
+    """Show how paywarden reads a policy: rules by precedence, their conditions, budgets."""
+    text = _read_policy(path)
+    compiled, report = check_policy(text, path)
+    for line in report.lines():
+        click.echo(line)
+    if compiled is None:
+        sys.exit(1)
+    click.echo(f"policy {compiled.name!r} ({compiled.dialect} format), version {compiled.version}")
+    click.echo(f"time zone {compiled.timezone.key}, default currency {compiled.currency}")
+    click.echo(
+        "precedence: any deny wins, then require_approval, then allow; nothing matched denies"
+    )
+    for effect, indexes in (
+        ("deny", compiled.deny_rules),
+        ("require_approval", compiled.approval_rules),
+        ("allow", compiled.allow_rules),
+    ):
+        click.echo(f"\n{effect} rules:")
+        for index in indexes:
+            rule = compiled.rules[index]
+            click.echo(
+                f"  - {rule.rule_id} (line {rule.mark.line}): "
+                f"{' and '.join(rule.conditions) or 'every intent'}"
+            )
+            click.echo(f"      reason: {rule.reason}")
+        if not indexes:
+            click.echo("  (none)")
+    for budget in compiled.budgets:
+        click.echo(
+            f"\nbudget {budget.budget_id}: {budget.limit} per {budget.window}, scope {budget.scope}"
+        )
+    for limit in compiled.velocity:
+        click.echo(
+            f"\nvelocity {limit.velocity_id}: max {limit.max_count} per "
+            f"{limit.window_seconds}s, cooldown {limit.cooldown_seconds}s, "
+            f"scope {limit.scope}"
+        )
+
+
+def _read_policy(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        click.echo(f"error: cannot read `{path}`: {error}", err=True)
+        sys.exit(EXIT_INVALID)
+
+
+@cli.command()
+def demo() -> None:
+    """Run the seed scenarios (CapFence tiers, PaySentry controls) and print the decisions."""
+    from paywarden.entrypoints.cli.demo import run_demo
+
+    run_demo(click.echo)
+
+
+def main() -> None:
+    cli()

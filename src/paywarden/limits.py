@@ -1,0 +1,50 @@
+"""Every hard limit in paywarden, in one place, with the reason for its value.
+
+Names put the unit last (`policy_file_bytes_max`, `rail_timeout_seconds`). A limit that a
+deployment may want to change is a default here and a setting elsewhere; the rest are fixed.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# Money --------------------------------------------------------------------------------------
+
+# 10**15 minor units is 10 trillion USD or 1 billion USDC at 6 decimals. It stays below
+# 2**53, so an amount survives a round trip through any JSON parser that reads numbers as
+# doubles, and far below 2**63 - 1, so sums of many amounts cannot overflow SQLite or
+# PostgreSQL BIGINT counters.
+amount_minor_max: Final = 10**15
+
+# Enough digits for any amount below amount_minor_max in any exponent we accept (up to 18 for
+# tokens), so the parser never rounds; Inexact is trapped anyway.
+amount_text_chars_max: Final = 40
+
+# Token exponents above 18 (wei-like units) would push realistic amounts past
+# amount_minor_max; such tokens should be configured in a larger unit.
+currency_exponent_max: Final = 18
+
+# Intents ------------------------------------------------------------------------------------
+
+# Identifiers (agent, action, environment, category, session, rail) are short machine names.
+identifier_chars_max: Final = 128
+# Recipients can be URLs (x402 resources) or e-mail addresses, so they get more room.
+recipient_chars_max: Final = 512
+# Free text (purpose, recipient_name) is shown to humans, never interpreted.
+free_text_chars_max: Final = 1024
+# Matches Stripe's idempotency key length limit.
+idempotency_key_chars_max: Final = 255
+# Metadata is for correlation ids, not documents.
+metadata_entries_max: Final = 32
+metadata_key_chars_max: Final = 64
+metadata_value_chars_max: Final = 512
+
+# Policy -------------------------------------------------------------------------------------
+
+# A policy is written by people; a megabyte is already far more than anyone can review.
+policy_file_bytes_max: Final = 1_000_000
+policy_rules_count_max: Final = 2_000
+# Patterns per list condition (allowlists of recipients can be long, but not unbounded).
+policy_patterns_per_condition_max: Final = 10_000
+# CEL expressions are one-liners; long ones belong in structured conditions.
+policy_expression_chars_max: Final = 4_096

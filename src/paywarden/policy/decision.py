@@ -1,0 +1,140 @@
+"""Decision: the outcome of a payment request, why, and the proof trace behind it."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+Outcome = Literal["allow", "deny", "require_approval"]
+Effect = Literal["deny", "require_approval", "allow"]
+
+# Every reason code, in order of descending precedence, with its one-line meaning. When several
+# apply, the decision carries the first. docs/reason-codes.md documents each (a test checks).
+REASON_CODES: Mapping[str, str] = {
+    "invalid_input": "the request could not be parsed into a payment intent",
+    "policy_missing": "no policy is loaded, so everything is denied",
+    "policy_invalid": "the policy failed to compile, so everything is denied",
+    "store_unavailable": "the store failed, so the request is denied rather than guessed",
+    "store_busy": "the store stayed locked past the busy timeout",
+    "halted": "payments are halted by the kill switch",
+    "environment_mismatch": "the intent names an environment other than the deployment's",
+    "idempotency_key_reused": "the idempotency key was used before for a different intent",
+    "rule_error": "a rule failed to evaluate; paywarden fails closed",
+    "denied_by_rule": "a deny rule matched",
+    "currency_not_convertible": "a budget applies but the intent's currency has no FX rate",
+    "budget_exceeded": "the amount does not fit in a budget's remaining room",
+    "budget_halt": "the budget would pass its halt gate",
+    "rate_limit_exceeded": "too many payments in the velocity window",
+    "cooldown_active": "the cooldown since the previous payment has not passed",
+    "approval_required": "a require_approval rule matched",
+    "budget_restricted": "the budget would pass its restrict gate, so approval is required",
+    "allowed": "an allow rule matched and no deny or approval rule did",
+    "no_rule_matched": "no allow rule matched; paywarden denies by default",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RuleTrace:
+    """One rule as the evaluator saw it."""
+
+    rule_id: str
+    effect: Effect
+    matched: bool
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetTrace:
+    """A budget's state as the decision saw it (minor units of the budget's currency)."""
+
+    budget_id: str
+    currency: str
+    limit_minor: int
+    spent_minor: int
+    held_minor: int
+    amount_minor: int
+    gate: str
+
+    @property
+    def remaining_minor(self) -> int:
+        return max(self.limit_minor - self.spent_minor - self.held_minor, 0)
+
+    @property
+    def ratio(self) -> float:
+        """(spent + held + this amount) / limit, for display only; gates compare exactly."""
+        if self.limit_minor == 0:
+            return 1.0
+        return (self.spent_minor + self.held_minor + self.amount_minor) / self.limit_minor
+
+
+@dataclass(frozen=True, slots=True)
+class Trace:
+    """The proof trace: every rule considered, the state seen, the policy version and time."""
+
+    policy_version: str
+    evaluated_at: datetime
+    rules: tuple[RuleTrace, ...]
+    budgets: tuple[BudgetTrace, ...] = ()
+    phase: str | None = None
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "policy_version": self.policy_version,
+            "evaluated_at": self.evaluated_at.isoformat(),
+            "rules": [dataclasses.asdict(rule) for rule in self.rules],
+            "budgets": [
+                {
+                    **dataclasses.asdict(budget),
+                    "remaining_minor": budget.remaining_minor,
+                }
+                for budget in self.budgets
+            ],
+            "phase": self.phase,
+            "notes": list(self.notes),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What paywarden decided about one intent, and why.
+
+    `rule_ids` are the rules that decided it; `trace` holds every rule considered and the
+    budget state seen. `hold_id` names the ledger hold of an allowed or pending intent.
+    """
+
+    outcome: Outcome
+    reason_code: str
+    reason: str
+    rule_ids: tuple[str, ...]
+    trace: Trace
+    warnings: tuple[str, ...] = ()
+    decision_id: str | None = None
+    hold_id: str | None = None
+    replayed: bool = False
+    extra: Mapping[str, object] = field(default_factory=dict)
+
+    @property
+    def allowed(self) -> bool:
+        return self.outcome == "allow"
+
+    @property
+    def policy_version(self) -> str:
+        return self.trace.policy_version
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "decision_id": self.decision_id,
+            "outcome": self.outcome,
+            "reason_code": self.reason_code,
+            "reason": self.reason,
+            "rule_ids": list(self.rule_ids),
+            "warnings": list(self.warnings),
+            "hold_id": self.hold_id,
+            "replayed": self.replayed,
+            "policy_version": self.policy_version,
+            "trace": self.trace.to_dict(),
+        }

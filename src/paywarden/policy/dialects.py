@@ -1,0 +1,353 @@
+"""The two foreign policy formats paywarden loads directly, rewritten into the native form.
+
+* **CapFence**: top-level `deny`, `require_approval` and `allow` lists whose entries hold flat
+  conditions (`capability`, `amount_gt`, `amount_lte`, `environment`, ...). Each entry becomes a
+  native rule with that effect; its id is the entry's `id` or `deny[0]`-style.
+* **Governance** (the "agent-governance-policy.yaml" style): `rules` with `condition`, `action:
+  DENY | PENDING_APPROVAL | ALLOW` and `message`, plus `phases`, `budget` and `compensation`.
+  Conditions are a conjunction of comparisons (`cost > 0.50 && phase != COMMIT`).
+
+The rewrite keeps source positions, so errors still point into the original file.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Literal
+
+from paywarden.policy.document import LocList, LocMap, Mark
+from paywarden.policy.report import CompileReport
+
+Dialect = Literal["native", "capfence", "governance"]
+
+CAPFENCE_SECTIONS = ("deny", "require_approval", "allow")
+CAPFENCE_TOP_KEYS = frozenset(
+    {
+        "policy_name",
+        "name",
+        "version",
+        "description",
+        "timezone",
+        "currency",
+        "tokens",
+        "fx",
+        "budgets",
+        "velocity",
+        *CAPFENCE_SECTIONS,
+    }
+)
+GOVERNANCE_TOP_KEYS = frozenset(
+    {
+        "phases",
+        "budget",
+        "rules",
+        "compensation",
+        "name",
+        "version",
+        "description",
+        "timezone",
+        "currency",
+    }
+)
+_GOVERNANCE_EFFECTS = {
+    "DENY": "deny",
+    "BLOCK": "deny",
+    "PENDING_APPROVAL": "require_approval",
+    "REQUIRE_APPROVAL": "require_approval",
+    "ALLOW": "allow",
+}
+_ATOM = re.compile(
+    r"\A\s*(cost|amount|phase|budget_ratio)\s*(>=|<=|==|!=|>|<)\s*"
+    r"(\"[^\"]*\"|'[^']*'|[A-Za-z_][A-Za-z0-9_]*|[0-9]+(?:\.[0-9]+)?)\s*\Z"
+)
+_OPS = {">": "gt", ">=": "gte", "<": "lt", "<=": "lte"}
+
+
+def detect(document: LocMap) -> Dialect:
+    if "rules" not in document and any(section in document for section in CAPFENCE_SECTIONS):
+        return "capfence"
+    rules = document.get("rules")
+    has_conditions = isinstance(rules, list) and any(
+        isinstance(rule, LocMap) and "condition" in rule for rule in rules
+    )
+    if has_conditions or any(key in document for key in ("phases", "budget", "compensation")):
+        return "governance"
+    return "native"
+
+
+def from_capfence(document: LocMap, report: CompileReport) -> LocMap:
+    native = LocMap(document.mark)
+    for key in document:
+        if key not in CAPFENCE_TOP_KEYS:
+            report.error(f"unknown top-level key `{key}`", document.mark_of(key))
+    _copy(
+        document,
+        native,
+        {
+            "policy_name": "name",
+            "name": "name",
+            "version": "version",
+            "description": "description",
+            "timezone": "timezone",
+            "currency": "currency",
+            "tokens": "tokens",
+            "fx": "fx",
+            "budgets": "budgets",
+            "velocity": "velocity",
+        },
+    )
+    rules = LocList(document.mark)
+    for section in CAPFENCE_SECTIONS:
+        entries = document.get(section)
+        if entries is None:
+            continue
+        if not isinstance(entries, LocList):
+            report.error(f"`{section}` must be a list of rules", document.mark_of(section))
+            continue
+        for index, entry in enumerate(entries):
+            mark = entries.mark_of(index)
+            if not isinstance(entry, LocMap):
+                report.error(f"`{section}[{index}]` must be a mapping", mark)
+                continue
+            rule = LocMap(entry.mark)
+            rule["id"] = entry.get("id", f"{section}[{index}]")
+            rule["effect"] = section
+            rule.key_marks["effect"] = mark
+            for key, value in entry.items():
+                if key != "id":
+                    rule[key] = value
+                rule.key_marks[key] = entry.mark_of(key)
+            rules.append(rule)
+            rules.item_marks.append(mark)
+    native["rules"] = rules
+    native.key_marks["rules"] = document.mark
+    return native
+
+
+def from_governance(document: LocMap, report: CompileReport) -> LocMap:
+    native = LocMap(document.mark)
+    for key in document:
+        if key not in GOVERNANCE_TOP_KEYS:
+            report.error(f"unknown top-level key `{key}`", document.mark_of(key))
+    _copy(
+        document,
+        native,
+        {
+            "name": "name",
+            "version": "version",
+            "description": "description",
+            "timezone": "timezone",
+            "currency": "currency",
+            "compensation": "compensation",
+        },
+    )
+    rules = LocList(document.mark)
+    _governance_phases(document, native, rules, report)
+    _governance_rules(document, rules, report)
+    _governance_budget(document, native, rules, report)
+    native["rules"] = rules
+    native.key_marks["rules"] = document.mark_of("rules")
+    return native
+
+
+def _copy(source: LocMap, target: LocMap, names: dict[str, str]) -> None:
+    for key, new_key in names.items():
+        if key in source:
+            target[new_key] = source[key]
+            target.key_marks[new_key] = source.mark_of(key)
+
+
+def _rule(mark: Mark, **fields: object) -> LocMap:
+    rule = LocMap(mark)
+    for key, value in fields.items():
+        rule[key] = value
+        rule.key_marks[key] = mark
+    return rule
+
+
+def _append(rules: LocList, rule: LocMap) -> None:
+    rules.append(rule)
+    rules.item_marks.append(rule.mark)
+
+
+def _governance_phases(
+    document: LocMap, native: LocMap, rules: LocList, report: CompileReport
+) -> None:
+    phases = document.get("phases")
+    if phases is None:
+        return
+    if not isinstance(phases, LocMap):
+        report.error("`phases` must be a mapping", document.mark_of("phases"))
+        return
+    native["phases"] = phases
+    native.key_marks["phases"] = document.mark_of("phases")
+    allowed = phases.get("allowed_payment_phase")
+    if isinstance(allowed, str):
+        _append(
+            rules,
+            _rule(
+                phases.mark_of("allowed_payment_phase"),
+                id="phases.allowed_payment_phase",
+                effect="deny",
+                reason=f"payments are allowed only in phase {allowed.upper()}",
+                phases_not=[allowed.upper()],
+            ),
+        )
+
+
+def _governance_rules(document: LocMap, rules: LocList, report: CompileReport) -> None:
+    entries = document.get("rules")
+    if entries is None:
+        return
+    if not isinstance(entries, LocList):
+        report.error("`rules` must be a list", document.mark_of("rules"))
+        return
+    for index, entry in enumerate(entries):
+        mark = entries.mark_of(index)
+        if not isinstance(entry, LocMap):
+            report.error(f"`rules[{index}]` must be a mapping", mark)
+            continue
+        rule_id = entry.get("id", f"rules[{index}]")
+        unknown = set(entry) - {"id", "condition", "action", "message"}
+        for key in sorted(unknown):
+            report.error(
+                f"unknown key `{key}` in a governance rule", entry.mark_of(key), str(rule_id)
+            )
+        effect = _GOVERNANCE_EFFECTS.get(str(entry.get("action", "")).upper())
+        if effect is None:
+            report.error(
+                "`action` must be DENY, PENDING_APPROVAL or ALLOW",
+                entry.mark_of("action"),
+                str(rule_id),
+            )
+            continue
+        rule = _rule(
+            mark,
+            id=rule_id,
+            effect=effect,
+            reason=entry.get("message", f"rule `{rule_id}` matched"),
+        )
+        if "condition" in entry and not _governance_condition(
+            entry["condition"], rule, report, entry.mark_of("condition"), str(rule_id)
+        ):
+            continue
+        _append(rules, rule)
+
+
+def _governance_condition(
+    condition: object, rule: LocMap, report: CompileReport, mark: Mark, rule_id: str
+) -> bool:
+    if not isinstance(condition, str):
+        report.error("`condition` must be a string", mark, rule_id)
+        return False
+    for atom in re.split(r"&&|\band\b", condition):
+        match = _ATOM.match(atom)
+        if match is None:
+            report.error(
+                f"unsupported condition `{atom.strip()}`: use `cost|amount|budget_ratio <op> "
+                "number` or `phase ==|!= NAME`, joined with &&",
+                mark,
+                rule_id,
+            )
+            return False
+        name, op, raw = match.groups()
+        value = raw.strip("\"'")
+        if name == "phase":
+            if op not in ("==", "!="):
+                report.error("`phase` supports only == and !=", mark, rule_id)
+                return False
+            _merge_list(rule, "phases" if op == "==" else "phases_not", value.upper(), mark)
+            continue
+        if op not in _OPS:
+            report.error(f"`{name}` supports only > >= < <=", mark, rule_id)
+            return False
+        try:
+            number = Decimal(value)
+        except InvalidOperation:
+            report.error(f"`{value}` is not a number", mark, rule_id)
+            return False
+        key = "budget_ratio" if name == "budget_ratio" else "amount"
+        spec = rule.get(key)
+        if not isinstance(spec, LocMap):
+            spec = LocMap(mark)
+            rule[key] = spec
+            rule.key_marks[key] = mark
+        spec[_OPS[op]] = number
+        spec.key_marks[_OPS[op]] = mark
+    return True
+
+
+def _merge_list(rule: LocMap, key: str, value: str, mark: Mark) -> None:
+    existing = rule.get(key)
+    items = LocList(mark)
+    if isinstance(existing, list):
+        items.extend(existing)
+    items.append(value)
+    rule[key] = items
+    rule.key_marks[key] = mark
+
+
+def _governance_budget(
+    document: LocMap, native: LocMap, rules: LocList, report: CompileReport
+) -> None:
+    budget = document.get("budget")
+    mark = document.mark_of("budget")
+    if budget is not None and not isinstance(budget, LocMap):
+        report.error("`budget` must be a mapping", mark)
+        return
+    if isinstance(budget, LocMap):
+        unknown = set(budget) - {"session_limit", "single_call_threshold", "graduated_gates"}
+        for key in sorted(unknown):
+            report.error(f"unknown key `{key}` in `budget`", budget.mark_of(key))
+        if "session_limit" in budget:
+            native["budgets"] = _session_budget(budget)
+            native.key_marks["budgets"] = mark
+        if "single_call_threshold" in budget:
+            amount = LocMap(mark)
+            amount["gt"] = budget["single_call_threshold"]
+            _append(
+                rules,
+                _rule(
+                    budget.mark_of("single_call_threshold"),
+                    id="budget.single_call_threshold",
+                    effect="require_approval",
+                    reason="cost exceeds the single-call threshold; approval required",
+                    amount=amount,
+                ),
+            )
+    # The governance format allows whatever its rules do not stop. paywarden denies by
+    # default, so the import states that allow explicitly, as a rule that shows in traces.
+    report.warning(
+        "governance policies allow what no rule stops; the import adds the explicit "
+        "rule `governance.allow_within_budget`",
+        document.mark,
+    )
+    _append(
+        rules,
+        _rule(
+            document.mark,
+            id="governance.allow_within_budget",
+            effect="allow",
+            reason="allowed: within phase, approval and budget rules",
+        ),
+    )
+
+
+def _session_budget(budget: LocMap) -> LocList:
+    entry = LocMap(budget.mark)
+    entry["id"] = "session"
+    entry["limit"] = budget["session_limit"]
+    entry["window"] = "lifetime"
+    entry["scope"] = "session"
+    gates = budget.get("graduated_gates")
+    if isinstance(gates, LocMap):
+        entry["gates"] = LocMap(gates.mark)
+        for old, new in (("warning", "warn"), ("restrict", "restrict"), ("halt", "halt")):
+            if old in gates:
+                entry["gates"][new] = gates[old]  # type: ignore[index]
+    entry.key_marks.update(dict.fromkeys(entry, budget.mark))
+    budgets = LocList(budget.mark)
+    budgets.append(entry)
+    budgets.item_marks.append(budget.mark)
+    return budgets

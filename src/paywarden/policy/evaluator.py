@@ -1,0 +1,104 @@
+"""The evaluator: evaluate(policy, intent, state, now) -> Decision. Pure and fail-closed.
+
+Every rule is evaluated, so the trace lists each one and whether it matched. Precedence: any
+matching deny wins, then require_approval, then allow; nothing matched means deny. A rule that
+raises makes the decision a deny with reason code `rule_error` (unlike Cedar, which skips a
+policy that errors: for money, an error must never open a path).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from paywarden.intent import PaymentIntent
+from paywarden.policy.compiler import CompiledPolicy, CompiledRule
+from paywarden.policy.decision import Decision, Outcome, RuleTrace, Trace
+from paywarden.policy.facts import EMPTY_STATE, Facts, StateSnapshot
+
+_NO_ERRORS: dict[int, str] = {}
+
+
+def evaluate(
+    policy: CompiledPolicy,
+    intent: PaymentIntent,
+    state: StateSnapshot = EMPTY_STATE,
+    now: datetime | None = None,
+) -> Decision:
+    """Decide one intent. `now` must be an aware datetime (the server's clock)."""
+    if now is None:
+        raise ValueError("now is required: evaluation is a pure function of its inputs")
+    facts = Facts(intent, state, now, policy.timezone)
+    rules = policy.rules
+    try:
+        matched = [rule.matches(facts) for rule in rules]
+        errors = _NO_ERRORS
+    except Exception:  # fall back to rule-by-rule evaluation to find which rules failed
+        matched, errors = _evaluate_each(rules, facts)
+    trace = Trace(
+        policy_version=policy.version,
+        evaluated_at=now,
+        rules=tuple(
+            RuleTrace(rule.rule_id, rule.effect, matched[i], errors.get(i))
+            for i, rule in enumerate(rules)
+        ),
+        budgets=state.budgets,
+        phase=state.phase,
+    )
+    return _decide(policy, intent, matched, errors, trace)
+
+
+def _evaluate_each(
+    rules: Sequence[CompiledRule], facts: Facts
+) -> tuple[list[bool], dict[int, str]]:
+    matched: list[bool] = []
+    errors: dict[int, str] = {}
+    for index, rule in enumerate(rules):
+        try:
+            matched.append(rule.matches(facts))
+        except Exception as error:  # any failure inside a rule fails closed below
+            matched.append(False)
+            errors[index] = str(error) or type(error).__name__
+    return matched, errors
+
+
+def _decide(
+    policy: CompiledPolicy,
+    intent: PaymentIntent,
+    matched: list[bool],
+    errors: dict[int, str],
+    trace: Trace,
+) -> Decision:
+    rules = policy.rules
+    denies = [rules[i] for i in policy.deny_rules if matched[i]]
+    if denies:
+        return _decision("deny", "denied_by_rule", denies, trace)
+    if errors:
+        failed = [rules[i] for i in sorted(errors)]
+        first = errors[min(errors)]
+        reason = f"rule `{failed[0].rule_id}` failed to evaluate ({first}); denied"
+        return Decision("deny", "rule_error", reason, tuple(r.rule_id for r in failed), trace)
+    approvals = [rules[i] for i in policy.approval_rules if matched[i]]
+    if approvals:
+        return _decision("require_approval", "approval_required", approvals, trace)
+    allows = [rules[i] for i in policy.allow_rules if matched[i]]
+    if allows:
+        return _decision("allow", "allowed", allows, trace)
+    reason = (
+        f"no rule allows `{intent.action}` of {intent.amount} to `{intent.recipient}`; "
+        "denied by default"
+    )
+    return Decision("deny", "no_rule_matched", reason, (), trace)
+
+
+def _decision(
+    outcome: Outcome, reason_code: str, rules: list[CompiledRule], trace: Trace
+) -> Decision:
+    reason = "; ".join(rule.reason for rule in rules)
+    return Decision(outcome, reason_code, reason, tuple(rule.rule_id for rule in rules), trace)
+
+
+def deny_everything(reason_code: str, reason: str, policy_version: str, now: datetime) -> Decision:
+    """The decision when no policy can be used (missing or invalid): deny, with why."""
+    trace = Trace(policy_version=policy_version, evaluated_at=now, rules=())
+    return Decision("deny", reason_code, reason, (), trace)

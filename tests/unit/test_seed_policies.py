@@ -1,0 +1,27 @@
+"""The seeds' policies load and decide as their documents say."""
+
+from __future__ import annotations
+
+from paywarden import FrozenClock, PaymentIntent, Warden
+from paywarden.entrypoints.cli.demo import example_policy_text
+
+
+def _transfer(amount: str, environment: str = "production") -> PaymentIntent:
+    return PaymentIntent(
+        agent="treasury-agent",
+        action="payments.transfer",
+        amount=amount,
+        currency="USD",
+        recipient="vendor-corp-123",
+        environment=environment,
+    )
+
+
+def test_capfence_fintech_policy_loads_unchanged_and_decides_three_tiers() -> None:
+    warden = Warden.open(example_policy_text("fintech_policy.yaml"), clock=FrozenClock())
+    assert warden.policy is not None
+    assert warden.policy.dialect == "capfence"
+    assert warden.authorize(_transfer("120")).outcome == "allow"
+    assert warden.authorize(_transfer("15000")).outcome == "deny"
+    assert warden.authorize(_transfer("2500")).outcome == "require_approval"
+    assert warden.authorize(_transfer("60", environment="staging")).rule_ids == ("deny[1]",)
