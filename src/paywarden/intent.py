@@ -188,6 +188,48 @@ def normalize_recipient(value: object) -> str:
     return folded
 
 
+_GLOB_CHARS = "*?["
+
+
+def normalize_recipient_pattern(pattern: object) -> str:
+    """Canonical form of a recipient pattern in a policy, comparable with `normalize_recipient`.
+
+    A pattern without wildcards is normalised as a recipient. A glob (`*.evil.com`,
+    `*@example.com`) gets the same folding, and each non-ASCII domain label its IDNA form, so
+    `*.münchen.de` matches `pay.xn--mnchen-3ya.de`. A label that mixes wildcards and non-ASCII
+    letters has no IDNA form and is rejected.
+    """
+    text = _text("recipient pattern", pattern, limits.recipient_chars_max)
+    if not any(char in text for char in _GLOB_CHARS):
+        return normalize_recipient(text)
+    _reject_invisible("recipient pattern", text)
+    folded = _WHITESPACE_RUN.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
+    if "://" in folded:
+        scheme, _, rest = folded.partition("://")
+        host, slash, path = rest.partition("/")
+        return f"{scheme}://{_pattern_domain(host, text)}{slash}{path}"
+    local, at, domain = folded.rstrip(".").rpartition("@")
+    return f"{local}{at}{_pattern_domain(domain, text)}"
+
+
+def _pattern_domain(domain: str, pattern: str) -> str:
+    if domain.isascii():
+        return domain
+    labels: list[str] = []
+    for label in domain.split("."):
+        if label.isascii():
+            labels.append(label)
+        elif any(char in label for char in _GLOB_CHARS):
+            raise InvalidIntentError(
+                f"recipient pattern `{pattern}` mixes wildcards and non-ASCII letters in one "
+                "label; write that label in its IDNA (xn--) form"
+            )
+        else:
+            name, colon, port = label.partition(":")
+            labels.append(_normalize_domain(name) + colon + port)
+    return ".".join(labels)
+
+
 def _normalize_domain(domain: str) -> str:
     try:
         return idna.encode(domain.rstrip("."), uts46=True).decode("ascii")

@@ -48,3 +48,16 @@ policy_rules_count_max: Final = 2_000
 policy_patterns_per_condition_max: Final = 10_000
 # CEL expressions are one-liners; long ones belong in structured conditions.
 policy_expression_chars_max: Final = 4_096
+
+# Ledger -------------------------------------------------------------------------------------
+
+# An allowed intent should be paid within minutes; a hold that outlives this is released so a
+# crashed caller cannot pin budget forever. Card authorisations live days, so 15 minutes is well
+# inside any rail's own window.
+hold_ttl_seconds: Final = 900
+# SQLite's lock is not fair; past this wait the request is denied (`store_busy`), not queued.
+store_busy_timeout_seconds: Final = 5.0
+# Each authorize expires at most this many overdue holds, keeping its latency bounded.
+expire_per_authorize_max: Final = 16
+# One `expire_due` sweep handles at most this many holds per transaction.
+expire_sweep_batch_max: Final = 500

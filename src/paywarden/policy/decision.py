@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 Outcome = Literal["allow", "deny", "require_approval"]
 Effect = Literal["deny", "require_approval", "allow"]
@@ -81,6 +81,20 @@ class Trace:
     phase: str | None = None
     notes: tuple[str, ...] = ()
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Trace:
+        return cls(
+            policy_version=str(data["policy_version"]),
+            evaluated_at=datetime.fromisoformat(str(data["evaluated_at"])),
+            rules=tuple(RuleTrace(**rule) for rule in data["rules"]),
+            budgets=tuple(
+                BudgetTrace(**{k: v for k, v in budget.items() if k != "remaining_minor"})
+                for budget in data["budgets"]
+            ),
+            phase=data.get("phase"),
+            notes=tuple(data.get("notes", ())),
+        )
+
     def to_dict(self) -> dict[str, object]:
         return {
             "policy_version": self.policy_version,
@@ -124,6 +138,24 @@ class Decision:
     @property
     def policy_version(self) -> str:
         return self.trace.policy_version
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Decision:
+        """Rebuild a decision from `to_dict()` output (how stored decisions are replayed)."""
+        outcome = data["outcome"]
+        if outcome not in ("allow", "deny", "require_approval"):
+            raise ValueError(f"unknown outcome `{outcome}`")
+        return cls(
+            outcome=outcome,
+            reason_code=str(data["reason_code"]),
+            reason=str(data["reason"]),
+            rule_ids=tuple(data["rule_ids"]),
+            trace=Trace.from_dict(data["trace"]),
+            warnings=tuple(data.get("warnings", ())),
+            decision_id=data.get("decision_id"),
+            hold_id=data.get("hold_id"),
+            replayed=bool(data.get("replayed", False)),
+        )
 
     def to_dict(self) -> dict[str, object]:
         return {

@@ -25,6 +25,12 @@ class StateSnapshot:
     phase: str | None = None
     budgets: tuple[BudgetTrace, ...] = ()
 
+    def __post_init__(self) -> None:
+        # Policies name phases in any case and the compiler upper-cases them; the fact must
+        # match, or `phase: explore` would slip past a deny rule on EXPLORE.
+        if self.phase is not None:
+            object.__setattr__(self, "phase", self.phase.upper())
+
 
 EMPTY_STATE = StateSnapshot()
 

@@ -20,7 +20,7 @@ import cel
 
 from paywarden import limits
 from paywarden.errors import InvalidInputError
-from paywarden.intent import normalize_recipient
+from paywarden.intent import normalize_recipient_pattern
 from paywarden.money import CurrencyTable, Money
 from paywarden.policy.document import LocMap, Mark
 from paywarden.policy.facts import CEL_VARIABLES, WEEKDAYS, Facts, RuleEvaluationError
@@ -86,12 +86,6 @@ def string_list(value: object, name: str, ctx: RuleContext, mark: Mark) -> list[
     return [str(item) for item in items]
 
 
-def _normalize_recipient_pattern(pattern: str) -> str:
-    if not any(c in pattern for c in "*?["):
-        return normalize_recipient(pattern)
-    return pattern.strip().casefold().rstrip(".")
-
-
 def list_check(
     field: str, patterns: list[str], *, negate: bool, normalize: Callable[[str], str] | None
 ) -> Check:
@@ -118,7 +112,7 @@ def _phase_of(facts: Facts) -> str | None:
 
 def normalizer_for(field: str, ctx: RuleContext) -> Callable[[str], str] | None:
     if field == "recipient":
-        return _normalize_recipient_pattern
+        return normalize_recipient_pattern
     if field == "currency":
         return ctx.currencies.normalize
     if field == "phase":
@@ -181,6 +175,9 @@ def amount_checks(spec: object, ctx: RuleContext, mark: Mark) -> list[Check]:
     if unknown:
         ctx.error(f"unknown key `{sorted(unknown)[0]}` in `amount`", spec.mark_of(min(unknown)))
         return []
+    if not set(spec) & set(COMPARISONS):
+        ctx.error("`amount` needs at least one of gt, gte, lt, lte", mark)
+        return []
     currency = spec.get("currency", ctx.default_currency)
     try:
         code = ctx.currencies.normalize(currency)
@@ -207,6 +204,9 @@ def budget_ratio_checks(spec: object, ctx: RuleContext, mark: Mark) -> list[Chec
     unknown = set(spec) - {*COMPARISONS, "budget"}
     if unknown:
         ctx.error(f"unknown key `{sorted(unknown)[0]}` in `budget_ratio`", mark)
+        return []
+    if not set(spec) & set(COMPARISONS):
+        ctx.error("`budget_ratio` needs at least one of gt, gte, lt, lte", mark)
         return []
     budget_id = spec.get("budget")
     checks: list[Check] = []
@@ -272,6 +272,9 @@ def schedule_check(spec: object, ctx: RuleContext, mark: Mark, *, negate: bool) 
 
 def _parse_days(value: object, ctx: RuleContext, mark: Mark) -> frozenset[int] | None:
     names = value if isinstance(value, list) else [value]
+    if not names:
+        ctx.error("`days` needs at least one day or range such as `mon-fri`", mark)
+        return None
     days: set[int] = set()
     for name in names:
         text = str(name).lower()
@@ -295,6 +298,9 @@ def _parse_hours(value: object, ctx: RuleContext, mark: Mark) -> tuple[time, tim
     end = time.max if (h2, m2) == (24, 0) else time(h2, m2)
     if h2 == 24 and m2 != 0:
         ctx.error("`hours` cannot end after 24:00", mark)
+        return None
+    if (h1, m1) == (h2, m2):
+        ctx.error("`hours` is an empty window: it starts and ends at the same time", mark)
         return None
     return time(h1, m1), end
 

@@ -29,9 +29,21 @@ rules:
     effect: allow
     reason: API payments within limits
     actions: ["x402.pay"]
+budgets:
+  - id: daily
+    limit: 500
+    window: day
+    scope: agent
+    gates: {warn: 0.8}
+velocity:
+  - id: five-per-minute
+    max_count: 5
+    window: 1m
+    scope: agent
 """
 
 _MARKS = {"allow": "ALLOWED", "deny": "BLOCKED", "require_approval": "APPROVAL"}
+_PAYSENTRY_TITLE = "PaySentry controls: max $100/tx, approval above $40, daily $500, 5 tx/min"
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +108,7 @@ def paysentry_scenarios() -> list[Scenario]:
         Scenario("$45 to anthropic.com", pay("45.00", "anthropic.com")),
         Scenario("$150 to sketchy-api.xyz", pay("150.00", "sketchy-api.xyz")),
         Scenario("$30 to api.openai.com", pay("30.00", "api.openai.com")),
+        *(Scenario(f"rapid payment {n} of 6", pay("5.00", "api.openai.com")) for n in range(1, 7)),
     ]
 
 
@@ -105,9 +118,12 @@ def run_demo(echo: Echo) -> None:
     capfence = Warden.open(example_policy_text("fintech_policy.yaml"), clock=clock)
     _table(echo, "CapFence fintech_policy.yaml (loaded unchanged)", capfence, capfence_scenarios())
     paysentry = Warden.open(PAYSENTRY_POLICY, clock=clock)
-    _table(
-        echo,
-        "PaySentry controls: max $100/tx, approval above $40",
-        paysentry,
-        paysentry_scenarios(),
+    decisions = _table(echo, _PAYSENTRY_TITLE, paysentry, paysentry_scenarios())
+    counts = dict.fromkeys(_MARKS, 0)
+    for decision in decisions:
+        counts[decision.outcome] += 1
+    echo(
+        f"\nsummary: {counts['allow']} allowed, {counts['require_approval']} pending approval "
+        f"(held while pending), {counts['deny']} blocked; holds count against budgets and "
+        "the 5-per-minute velocity limit"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ import click
 from paywarden import __version__
 from paywarden.errors import InvalidInputError
 from paywarden.intent import PaymentIntent
+from paywarden.money import format_minor
 from paywarden.policy.compiler import check_policy
 from paywarden.policy.decision import Decision
 from paywarden.warden import Warden
@@ -40,6 +42,14 @@ def cli() -> None:
 @click.option("--environment", default=None, help="Environment (default: production).")
 @click.option("--category", default=None, help="Spend category.")
 @click.option("--phase", default=None, help="Agent session phase (EXPLORE, DECIDE, COMMIT).")
+@click.option("--session", "session_id", default=None, help="Agent session id.")
+@click.option(
+    "--database",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="SQLite ledger to decide against and record in (default: a throwaway in-memory "
+    "ledger, so nothing is held).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON.")
 def check(
     policy_path: str,
@@ -51,9 +61,14 @@ def check(
     environment: str | None,
     category: str | None,
     phase: str | None,
+    session_id: str | None,
+    database: str | None,
     as_json: bool,
 ) -> None:
     """Decide one payment intent against a policy and print the decision.
+
+    Without --database this is a preview against an empty ledger. With --database the decision
+    counts: an allowed intent holds its amount against the budgets recorded in that file.
 
     Exit status: 0 when a decision was made (whatever it is), 2 when the input is invalid.
     """
@@ -66,10 +81,12 @@ def check(
             recipient=recipient,
             environment=environment,
             category=category,
+            session_id=session_id,
         )
     except InvalidInputError as error:
         _fail(f"invalid intent: {error}", as_json, error.code)
-    decision = Warden.open(Path(policy_path)).authorize(intent, phase=phase)
+    with Warden.open(Path(policy_path), database=database or ":memory:") as warden:
+        decision = warden.authorize(intent, phase=phase)
     if as_json:
         click.echo(json.dumps(decision.to_dict(), indent=2, sort_keys=True))
     else:
@@ -176,6 +193,64 @@ def _read_policy(path: str) -> str:
     except (OSError, UnicodeDecodeError) as error:
         click.echo(f"error: cannot read `{path}`: {error}", err=True)
         sys.exit(EXIT_INVALID)
+
+
+@cli.command()
+@click.option(
+    "--policy",
+    "policy_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Policy YAML file that defines the budgets.",
+)
+@click.option(
+    "--database",
+    default="paywarden.db",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="SQLite ledger file.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the budgets as JSON.")
+def budgets(policy_path: str, database: str, as_json: bool) -> None:
+    """Show each budget's spent, held, remaining and gate in its current window."""
+    if not Path(database).exists():
+        click.echo(f"error: no ledger at `{database}`", err=True)
+        sys.exit(EXIT_INVALID)
+    with Warden.open(Path(policy_path), database=database) as warden:
+        if warden.policy is None:
+            click.echo(f"error: {warden.loaded_policy.report.summary()}", err=True)
+            sys.exit(1)
+        rows = warden.budgets()
+        exponents = {b.budget_id: b.limit.exponent for b in warden.policy.budgets}
+    if as_json:
+        click.echo(
+            json.dumps(
+                [
+                    {**dataclasses.asdict(row), "remaining_minor": row.remaining_minor}
+                    for row in rows
+                ],
+                indent=2,
+            )
+        )
+        return
+    click.echo(
+        f"{'budget':<16} {'scope':<24} {'window':<16} {'spent':>12} {'held':>12} "
+        f"{'remaining':>12} {'limit':>12}  gate"
+    )
+    for row in rows:
+        exponent = exponents[row.budget_id]
+        amounts = [
+            format_minor(value, exponent)
+            for value in (row.spent_minor, row.held_minor, row.remaining_minor, row.limit_minor)
+        ]
+        scope = f"{row.scope}:{row.scope_key}"
+        click.echo(
+            f"{row.budget_id:<16} {scope:<24} {row.window:<16} "
+            + " ".join(f"{a:>12}" for a in amounts)
+            + f"  {row.gate} {row.currency}"
+        )
+    if not rows:
+        click.echo("(no spending recorded in the current windows)")
 
 
 @cli.command()

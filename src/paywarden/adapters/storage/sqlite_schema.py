@@ -1,0 +1,92 @@
+"""Versioned schema migrations for the SQLite store.
+
+STRICT tables and CHECK constraints are the second line of defence behind the code: an amount
+can never be zero, negative or a REAL, a counter can never go negative, and a state can only be
+one of the known ones. There is deliberately no `spent <= limit` constraint: an operator must be
+able to lower a limit below current spend to freeze spending; the reserve statement enforces it.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
+    (
+        1,
+        """
+        CREATE TABLE decisions (
+            decision_id     TEXT PRIMARY KEY,
+            created_us      INTEGER NOT NULL,
+            agent           TEXT NOT NULL,
+            action          TEXT NOT NULL,
+            amount_minor    INTEGER NOT NULL CHECK (typeof(amount_minor) = 'integer'
+                                                    AND amount_minor > 0),
+            currency        TEXT NOT NULL,
+            recipient       TEXT NOT NULL,
+            outcome         TEXT NOT NULL CHECK (outcome IN ('allow', 'deny', 'require_approval')),
+            reason_code     TEXT NOT NULL,
+            idempotency_key TEXT,
+            fingerprint     TEXT NOT NULL,
+            hold_id         TEXT,
+            policy_version  TEXT NOT NULL,
+            body            TEXT NOT NULL
+        ) STRICT;
+        CREATE UNIQUE INDEX decisions_idempotency
+            ON decisions (agent, idempotency_key) WHERE idempotency_key IS NOT NULL;
+        CREATE INDEX decisions_created ON decisions (created_us);
+
+        CREATE TABLE holds (
+            hold_id        TEXT PRIMARY KEY,
+            decision_id    TEXT NOT NULL,
+            agent          TEXT NOT NULL,
+            amount_minor   INTEGER NOT NULL CHECK (typeof(amount_minor) = 'integer'
+                                                   AND amount_minor > 0),
+            currency       TEXT NOT NULL,
+            state          TEXT NOT NULL CHECK (state IN ('held', 'captured', 'voided', 'expired')),
+            created_us     INTEGER NOT NULL,
+            expires_us     INTEGER NOT NULL CHECK (expires_us > created_us),
+            resolved_us    INTEGER,
+            captured_minor INTEGER CHECK (captured_minor IS NULL OR
+                                          (captured_minor > 0 AND captured_minor <= amount_minor))
+        ) STRICT;
+        CREATE INDEX holds_due ON holds (state, expires_us);
+
+        CREATE TABLE budget_counters (
+            budget_id       TEXT NOT NULL,
+            scope_key       TEXT NOT NULL,
+            window_start_us INTEGER NOT NULL,
+            currency        TEXT NOT NULL,
+            spent_minor     INTEGER NOT NULL DEFAULT 0
+                            CHECK (typeof(spent_minor) = 'integer' AND spent_minor >= 0),
+            held_minor      INTEGER NOT NULL DEFAULT 0
+                            CHECK (typeof(held_minor) = 'integer' AND held_minor >= 0),
+            PRIMARY KEY (budget_id, scope_key, window_start_us)
+        ) STRICT;
+
+        CREATE TABLE hold_charges (
+            hold_id         TEXT NOT NULL,
+            budget_id       TEXT NOT NULL,
+            scope_key       TEXT NOT NULL,
+            window_start_us INTEGER NOT NULL,
+            amount_minor    INTEGER NOT NULL CHECK (typeof(amount_minor) = 'integer'
+                                                    AND amount_minor > 0),
+            created_us      INTEGER NOT NULL,
+            state           TEXT NOT NULL
+                            CHECK (state IN ('held', 'captured', 'voided', 'expired')),
+            PRIMARY KEY (hold_id, budget_id)
+        ) STRICT;
+        CREATE INDEX hold_charges_rolling
+            ON hold_charges (budget_id, scope_key, window_start_us, created_us);
+
+        CREATE TABLE velocity_events (
+            velocity_id TEXT NOT NULL,
+            scope_key   TEXT NOT NULL,
+            created_us  INTEGER NOT NULL,
+            hold_id     TEXT
+        ) STRICT;
+        CREATE INDEX velocity_events_window ON velocity_events (velocity_id, scope_key, created_us);
+        """,
+    ),
+)
+
+SCHEMA_VERSION: Final = MIGRATIONS[-1][0]

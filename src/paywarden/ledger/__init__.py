@@ -1,0 +1,1 @@
+"""The spend ledger: budget claims, holds and their resolution, and budget status."""

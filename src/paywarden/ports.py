@@ -1,0 +1,127 @@
+"""Ports: the seams between the Warden and the outside world (storage, clocks, ids).
+
+The store is written so that each statement ports to PostgreSQL: budget counters are reserved
+with one conditional UPDATE per counter row (`... WHERE spent + held + amount <= limit`), rows
+are locked in a fixed order, and rolling windows are summed only while their head row is
+locked. Nothing is ever decided by reading a total in Python and writing it back later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+HoldState = Literal["held", "captured", "voided", "expired"]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDecision:
+    decision_id: str
+    fingerprint: str
+    body: str  # the decision as canonical JSON
+
+
+@dataclass(frozen=True, slots=True)
+class HoldRow:
+    hold_id: str
+    decision_id: str
+    agent: str
+    amount_minor: int
+    currency: str
+    state: HoldState
+    created_us: int
+    expires_us: int
+    resolved_us: int | None
+    captured_minor: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeRow:
+    """What one hold reserved against one budget counter, in the budget's currency."""
+
+    hold_id: str
+    budget_id: str
+    scope_key: str
+    window_start_us: int
+    amount_minor: int
+
+
+@dataclass(frozen=True, slots=True)
+class CounterRow:
+    budget_id: str
+    scope_key: str
+    window_start_us: int
+    currency: str
+    spent_minor: int
+    held_minor: int
+
+
+@dataclass(frozen=True, slots=True)
+class NewDecision:
+    decision_id: str
+    created_us: int
+    agent: str
+    action: str
+    amount_minor: int
+    currency: str
+    recipient: str
+    outcome: str
+    reason_code: str
+    idempotency_key: str | None
+    fingerprint: str
+    hold_id: str | None
+    policy_version: str
+    body: str
+
+
+class LedgerTx(Protocol):
+    """Statements available inside one store transaction."""
+
+    def decision_by_key(self, agent: str, idempotency_key: str) -> StoredDecision | None: ...
+    def decision_body(self, decision_id: str) -> str | None: ...
+    def insert_decision(self, row: NewDecision) -> None: ...
+
+    def lock_counter(
+        self, budget_id: str, scope_key: str, window_start_us: int, currency: str
+    ) -> CounterRow: ...
+    def rolling_usage(self, budget_id: str, scope_key: str, since_us: int) -> tuple[int, int]: ...
+    def reserve(
+        self,
+        budget_id: str,
+        scope_key: str,
+        window_start_us: int,
+        amount_minor: int,
+        limit_minor: int,
+    ) -> bool: ...
+    def release(self, charge: ChargeRow, captured_minor: int) -> None: ...
+
+    def velocity_usage(
+        self, velocity_id: str, scope_key: str, since_us: int
+    ) -> tuple[int, int | None]: ...
+    def record_velocity(
+        self, velocity_id: str, scope_key: str, created_us: int, hold_id: str | None
+    ) -> None: ...
+
+    def insert_hold(self, hold: HoldRow, charges: Sequence[ChargeRow]) -> None: ...
+    def hold(self, hold_id: str) -> HoldRow | None: ...
+    def charges(self, hold_id: str) -> list[ChargeRow]: ...
+    def resolve_hold(
+        self, hold_id: str, state: HoldState, now_us: int, captured_minor: int | None
+    ) -> bool: ...
+    def set_charge_amount(self, hold_id: str, budget_id: str, amount_minor: int) -> None: ...
+    def due_holds(self, now_us: int, limit: int) -> list[str]: ...
+    def counters(self) -> list[CounterRow]: ...
+
+
+class Store(Protocol):
+    """A durable store. `write()` is one serialised transaction that commits on success."""
+
+    def write(self) -> AbstractContextManager[LedgerTx]: ...
+    def read(self) -> AbstractContextManager[LedgerTx]: ...
+    def close(self) -> None: ...
+
+
+class IdSource(Protocol):
+    def __call__(self, prefix: str) -> str: ...
