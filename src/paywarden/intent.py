@@ -122,6 +122,8 @@ class PaymentIntent:
         fields.update(changes)
         if "currency" in changes and "amount" not in changes:
             fields["amount"] = self.amount.to_decimal()
+        elif "currency" not in changes and not isinstance(fields["amount"], Money):
+            fields["currency"] = self.amount.currency  # a new amount as text keeps the currency
         return PaymentIntent(**fields)
 
     def canonical(self) -> dict[str, object]:

@@ -1,8 +1,8 @@
 """Warden: the one service that orders the steps of a payment decision.
 
 `authorize` runs hops 2 to 5 of the request flow in one store transaction: idempotency, budget
-and velocity usage, policy evaluation, graduated gates, the hold, and the decision record. The
-policy evaluation itself stays pure; this module is the only one that orders I/O.
+and velocity usage, policy evaluation, graduated gates, the hold, the decision record and its
+audit entry. Policy evaluation stays pure; this module is the only one that orders I/O.
 """
 
 from __future__ import annotations
@@ -15,31 +15,29 @@ from pathlib import Path
 
 from paywarden import limits
 from paywarden.adapters.storage.sqlite import SQLiteStore
+from paywarden.audit import records
+from paywarden.audit.chain import Checkpoint, VerifyResult
+from paywarden.audit.checkpoint import SignedCheckpoint
+from paywarden.audit.service import AuditOptions, Checkpointer, verify_store
 from paywarden.bootstrap import LoadedPolicy, load_policy
-from paywarden.clock import Clock, SystemClock
-from paywarden.errors import (
-    IdempotencyConflictError,
-    NotFoundError,
-    StateConflictError,
-    StoreBusyError,
-    StoreError,
-)
+from paywarden.clock import Clock, SystemClock, to_us
+from paywarden.errors import IdempotencyConflictError, NotFoundError, StoreBusyError, StoreError
 from paywarden.intent import PaymentIntent
-from paywarden.ledger import holds
+from paywarden.ledger import holds, settle
 from paywarden.ledger.status import BudgetStatus, budget_status
 from paywarden.ledger.usage import (
     apply_budget_gates,
     budget_claims,
-    to_us,
     velocity_claims,
     velocity_denial,
 )
-from paywarden.money import Money
 from paywarden.policy.compiler import CompiledPolicy
 from paywarden.policy.decision import Decision
 from paywarden.policy.evaluator import deny_everything, evaluate
 from paywarden.policy.facts import StateSnapshot
 from paywarden.ports import HoldRow, IdSource, LedgerTx, NewDecision, Store
+
+__all__ = ["AuditOptions", "Warden"]
 
 
 def random_id(prefix: str) -> str:
@@ -47,8 +45,8 @@ def random_id(prefix: str) -> str:
 
 
 class Warden:
-    """Guards payments: `authorize(intent)` decides, holds and records; `capture` and `void`
-    settle a hold.
+    """Guards payments: `authorize(intent)` decides, holds, records and audits; `capture` and
+    `void` settle a hold.
 
     Open one with `Warden.open(policy=PATH_OR_YAML_TEXT, database=PATH)`. A missing, empty or
     invalid policy does not raise: the Warden opens and denies everything, with a reason code
@@ -64,6 +62,7 @@ class Warden:
         environment: str | None = None,
         hold_ttl_seconds: int = limits.hold_ttl_seconds,
         ids: IdSource = random_id,
+        audit: AuditOptions | None = None,
     ) -> None:
         self._loaded = loaded
         self._store = store
@@ -71,6 +70,8 @@ class Warden:
         self._environment = environment.lower() if environment else None
         self._hold_ttl_us = hold_ttl_seconds * 1_000_000
         self._ids = ids
+        self._checkpoints = Checkpointer(store, audit or AuditOptions(), clock)
+        self._record_policy_load()
 
     @classmethod
     def open(
@@ -83,6 +84,7 @@ class Warden:
         hold_ttl_seconds: int = limits.hold_ttl_seconds,
         busy_timeout_seconds: float = limits.store_busy_timeout_seconds,
         ids: IdSource = random_id,
+        audit: AuditOptions | None = None,
     ) -> Warden:
         """Open a Warden on a policy (path or YAML text) and a SQLite database file.
 
@@ -97,6 +99,7 @@ class Warden:
             environment=environment,
             hold_ttl_seconds=hold_ttl_seconds,
             ids=ids,
+            audit=audit,
         )
 
     def close(self) -> None:
@@ -118,18 +121,21 @@ class Warden:
 
     # Authorize ------------------------------------------------------------------------------
 
-    def authorize(self, intent: PaymentIntent, *, phase: str | None = None) -> Decision:
-        """Decide one intent, hold its amount if allowed or pending, and record the decision.
+    def authorize(
+        self, intent: PaymentIntent, *, phase: str | None = None, actor: str | None = None
+    ) -> Decision:
+        """Decide one intent, hold its amount if allowed or pending, record and audit it.
 
         Raises `IdempotencyConflictError` when the intent's idempotency key was used before for
-        a different intent (nothing is changed). Store failures never raise: they deny.
+        a different intent (nothing is changed). Store and internal failures never raise and
+        never allow: they deny with `store_busy`, `store_unavailable` or `internal_error`.
         """
         now = self._clock.now()
         policy = self._loaded.policy
         intent, mismatch = self._with_environment(intent)
         try:
             with self._store.write() as tx:
-                holds.expire_due(tx, to_us(now), limits.expire_per_authorize_max)
+                settle.expire_due(tx, to_us(now), limits.expire_per_authorize_max)
                 replay = self._replay(tx, intent)
                 if replay is not None:
                     return replay
@@ -141,13 +147,17 @@ class Warden:
                     )
                 else:
                     decision = self._decide_and_hold(tx, policy, intent, phase, now)
-                return self._record(tx, intent, decision, now)
-        except StoreBusyError as error:
-            return self._store_denial("store_busy", error, policy, now)
+                decision = self._record(tx, intent, decision, now, actor or f"agent:{intent.agent}")
         except IdempotencyConflictError:
             raise
+        except StoreBusyError as error:
+            return self._failure_denial("store_busy", error, policy, now)
         except StoreError as error:
-            return self._store_denial("store_unavailable", error, policy, now)
+            return self._failure_denial("store_unavailable", error, policy, now)
+        except Exception as error:  # an internal fault must deny, never allow
+            return self._failure_denial("internal_error", error, policy, now)
+        self._checkpoints.maybe_checkpoint()
+        return decision
 
     def _with_environment(self, intent: PaymentIntent) -> tuple[PaymentIntent, str | None]:
         """The environment comes from the deployment; an intent may only repeat it."""
@@ -156,8 +166,8 @@ class Warden:
             return intent.replace(environment=deployment or "production"), None
         if deployment is not None and intent.environment != deployment:
             return intent, (
-                f"intent environment `{intent.environment}` differs from this deployment's "
-                f"`{deployment}`"
+                f"intent environment `{intent.environment}` differs from this "
+                f"deployment's `{deployment}`"
             )
         return intent, None
 
@@ -210,10 +220,11 @@ class Warden:
         return replace(decision, hold_id=hold.hold_id)
 
     def _record(
-        self, tx: LedgerTx, intent: PaymentIntent, decision: Decision, now: datetime
+        self, tx: LedgerTx, intent: PaymentIntent, decision: Decision, now: datetime, actor: str
     ) -> Decision:
         if decision.decision_id is None:
             decision = replace(decision, decision_id=self._ids("dec"))
+        decision_id, now_us = str(decision.decision_id), to_us(now)
         body = json.dumps(
             decision.to_dict(),
             sort_keys=True,
@@ -223,8 +234,8 @@ class Warden:
         )
         tx.insert_decision(
             NewDecision(
-                decision_id=str(decision.decision_id),
-                created_us=to_us(now),
+                decision_id=decision_id,
+                created_us=now_us,
                 agent=intent.agent,
                 action=intent.action,
                 amount_minor=intent.amount_minor,
@@ -239,6 +250,9 @@ class Warden:
                 body=body,
             )
         )
+        records.append(
+            tx, now_us, "decision", decision_id, records.decision_body(intent, decision, actor)
+        )
         return decision
 
     def _deny_without_policy(self, now: datetime) -> Decision:
@@ -247,44 +261,65 @@ class Warden:
         return deny_everything(code, f"no usable policy ({summary}); denied", "none", now)
 
     @staticmethod
-    def _store_denial(
+    def _failure_denial(
         code: str, error: Exception, policy: CompiledPolicy | None, now: datetime
     ) -> Decision:
         version = policy.version if policy else "none"
-        return deny_everything(code, f"{error}; denied", version, now)
+        return deny_everything(code, f"{error or type(error).__name__}; denied", version, now)
+
+    def _record_policy_load(self) -> None:
+        """Audit a policy that differs from the last one recorded (loaded or rejected)."""
+        loaded = self._loaded
+        version = loaded.policy.version if loaded.policy else f"invalid:{loaded.reason_code}"
+        body: dict[str, object] = {
+            "actor": "system",
+            "source": loaded.source,
+            "policy_version": version,
+            "status": "loaded" if loaded.policy else "rejected",
+            "problems": [p.format(loaded.source) for p in loaded.report.problems[:20]],
+        }
+        try:
+            with self._store.write() as tx:
+                latest = tx.audit_latest("policy.loaded")
+                if latest is not None and json.loads(latest.body).get("policy_version") == version:
+                    return
+                records.append(tx, to_us(self._clock.now()), "policy.loaded", version, body)
+        except StoreError:
+            return  # every decision will deny with the store error; nothing more to do here
 
     # Holds ----------------------------------------------------------------------------------
 
-    def capture(self, hold_id: str, amount: str | int | None = None) -> HoldRow:
-        """Capture a held amount (all of it, or a smaller `amount` that frees the rest)."""
-        now_us = to_us(self._clock.now())
-        with self._store.write() as tx:
-            hold = self._open_hold(tx, hold_id, now_us)
-            captured = hold.amount_minor if amount is None else self._capture_amount(hold, amount)
-            if hold.state == "held":
-                holds.invariant(
-                    holds.resolve(tx, hold, "captured", now_us, captured),
-                    "a held hold must resolve",
-                )
-            updated = tx.hold(hold_id)
-        return self._resolved_or_raise(updated, hold, "captured")
+    def capture(
+        self, hold_id: str, amount: str | int | None = None, *, actor: str = "system"
+    ) -> HoldRow:
+        """Capture a held amount: all of it, or a smaller `amount` that frees the rest.
 
-    def void(self, hold_id: str) -> HoldRow:
-        """Release a held amount without spending it."""
+        Raises `NotFoundError` for an unknown hold and `StateConflictError` when the hold was
+        already captured, voided or expired (a hold resolves exactly once).
+        """
         now_us = to_us(self._clock.now())
         with self._store.write() as tx:
-            hold = self._open_hold(tx, hold_id, now_us)
-            if hold.state == "held":
-                holds.invariant(
-                    holds.resolve(tx, hold, "voided", now_us), "a held hold must resolve"
-                )
-            updated = tx.hold(hold_id)
-        return self._resolved_or_raise(updated, hold, "voided")
+            hold = settle.open_hold(tx, hold_id, now_us)
+            captured = settle.capture_amount(hold, amount)
+            updated = settle.settle(tx, hold, "captured", now_us, actor, captured)
+        if updated is None:
+            raise settle.already_resolved(hold, "captured")
+        return updated
+
+    def void(self, hold_id: str, *, actor: str = "system") -> HoldRow:
+        """Release a held amount without spending it (once)."""
+        now_us = to_us(self._clock.now())
+        with self._store.write() as tx:
+            hold = settle.open_hold(tx, hold_id, now_us)
+            updated = settle.settle(tx, hold, "voided", now_us, actor)
+        if updated is None:
+            raise settle.already_resolved(hold, "voided")
+        return updated
 
     def expire_due(self, batch_max: int = limits.expire_sweep_batch_max) -> int:
-        """Expire holds past their deadline; returns how many were expired."""
+        """Expire holds past their deadline (a bounded sweep); returns how many expired."""
         with self._store.write() as tx:
-            return holds.expire_due(tx, to_us(self._clock.now()), batch_max)
+            return settle.expire_due(tx, to_us(self._clock.now()), batch_max)
 
     def hold(self, hold_id: str) -> HoldRow:
         with self._store.read() as tx:
@@ -294,41 +329,14 @@ class Warden:
         return hold
 
     def decision(self, decision_id: str) -> Decision:
+        """A recorded decision with its proof trace."""
         with self._store.read() as tx:
             body = tx.decision_body(decision_id)
         if body is None:
             raise NotFoundError(f"no decision `{decision_id}`")
         return Decision.from_dict(json.loads(body))
 
-    def _open_hold(self, tx: LedgerTx, hold_id: str, now_us: int) -> HoldRow:
-        """The hold, expired first if its deadline passed (the expiry commits either way)."""
-        hold = tx.hold(hold_id)
-        if hold is None:
-            raise NotFoundError(f"no hold `{hold_id}`")
-        if hold.state == "held" and hold.expires_us <= now_us:
-            holds.resolve(tx, hold, "expired", now_us)
-            hold = replace(hold, state="expired")
-        return hold
-
-    @staticmethod
-    def _capture_amount(hold: HoldRow, amount: str | int) -> int:
-        money = Money.parse(amount, hold.currency)
-        if money.amount_minor > hold.amount_minor:
-            raise StateConflictError(
-                f"cannot capture {money} from hold `{hold.hold_id}` of "
-                f"{Money(hold.amount_minor, hold.currency, money.exponent)}"
-            )
-        return money.amount_minor
-
-    @staticmethod
-    def _resolved_or_raise(updated: HoldRow | None, before: HoldRow, target: str) -> HoldRow:
-        if before.state != "held" or updated is None:
-            raise StateConflictError(
-                f"hold `{before.hold_id}` is already {before.state}; it cannot be {target}"
-            )
-        return updated
-
-    # Budgets --------------------------------------------------------------------------------
+    # Budgets and audit ----------------------------------------------------------------------
 
     def budgets(self) -> list[BudgetStatus]:
         """Each budget's spent, held, remaining and gate in its current window, per scope."""
@@ -337,3 +345,11 @@ class Warden:
             return []
         with self._store.read() as tx:
             return budget_status(tx, policy, self._clock.now())
+
+    def checkpoint(self) -> SignedCheckpoint:
+        """Sign the audit head now (and write it to the checkpoint directory, if configured)."""
+        return self._checkpoints.checkpoint()
+
+    def verify_audit(self, checkpoint: Checkpoint | None = None) -> VerifyResult:
+        """Recompute the audit chain (read-only); check it against a verified checkpoint."""
+        return verify_store(self._store, checkpoint)

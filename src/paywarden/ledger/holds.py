@@ -136,11 +136,11 @@ def resolve(
     return True
 
 
-def expire_due(tx: LedgerTx, now_us: int, batch_max: int) -> int:
-    """Expire up to `batch_max` holds whose deadline passed; a bounded sweep."""
-    expired = 0
+def expire_due(tx: LedgerTx, now_us: int, batch_max: int) -> list[HoldRow]:
+    """Expire up to `batch_max` holds whose deadline passed (a bounded sweep); return them."""
+    expired = []
     for hold_id in tx.due_holds(now_us, batch_max):
         hold = tx.hold(hold_id)
         if hold is not None and resolve(tx, hold, "expired", now_us):
-            expired += 1
+            expired.append(hold)
     return expired

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from paywarden.ledger.usage import ROLLING_HEAD_US, BudgetClaim, gate_of, to_us
+from paywarden.clock import to_us
+from paywarden.ledger.usage import ROLLING_HEAD_US, BudgetClaim, gate_of
 from paywarden.policy.compiler import CompiledPolicy
 from paywarden.ports import LedgerTx
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from paywarden.clock import to_us
 from paywarden.intent import PaymentIntent
 from paywarden.money import format_minor
 from paywarden.policy.budgets import BudgetSpec, Scope, VelocitySpec, applies
@@ -20,12 +21,6 @@ from paywarden.policy.fx import ceil_fraction
 
 NO_VALUE = "(none)"
 ROLLING_HEAD_US = -1  # the counter row that serialises a rolling budget's reservations
-
-
-def to_us(instant: datetime) -> int:
-    """Microseconds since the epoch, exactly (no float arithmetic)."""
-    delta = instant - datetime(1970, 1, 1, tzinfo=instant.tzinfo)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def scope_key(scope: Scope, intent: PaymentIntent) -> str:

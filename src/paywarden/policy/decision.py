@@ -19,6 +19,7 @@ REASON_CODES: Mapping[str, str] = {
     "policy_invalid": "the policy failed to compile, so everything is denied",
     "store_unavailable": "the store failed, so the request is denied rather than guessed",
     "store_busy": "the store stayed locked past the busy timeout",
+    "internal_error": "an unexpected internal fault; paywarden denies rather than guess",
     "halted": "payments are halted by the kill switch",
     "environment_mismatch": "the intent names an environment other than the deployment's",
     "idempotency_key_reused": "the idempotency key was used before for a different intent",

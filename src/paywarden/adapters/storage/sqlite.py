@@ -15,7 +15,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from paywarden.adapters.storage.sqlite_schema import MIGRATIONS, SCHEMA_VERSION
+from paywarden.adapters.storage.sqlite_schema import MIGRATIONS, SCHEMA_VERSION, statements
+from paywarden.audit.chain import AuditEntry
 from paywarden.errors import StoreBusyError, StoreError
 from paywarden.ports import (
     ChargeRow,
@@ -150,9 +151,8 @@ class SQLiteStore:
                 )
             for version, sql in MIGRATIONS:
                 if version > current:
-                    for statement in sql.split(";"):
-                        if statement.strip():
-                            connection.execute(statement)
+                    for statement in statements(sql):
+                        connection.execute(statement)
                     connection.execute(
                         "INSERT INTO schema_migrations (version, applied_us) VALUES (?, ?)",
                         (version, time.time_ns() // 1000),
@@ -382,3 +382,84 @@ class SQLiteTx:
             (now_us, limit),
         ).fetchall()
         return [str(row[0]) for row in rows]
+
+    # Audit -----------------------------------------------------------------------------------
+
+    def audit_head(self) -> AuditEntry | None:
+        row = self._db.execute(
+            f"SELECT {_AUDIT_COLUMNS} FROM audit_log ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        return AuditEntry(*row) if row else None
+
+    def audit_insert(self, entry: AuditEntry) -> None:
+        self._db.execute(
+            f"INSERT INTO audit_log ({_AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                entry.seq,
+                entry.created_us,
+                entry.kind,
+                entry.ref_id,
+                entry.parent_hash,
+                entry.entry_hash,
+                entry.body,
+            ),
+        )
+
+    def audit_entries(self, after_seq: int, limit: int) -> list[AuditEntry]:
+        return read_audit_page(self._db, after_seq, limit)
+
+    def audit_by_ref(self, ref_id: str) -> list[AuditEntry]:
+        rows = self._db.execute(
+            f"SELECT {_AUDIT_COLUMNS} FROM audit_log WHERE ref_id = ? ORDER BY seq", (ref_id,)
+        ).fetchall()
+        return [AuditEntry(*row) for row in rows]
+
+    def audit_latest(self, kind: str) -> AuditEntry | None:
+        row = self._db.execute(
+            f"SELECT {_AUDIT_COLUMNS} FROM audit_log WHERE kind = ? ORDER BY seq DESC LIMIT 1",
+            (kind,),
+        ).fetchone()
+        return AuditEntry(*row) if row else None
+
+
+_AUDIT_COLUMNS = "seq, created_us, kind, ref_id, parent_hash, entry_hash, body"
+
+
+def read_audit_page(connection: sqlite3.Connection, after_seq: int, limit: int) -> list[AuditEntry]:
+    rows = connection.execute(
+        f"SELECT {_AUDIT_COLUMNS} FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?",
+        (after_seq, limit),
+    ).fetchall()
+    return [AuditEntry(*row) for row in rows]
+
+
+def iter_audit_readonly(
+    path: str | Path, page_entries: int = 20_000, ref_id: str | None = None
+) -> Iterator[AuditEntry]:
+    """Stream every entry of a database file opened read-only: verification never writes.
+
+    Rows are read in order of their storage key, not sorted by it, so a renumbered or moved
+    entry shows up where it is stored and the verifier sees the gap or the repeat.
+    """
+    uri = f"file:{Path(path).resolve()}?mode=ro"
+    try:
+        connection = sqlite3.connect(uri, uri=True, isolation_level=None)
+    except sqlite3.Error as error:
+        raise StoreError(f"cannot open `{path}` read-only: {error}") from error
+    try:
+        if ref_id is None:
+            cursor = connection.execute(f"SELECT {_AUDIT_COLUMNS} FROM audit_log")
+        else:
+            cursor = connection.execute(
+                f"SELECT {_AUDIT_COLUMNS} FROM audit_log WHERE ref_id = ? ORDER BY seq", (ref_id,)
+            )
+        while True:
+            rows = cursor.fetchmany(page_entries)
+            if not rows:
+                return
+            for row in rows:
+                yield AuditEntry(*row)
+    except sqlite3.Error as error:
+        raise StoreError(f"cannot read the audit log of `{path}`: {error}") from error
+    finally:
+        connection.close()

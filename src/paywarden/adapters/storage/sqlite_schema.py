@@ -8,6 +8,7 @@ able to lower a limit below current spend to freeze spending; the reserve statem
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Final
 
 MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
@@ -87,6 +88,44 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
         CREATE INDEX velocity_events_window ON velocity_events (velocity_id, scope_key, created_us);
         """,
     ),
+    (
+        2,
+        """
+        CREATE TABLE audit_log (
+            seq         INTEGER PRIMARY KEY CHECK (seq > 0),
+            created_us  INTEGER NOT NULL,
+            kind        TEXT NOT NULL,
+            ref_id      TEXT NOT NULL,
+            parent_hash TEXT NOT NULL CHECK (length(parent_hash) = 64),
+            entry_hash  TEXT NOT NULL UNIQUE CHECK (length(entry_hash) = 64),
+            body        TEXT NOT NULL
+        ) STRICT;
+        CREATE INDEX audit_log_ref ON audit_log (ref_id);
+        CREATE INDEX audit_log_kind ON audit_log (kind, seq);
+        -- Append-only as a second line of defence (the chain and checkpoints are the first):
+        -- the application never updates or deletes an entry.
+        CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+        CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+        """,
+    ),
 )
+
+
+def statements(sql: str) -> list[str]:
+    """Split a migration into complete statements (trigger bodies contain semicolons)."""
+    result: list[str] = []
+    buffer = ""
+    for line in sql.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip():
+                result.append(buffer.strip())
+            buffer = ""
+    if buffer.strip():
+        raise ValueError(f"incomplete SQL statement in a migration: {buffer.strip()[:60]}")
+    return result
+
 
 SCHEMA_VERSION: Final = MIGRATIONS[-1][0]

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from paywarden import __version__
+from paywarden.entrypoints.cli.audit_cli import audit
 from paywarden.errors import InvalidInputError
 from paywarden.intent import PaymentIntent
 from paywarden.money import format_minor
@@ -259,6 +260,9 @@ def demo() -> None:
     from paywarden.entrypoints.cli.demo import run_demo
 
     run_demo(click.echo)
+
+
+cli.add_command(audit)
 
 
 def main() -> None:

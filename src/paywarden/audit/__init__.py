@@ -1,0 +1,1 @@
+"""The tamper-evident audit log: canonical bytes, redaction, the hash chain and checkpoints."""

@@ -1,0 +1,82 @@
+"""What goes into an audit entry, and appending it in the caller's transaction.
+
+Every decision and state change appends one entry in the same store transaction as the change
+itself, so there is never a change without its entry nor an entry without its change. Secrets
+in the agent-supplied text fields are redacted before hashing, and the entry lists the paths
+that were redacted.
+"""
+
+from __future__ import annotations
+
+from paywarden.audit.canonical import canonical_text
+from paywarden.audit.chain import AuditEntry, link
+from paywarden.audit.redact import redact
+from paywarden.intent import PaymentIntent
+from paywarden.policy.decision import Decision
+from paywarden.ports import HoldRow, LedgerTx
+
+
+def intent_summary(intent: PaymentIntent) -> dict[str, object]:
+    return {
+        "agent": intent.agent,
+        "action": intent.action,
+        "amount_minor": intent.amount_minor,
+        "currency": intent.currency,
+        "recipient": intent.recipient,
+        "environment": intent.environment,
+        "category": intent.category,
+        "session_id": intent.session_id,
+        "rail": intent.rail,
+        "idempotency_key": intent.idempotency_key,
+        "fingerprint": intent.fingerprint(),
+        "purpose": intent.purpose,
+        "recipient_name": intent.recipient_name,
+        "metadata": dict(intent.metadata),
+    }
+
+
+def decision_body(intent: PaymentIntent, decision: Decision, actor: str) -> dict[str, object]:
+    summary, redacted = redact(intent_summary(intent), "$.intent")
+    return {
+        "actor": actor,
+        "intent": summary,
+        "outcome": decision.outcome,
+        "reason_code": decision.reason_code,
+        "reason": decision.reason,
+        "rule_ids": list(decision.rule_ids),
+        "policy_version": decision.policy_version,
+        "hold_id": decision.hold_id,
+        "warnings": list(decision.warnings),
+        "trace": decision.trace.to_dict(),
+        "redacted": redacted,
+    }
+
+
+def hold_body(
+    hold: HoldRow, state: str, actor: str, captured_minor: int | None
+) -> dict[str, object]:
+    return {
+        "actor": actor,
+        "hold_id": hold.hold_id,
+        "decision_id": hold.decision_id,
+        "agent": hold.agent,
+        "amount_minor": hold.amount_minor,
+        "currency": hold.currency,
+        "state": state,
+        "captured_minor": captured_minor,
+    }
+
+
+def append(
+    tx: LedgerTx, now_us: int, kind: str, ref_id: str, body: dict[str, object]
+) -> AuditEntry:
+    """Append one entry after the current head, inside `tx`.
+
+    Entry times never go backwards: a clock that jumps back is clamped to the head's time, so
+    times are non-decreasing by sequence.
+    """
+    head = tx.audit_head()
+    created_us = now_us if head is None else max(now_us, head.created_us)
+    entry = link(head, created_us, kind, ref_id, canonical_text(body))
+    tx.audit_insert(entry)
+    return entry

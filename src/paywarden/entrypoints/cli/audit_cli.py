@@ -1,0 +1,288 @@
+"""`paywarden audit ...`: keys, checkpoints, verification, proof traces and export.
+
+Every command here opens the database read-only: verifying or reading the log never writes it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+
+from paywarden.adapters.storage.sqlite import iter_audit_readonly
+from paywarden.audit.chain import AuditEntry, Checkpoint, VerifyResult, verify
+from paywarden.audit.checkpoint import (
+    CheckpointError,
+    check_signature,
+    generate_key,
+    latest_checkpoint,
+    load_private_key,
+    load_public_key,
+    parse,
+    sign,
+    write_checkpoint,
+)
+from paywarden.clock import SystemClock, to_us
+from paywarden.errors import StoreError
+
+EXIT_BROKEN = 1
+EXIT_USAGE = 2
+_DATABASE = click.option(
+    "--database",
+    default="paywarden.db",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="SQLite ledger file.",
+)
+
+
+def _die(message: str, status: int = EXIT_USAGE) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(status)
+
+
+def _entries(database: str, ref_id: str | None = None) -> Iterator[AuditEntry]:
+    if not Path(database).exists():
+        _die(f"no ledger at `{database}`")
+    return iter_audit_readonly(database, ref_id=ref_id)
+
+
+@click.group()
+def audit() -> None:
+    """Tamper-evident audit log: keygen, checkpoint, verify, show, export."""
+
+
+@audit.command()
+@click.option(
+    "--out",
+    "private_path",
+    default="paywarden-audit.key",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="Private key file (PEM, mode 0600).",
+)
+@click.option(
+    "--public-out",
+    "public_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Public key file (default: the private key path with .pub).",
+)
+def keygen(private_path: str, public_path: str | None) -> None:
+    """Create the Ed25519 key that signs checkpoints. Keep it outside the database."""
+    public = Path(public_path) if public_path else Path(private_path).with_suffix(".pub")
+    try:
+        key_id = generate_key(Path(private_path), public)
+    except CheckpointError as error:
+        _die(str(error))
+    click.echo(f"created {private_path} (private, keep it secret) and {public} (public)")
+    click.echo(f"key id {key_id}")
+
+
+@audit.command()
+@_DATABASE
+@click.option(
+    "--key",
+    "key_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Private signing key from `paywarden audit keygen`.",
+)
+@click.option(
+    "--dir",
+    "directory",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Also write the checkpoint into this directory.",
+)
+@click.option(
+    "--origin", default="paywarden", show_default=True, help="Log name in the checkpoint."
+)
+def checkpoint(database: str, key_path: str, directory: str | None, origin: str) -> None:
+    """Sign the current head of the log and print the checkpoint (JSON) to stdout."""
+    try:
+        head: AuditEntry | None = None
+        for head in _entries(database):  # noqa: B007 - the loop finds the last entry
+            pass
+        seq, head_hash = (head.seq, head.entry_hash) if head else (0, "00" * 32)
+        signed = sign(
+            Checkpoint(origin, seq, head_hash, to_us(SystemClock().now())),
+            load_private_key(Path(key_path)),
+        )
+    except (CheckpointError, StoreError) as error:
+        _die(str(error))
+    if directory:
+        write_checkpoint(Path(directory), signed)
+    click.echo(signed.to_json(), nl=False)
+
+
+def _trusted_checkpoint(
+    checkpoint_file: str | None, checkpoint_dir: str | None, public_key: str | None
+) -> Checkpoint | None:
+    path = Path(checkpoint_file) if checkpoint_file else None
+    if path is None and checkpoint_dir:
+        path = latest_checkpoint(Path(checkpoint_dir))
+        if path is None:
+            _die(f"no checkpoint in `{checkpoint_dir}`")
+    if path is None:
+        return None
+    if public_key is None:
+        _die("--public-key is required to trust a checkpoint")
+    assert public_key is not None  # _die exits; this narrows the type
+    try:
+        return check_signature(
+            parse(path.read_text(encoding="utf-8")), load_public_key(Path(public_key))
+        )
+    except OSError as error:
+        _die(f"cannot read checkpoint `{path}`: {error}")
+    except CheckpointError as error:
+        _die(f"{path}: {error}", EXIT_BROKEN)
+    return None
+
+
+def _export_entries(path: str) -> Iterator[AuditEntry]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                try:
+                    data = json.loads(line)
+                    yield AuditEntry(
+                        int(data["seq"]),
+                        int(data["created_us"]),
+                        str(data["kind"]),
+                        str(data["ref_id"]),
+                        str(data["parent_hash"]),
+                        str(data["entry_hash"]),
+                        str(data["body"]),
+                    )
+                except (ValueError, KeyError, TypeError) as error:
+                    _die(f"{path}:{number}: malformed export line: {error}", EXIT_BROKEN)
+    except OSError as error:
+        _die(f"cannot read `{path}`: {error}")
+
+
+@audit.command("verify")
+@_DATABASE
+@click.option(
+    "--export",
+    "export_file",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Verify a JSONL export offline instead of a database.",
+)
+@click.option(
+    "--checkpoint",
+    "checkpoint_file",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Signed checkpoint to check the log against.",
+)
+@click.option(
+    "--checkpoint-dir",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Use the latest checkpoint in this directory.",
+)
+@click.option(
+    "--public-key",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Trusted public key for the checkpoint.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def verify_command(
+    database: str,
+    export_file: str | None,
+    checkpoint_file: str | None,
+    checkpoint_dir: str | None,
+    public_key: str | None,
+    as_json: bool,
+) -> None:
+    """Recompute the chain; report the first broken link. Exit 0 valid, 1 broken, 2 usage.
+
+    Without a checkpoint, a deleted tail or a rewritten suffix cannot be detected; with one,
+    both are. Verification never writes to the log.
+    """
+    trusted = _trusted_checkpoint(checkpoint_file, checkpoint_dir, public_key)
+    entries = _export_entries(export_file) if export_file else _entries(database)
+    try:
+        result = verify(entries, trusted)
+    except StoreError as error:
+        _die(str(error))
+    _print_result(result, trusted, as_json)
+    sys.exit(0 if result.ok else EXIT_BROKEN)
+
+
+def _print_result(result: VerifyResult, trusted: Checkpoint | None, as_json: bool) -> None:
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "ok": result.ok,
+                    "entries_checked": result.entries_checked,
+                    "head_seq": result.head_seq,
+                    "head_hash": result.head_hash,
+                    "first_bad_seq": result.first_bad_seq,
+                    "reason": result.reason,
+                    "checkpoint_seq": trusted.seq if trusted else None,
+                },
+                indent=2,
+            )
+        )
+        return
+    click.echo(result.describe())
+    if result.ok and trusted is None:
+        click.echo("note: no checkpoint given, so tail truncation cannot be ruled out")
+    elif result.ok and trusted is not None:
+        click.echo(f"checkpoint at seq {trusted.seq} matches")
+
+
+@audit.command()
+@click.argument("ref_id")
+@_DATABASE
+def show(ref_id: str, database: str) -> None:
+    """Print the audit entries of a decision or hold id, with the decision's proof trace."""
+    found = list(_entries(database, ref_id))
+    if not found:
+        _die(f"no audit entry for `{ref_id}`", EXIT_BROKEN)
+    for entry in found:
+        click.echo(f"seq {entry.seq}  {entry.kind}  hash {entry.entry_hash[:16]}")
+        click.echo(json.dumps(json.loads(entry.body), indent=2, sort_keys=True))
+
+
+@audit.command()
+@_DATABASE
+@click.option(
+    "--out",
+    default="-",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="JSONL output file, or - for stdout.",
+)
+def export(database: str, out: str) -> None:
+    """Write the log as JSONL; `paywarden audit verify --export FILE` checks it offline."""
+    handle = sys.stdout if out == "-" else open(out, "w", encoding="utf-8")  # noqa: SIM115
+    try:
+        for entry in _entries(database):
+            handle.write(
+                json.dumps(
+                    {
+                        "seq": entry.seq,
+                        "created_us": entry.created_us,
+                        "kind": entry.kind,
+                        "ref_id": entry.ref_id,
+                        "parent_hash": entry.parent_hash,
+                        "entry_hash": entry.entry_hash,
+                        "body": entry.body,
+                    },
+                    ensure_ascii=False,
+                    sort_keys=True,
+                )
+                + "\n"
+            )
+    finally:
+        if handle is not sys.stdout:
+            handle.close()
