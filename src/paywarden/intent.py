@@ -51,7 +51,7 @@ class PaymentIntent:
     kept in `recipient_original` for rails whose identifiers are case-sensitive.
     """
 
-    __slots__ = (*_FIELDS, "recipient_original")
+    __slots__ = (*_FIELDS, "_fingerprint", "recipient_original")
 
     agent: str
     action: str
@@ -66,6 +66,7 @@ class PaymentIntent:
     session_id: str | None
     idempotency_key: str | None
     metadata: Mapping[str, MetadataValue]
+    _fingerprint: str | None
 
     def __init__(
         self,
@@ -103,6 +104,7 @@ class PaymentIntent:
         }
         for name, value in values.items():
             object.__setattr__(self, name, value)
+        object.__setattr__(self, "_fingerprint", None)
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("PaymentIntent is immutable")
@@ -126,6 +128,16 @@ class PaymentIntent:
             fields["currency"] = self.amount.currency  # a new amount as text keeps the currency
         return PaymentIntent(**fields)
 
+    def with_environment(self, environment: str) -> PaymentIntent:
+        """A copy with the deployment's environment filled in (only that field is checked)."""
+        value = _optional_identifier("environment", environment, lower=True)
+        copy = object.__new__(PaymentIntent)
+        for name in PaymentIntent.__slots__:
+            object.__setattr__(copy, name, getattr(self, name))
+        object.__setattr__(copy, "environment", value)
+        object.__setattr__(copy, "_fingerprint", None)
+        return copy
+
     def canonical(self) -> dict[str, object]:
         """The normalised fields as plain JSON values; the basis of the fingerprint."""
         return {
@@ -145,10 +157,15 @@ class PaymentIntent:
 
     def fingerprint(self) -> str:
         """SHA-256 over the canonical fields (the idempotency key itself is excluded)."""
+        cached: str | None = self._fingerprint
+        if cached is not None:
+            return cached
         data = json.dumps(
             self.canonical(), sort_keys=True, separators=(",", ":"), ensure_ascii=False
         )
-        return hashlib.sha256(data.encode("utf-8")).hexdigest()
+        digest = hashlib.sha256(data.encode("utf-8")).hexdigest()
+        object.__setattr__(self, "_fingerprint", digest)
+        return digest
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, PaymentIntent):

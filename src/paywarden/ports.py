@@ -22,7 +22,7 @@ HoldState = Literal["held", "captured", "voided", "expired"]
 class StoredDecision:
     decision_id: str
     fingerprint: str
-    body: str  # the decision as canonical JSON
+    body: str  # the decision's audit entry body (canonical JSON)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,14 +75,17 @@ class NewDecision:
     fingerprint: str
     hold_id: str | None
     policy_version: str
-    body: str
+    audit_seq: int
 
 
 class LedgerTx(Protocol):
     """Statements available inside one store transaction."""
 
     def decision_by_key(self, agent: str, idempotency_key: str) -> StoredDecision | None: ...
-    def decision_body(self, decision_id: str) -> str | None: ...
+    def decision_body(self, decision_id: str) -> str | None:
+        """The body of the decision's audit entry (its "decision" member is the decision)."""
+        ...
+
     def insert_decision(self, row: NewDecision) -> None: ...
 
     def lock_counter(
@@ -120,7 +123,8 @@ class LedgerTx(Protocol):
     def audit_insert(self, entry: AuditEntry) -> None: ...
     def audit_entries(self, after_seq: int, limit: int) -> list[AuditEntry]: ...
     def audit_by_ref(self, ref_id: str) -> list[AuditEntry]: ...
-    def audit_latest(self, kind: str) -> AuditEntry | None: ...
+    def meta_get(self, key: str) -> str | None: ...
+    def meta_set(self, key: str, value: str) -> None: ...
 
 
 class Store(Protocol):

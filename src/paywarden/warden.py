@@ -163,7 +163,7 @@ class Warden:
         """The environment comes from the deployment; an intent may only repeat it."""
         deployment = self._environment
         if intent.environment is None:
-            return intent.replace(environment=deployment or "production"), None
+            return intent.with_environment(deployment or "production"), None
         if deployment is not None and intent.environment != deployment:
             return intent, (
                 f"intent environment `{intent.environment}` differs from this "
@@ -182,7 +182,7 @@ class Warden:
                 f"idempotency key `{intent.idempotency_key}` was used for a different intent "
                 f"(decision `{stored.decision_id}`)"
             )
-        return replace(Decision.from_dict(json.loads(stored.body)), replayed=True)
+        return replace(Decision.from_dict(json.loads(stored.body)["decision"]), replayed=True)
 
     def _decide_and_hold(
         self,
@@ -222,16 +222,12 @@ class Warden:
     def _record(
         self, tx: LedgerTx, intent: PaymentIntent, decision: Decision, now: datetime, actor: str
     ) -> Decision:
+        """Write the decision's audit entry (the full record) and its index row, in `tx`."""
         if decision.decision_id is None:
             decision = replace(decision, decision_id=self._ids("dec"))
         decision_id, now_us = str(decision.decision_id), to_us(now)
-        body = json.dumps(
-            decision.to_dict(),
-            sort_keys=True,
-            separators=(",", ":"),
-            ensure_ascii=False,
-            allow_nan=False,
-        )
+        body = records.decision_body(intent, decision.to_dict(), actor)
+        entry = records.append(tx, now_us, "decision", decision_id, body)
         tx.insert_decision(
             NewDecision(
                 decision_id=decision_id,
@@ -247,11 +243,8 @@ class Warden:
                 fingerprint=intent.fingerprint(),
                 hold_id=decision.hold_id,
                 policy_version=decision.policy_version,
-                body=body,
+                audit_seq=entry.seq,
             )
-        )
-        records.append(
-            tx, now_us, "decision", decision_id, records.decision_body(intent, decision, actor)
         )
         return decision
 
@@ -280,10 +273,10 @@ class Warden:
         }
         try:
             with self._store.write() as tx:
-                latest = tx.audit_latest("policy.loaded")
-                if latest is not None and json.loads(latest.body).get("policy_version") == version:
+                if tx.meta_get("policy_version") == version:
                     return
                 records.append(tx, to_us(self._clock.now()), "policy.loaded", version, body)
+                tx.meta_set("policy_version", version)
         except StoreError:
             return  # every decision will deny with the store error; nothing more to do here
 
@@ -334,7 +327,7 @@ class Warden:
             body = tx.decision_body(decision_id)
         if body is None:
             raise NotFoundError(f"no decision `{decision_id}`")
-        return Decision.from_dict(json.loads(body))
+        return Decision.from_dict(json.loads(body)["decision"])
 
     # Budgets and audit ----------------------------------------------------------------------
 

@@ -9,18 +9,26 @@ from __future__ import annotations
 
 import json
 
+_SCALARS = (str, int, bool, type(None))
 
-def _reject_floats(value: object, path: str = "$") -> None:
-    if isinstance(value, float):
-        raise TypeError(f"audit values must not be floats (at `{path}`)")
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise TypeError(f"audit keys must be strings (at `{path}`)")
-            _reject_floats(item, f"{path}.{key}")
-    elif isinstance(value, list | tuple):
-        for index, item in enumerate(value):
-            _reject_floats(item, f"{path}[{index}]")
+
+def _reject_floats(value: object) -> None:
+    """Only dicts with string keys, lists, str, int, bool and None may be encoded."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is dict:
+            assert isinstance(item, dict)
+            for key in item:
+                if type(key) is not str:
+                    raise TypeError(f"audit keys must be strings, not `{key!r}`")
+            stack.extend(item.values())
+        elif kind is list or kind is tuple:
+            assert isinstance(item, list | tuple)
+            stack.extend(item)
+        elif kind not in _SCALARS:
+            raise TypeError(f"audit values must not be {kind.__name__} (`{item!r}`)")
 
 
 def canonical_text(value: object) -> str:

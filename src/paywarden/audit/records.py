@@ -12,7 +12,6 @@ from paywarden.audit.canonical import canonical_text
 from paywarden.audit.chain import AuditEntry, link
 from paywarden.audit.redact import redact
 from paywarden.intent import PaymentIntent
-from paywarden.policy.decision import Decision
 from paywarden.ports import HoldRow, LedgerTx
 
 
@@ -35,21 +34,25 @@ def intent_summary(intent: PaymentIntent) -> dict[str, object]:
     }
 
 
-def decision_body(intent: PaymentIntent, decision: Decision, actor: str) -> dict[str, object]:
-    summary, redacted = redact(intent_summary(intent), "$.intent")
-    return {
-        "actor": actor,
-        "intent": summary,
-        "outcome": decision.outcome,
-        "reason_code": decision.reason_code,
-        "reason": decision.reason,
-        "rule_ids": list(decision.rule_ids),
-        "policy_version": decision.policy_version,
-        "hold_id": decision.hold_id,
-        "warnings": list(decision.warnings),
-        "trace": decision.trace.to_dict(),
-        "redacted": redacted,
-    }
+def decision_body(
+    intent: PaymentIntent, decision: dict[str, object], actor: str
+) -> dict[str, object]:
+    """The entry of a decision: who asked, the (redacted) intent, and the whole decision with
+    its proof trace (outcome, reason code, rule ids, policy version, budgets seen)."""
+    summary, redacted = redact_intent(intent)
+    return {"actor": actor, "intent": summary, "decision": decision, "redacted": redacted}
+
+
+def redact_intent(intent: PaymentIntent) -> tuple[dict[str, object], list[str]]:
+    """The intent summary with secrets removed from the agent-supplied free-text fields."""
+    summary = intent_summary(intent)
+    free_text = {key: summary[key] for key in ("purpose", "recipient_name", "metadata")}
+    if not any(free_text.values()):
+        return summary, []
+    clean, redacted = redact(free_text, "$.intent")
+    assert isinstance(clean, dict)  # redact returns the same shape it was given
+    summary.update(clean)
+    return summary, redacted
 
 
 def hold_body(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -100,13 +99,22 @@ class Trace:
         return {
             "policy_version": self.policy_version,
             "evaluated_at": self.evaluated_at.isoformat(),
-            "rules": [dataclasses.asdict(rule) for rule in self.rules],
+            "rules": [
+                {"rule_id": r.rule_id, "effect": r.effect, "matched": r.matched, "error": r.error}
+                for r in self.rules
+            ],
             "budgets": [
                 {
-                    **dataclasses.asdict(budget),
-                    "remaining_minor": budget.remaining_minor,
+                    "budget_id": b.budget_id,
+                    "currency": b.currency,
+                    "limit_minor": b.limit_minor,
+                    "spent_minor": b.spent_minor,
+                    "held_minor": b.held_minor,
+                    "amount_minor": b.amount_minor,
+                    "gate": b.gate,
+                    "remaining_minor": b.remaining_minor,
                 }
-                for budget in self.budgets
+                for b in self.budgets
             ],
             "phase": self.phase,
             "notes": list(self.notes),

@@ -295,10 +295,10 @@ def _parse_hours(value: object, ctx: RuleContext, mark: Mark) -> tuple[time, tim
         ctx.error("`hours` must look like `09:00-17:00` (24-hour local time)", mark)
         return None
     h1, m1, h2, m2 = (int(g) for g in match.groups())
-    end = time.max if (h2, m2) == (24, 0) else time(h2, m2)
     if h2 == 24 and m2 != 0:
         ctx.error("`hours` cannot end after 24:00", mark)
         return None
+    end = time.max if (h2, m2) == (24, 0) else time(h2, m2)
     if (h1, m1) == (h2, m2):
         ctx.error("`hours` is an empty window: it starts and ends at the same time", mark)
         return None

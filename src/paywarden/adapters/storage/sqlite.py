@@ -175,15 +175,18 @@ class SQLiteTx:
 
     def decision_by_key(self, agent: str, idempotency_key: str) -> StoredDecision | None:
         row = self._db.execute(
-            "SELECT decision_id, fingerprint, body FROM decisions"
-            " WHERE agent = ? AND idempotency_key = ?",
+            "SELECT d.decision_id, d.fingerprint, a.body FROM decisions d"
+            " JOIN audit_log a ON a.seq = d.audit_seq"
+            " WHERE d.agent = ? AND d.idempotency_key = ?",
             (agent, idempotency_key),
         ).fetchone()
         return StoredDecision(*row) if row else None
 
     def decision_body(self, decision_id: str) -> str | None:
         row = self._db.execute(
-            "SELECT body FROM decisions WHERE decision_id = ?", (decision_id,)
+            "SELECT a.body FROM decisions d JOIN audit_log a ON a.seq = d.audit_seq"
+            " WHERE d.decision_id = ?",
+            (decision_id,),
         ).fetchone()
         return str(row[0]) if row else None
 
@@ -191,7 +194,7 @@ class SQLiteTx:
         self._db.execute(
             "INSERT INTO decisions (decision_id, created_us, agent, action, amount_minor, currency,"
             " recipient, outcome, reason_code, idempotency_key, fingerprint, hold_id,"
-            " policy_version, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " policy_version, audit_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 row.decision_id,
                 row.created_us,
@@ -206,7 +209,7 @@ class SQLiteTx:
                 row.fingerprint,
                 row.hold_id,
                 row.policy_version,
-                row.body,
+                row.audit_seq,
             ),
         )
 
@@ -414,12 +417,16 @@ class SQLiteTx:
         ).fetchall()
         return [AuditEntry(*row) for row in rows]
 
-    def audit_latest(self, kind: str) -> AuditEntry | None:
-        row = self._db.execute(
-            f"SELECT {_AUDIT_COLUMNS} FROM audit_log WHERE kind = ? ORDER BY seq DESC LIMIT 1",
-            (kind,),
-        ).fetchone()
-        return AuditEntry(*row) if row else None
+    def meta_get(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return str(row[0]) if row else None
+
+    def meta_set(self, key: str, value: str) -> None:
+        self._db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
 
 
 _AUDIT_COLUMNS = "seq, created_us, kind, ref_id, parent_hash, entry_hash, body"

@@ -30,11 +30,10 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
             fingerprint     TEXT NOT NULL,
             hold_id         TEXT,
             policy_version  TEXT NOT NULL,
-            body            TEXT NOT NULL
+            audit_seq       INTEGER NOT NULL
         ) STRICT;
         CREATE UNIQUE INDEX decisions_idempotency
             ON decisions (agent, idempotency_key) WHERE idempotency_key IS NOT NULL;
-        CREATE INDEX decisions_created ON decisions (created_us);
 
         CREATE TABLE holds (
             hold_id        TEXT PRIMARY KEY,
@@ -97,11 +96,14 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
             kind        TEXT NOT NULL,
             ref_id      TEXT NOT NULL,
             parent_hash TEXT NOT NULL CHECK (length(parent_hash) = 64),
-            entry_hash  TEXT NOT NULL UNIQUE CHECK (length(entry_hash) = 64),
+            entry_hash  TEXT NOT NULL CHECK (length(entry_hash) = 64),
             body        TEXT NOT NULL
         ) STRICT;
         CREATE INDEX audit_log_ref ON audit_log (ref_id);
-        CREATE INDEX audit_log_kind ON audit_log (kind, seq);
+        CREATE TABLE meta (
+            key   TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        ) STRICT;
         -- Append-only as a second line of defence (the chain and checkpoints are the first):
         -- the application never updates or deletes an entry.
         CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
