@@ -13,6 +13,7 @@ database; `verify` therefore also checks the chain against a signed checkpoint h
 from __future__ import annotations
 
 import hashlib
+import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -33,23 +34,30 @@ class AuditEntry:
     body: str
 
 
-def _field(value: str) -> bytes:
-    data = value.encode("utf-8")
-    return len(data).to_bytes(4, "big") + data
+_HEADER = struct.Struct(">32sQq")
+_LENGTH = struct.Struct(">I")
 
 
 def entry_hash(
     parent_hash: str, seq: int, created_us: int, kind: str, ref_id: str, body: str
 ) -> str:
-    """SHA-256 over the domain tag and every field, each length-prefixed (no boundary shifts)."""
-    digest = hashlib.sha256(DOMAIN)
-    digest.update(bytes.fromhex(parent_hash))
-    digest.update(seq.to_bytes(8, "big", signed=False))
-    digest.update(created_us.to_bytes(8, "big", signed=True))
-    digest.update(_field(kind))
-    digest.update(_field(ref_id))
-    digest.update(_field(body))
-    return digest.hexdigest()
+    """SHA-256 over the domain tag and every field; variable fields are length-prefixed, so no
+    two different entries can share the hashed bytes by shifting a field boundary."""
+    kind_bytes, ref_bytes, body_bytes = kind.encode(), ref_id.encode(), body.encode()
+    return hashlib.sha256(
+        b"".join(
+            (
+                DOMAIN,
+                _HEADER.pack(bytes.fromhex(parent_hash), seq, created_us),
+                _LENGTH.pack(len(kind_bytes)),
+                kind_bytes,
+                _LENGTH.pack(len(ref_bytes)),
+                ref_bytes,
+                _LENGTH.pack(len(body_bytes)),
+                body_bytes,
+            )
+        )
+    ).hexdigest()
 
 
 def link(
