@@ -8,6 +8,7 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from decimal import Decimal
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -22,6 +23,9 @@ _ACTION = re.compile(r"\A[a-z0-9_-]+(\.[a-z0-9_-]+)*\Z", re.ASCII)
 _IDEMPOTENCY_KEY = re.compile(r"\A[\x21-\x7e]+\Z", re.ASCII)
 _DOMAIN_LIKE = re.compile(r"\A[^\s@/:]+\.[^\s@/:]+\Z")
 _WHITESPACE_RUN = re.compile(r"\s+")
+# UTS #46 label separators that NFKC leaves alone; IDNA would turn them into dots only after
+# the trailing-dot strip, so `pay.com。` would escape a deny rule on `pay.com`.
+_IDEOGRAPHIC_DOTS = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": "."})
 
 MetadataValue = str | int | bool | None
 
@@ -189,15 +193,17 @@ def normalize_recipient(value: object) -> str:
     """Canonical form of a recipient, used by every rule, budget and fingerprint."""
     text = _text("recipient", value, limits.recipient_chars_max)
     _reject_invisible("recipient", text)
-    folded = _WHITESPACE_RUN.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
+    folded = _fold(text)
     if not folded:
         raise InvalidIntentError("recipient must not be empty")
     if "://" in folded:
         return _normalize_url(folded)
+    folded = folded.rstrip(". ")
+    if not folded:
+        raise InvalidIntentError(f"recipient `{text}` has no name, only dots")
     if "@" in folded and " " not in folded:
         local, _, domain = folded.rpartition("@")
         return f"{local}@{_normalize_domain(domain)}"
-    folded = folded.rstrip(".")
     if _DOMAIN_LIKE.match(folded):
         return _normalize_domain(folded)
     if not folded.isascii():
@@ -222,7 +228,7 @@ def normalize_recipient_pattern(pattern: object) -> str:
     if not any(char in text for char in _GLOB_CHARS):
         return normalize_recipient(text)
     _reject_invisible("recipient pattern", text)
-    folded = _WHITESPACE_RUN.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
+    folded = _fold(text)
     if "://" in folded:
         scheme, _, rest = folded.partition("://")
         host, slash, path = rest.partition("/")
@@ -249,6 +255,11 @@ def _pattern_domain(domain: str, pattern: str) -> str:
     return ".".join(labels)
 
 
+def _fold(text: str) -> str:
+    folded = unicodedata.normalize("NFKC", text).casefold().translate(_IDEOGRAPHIC_DOTS)
+    return _WHITESPACE_RUN.sub(" ", folded).strip()
+
+
 def _normalize_domain(domain: str) -> str:
     try:
         return idna.encode(domain.rstrip("."), uts46=True).decode("ascii")
@@ -261,7 +272,11 @@ def _normalize_url(url: str) -> str:
     if not parts.hostname:
         raise InvalidIntentError(f"recipient URL `{url}` has no host")
     host = _normalize_domain(parts.hostname)
-    netloc = f"{host}:{parts.port}" if parts.port is not None else host
+    try:
+        port = parts.port
+    except ValueError as error:
+        raise InvalidIntentError(f"recipient URL `{url}` has an invalid port: {error}") from None
+    netloc = f"{host}:{port}" if port is not None else host
     return urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
 
 
@@ -359,4 +374,4 @@ def _metadata(value: object) -> Mapping[str, MetadataValue]:
         if isinstance(item, str):
             _text(f"metadata `{key}`", item, limits.metadata_value_chars_max)
         result[key] = item
-    return result
+    return MappingProxyType(result)  # read-only: the fingerprint is cached

@@ -10,23 +10,30 @@ from __future__ import annotations
 import json
 
 _SCALARS = (str, int, bool, type(None))
+# Far deeper than any audit body; a circular value reaches it too, so the walk always ends.
+_DEPTH_MAX = 256
 
 
 def _reject_floats(value: object) -> None:
     """Only dicts with string keys, lists, str, int, bool and None may be encoded."""
-    stack = [value]
+    stack: list[tuple[object, int]] = [(value, 0)]
     while stack:
-        item = stack.pop()
+        item, depth = stack.pop()
         kind = type(item)
-        if kind is dict:
-            assert isinstance(item, dict)
-            for key in item:
-                if type(key) is not str:
-                    raise TypeError(f"audit keys must be strings, not `{key!r}`")
-            stack.extend(item.values())
-        elif kind is list or kind is tuple:
-            assert isinstance(item, list | tuple)
-            stack.extend(item)
+        if kind is dict or kind is list or kind is tuple:
+            if depth >= _DEPTH_MAX:
+                raise ValueError(
+                    f"audit values must not nest deeper than {_DEPTH_MAX} levels (or be circular)"
+                )
+            if kind is dict:
+                assert isinstance(item, dict)
+                for key in item:
+                    if type(key) is not str:
+                        raise TypeError(f"audit keys must be strings, not `{key!r}`")
+                stack.extend((child, depth + 1) for child in item.values())
+            else:
+                assert isinstance(item, list | tuple)
+                stack.extend((child, depth + 1) for child in item)
         elif kind not in _SCALARS:
             raise TypeError(f"audit values must not be {kind.__name__} (`{item!r}`)")
 

@@ -105,11 +105,15 @@ def verify(entries: Iterable[AuditEntry], checkpoint: Checkpoint | None = None) 
     (which catches a rewritten suffix) and must not end before it (which catches truncation).
     """
     expected_seq, parent_hash, checked = 1, GENESIS_PARENT, 0
-    checkpoint_seen = False
+    # A checkpoint of the empty log (seq 0) is the genesis parent, which every log extends.
+    checkpoint_seen = (
+        checkpoint is not None and checkpoint.seq == 0 and checkpoint.head_hash == GENESIS_PARENT
+    )
     for entry in entries:
         problem = _check_entry(entry, expected_seq, parent_hash)
         if problem is not None:
-            return VerifyResult(False, checked, expected_seq - 1, parent_hash, entry.seq, problem)
+            bad_seq = entry.seq if type(entry.seq) is int else expected_seq
+            return VerifyResult(False, checked, expected_seq - 1, parent_hash, bad_seq, problem)
         if checkpoint is not None and entry.seq == checkpoint.seq:
             if entry.entry_hash != checkpoint.head_hash:
                 return VerifyResult(
@@ -138,15 +142,26 @@ def verify(entries: Iterable[AuditEntry], checkpoint: Checkpoint | None = None) 
 
 
 def _check_entry(entry: AuditEntry, expected_seq: int, parent_hash: str) -> str | None:
+    # Stored rows come from outside (a database anyone with write access may rebuild, an
+    # export file): a field of the wrong type is a broken entry, never a crash of the verifier.
+    numbers = (entry.seq, entry.created_us)
+    texts = (entry.kind, entry.ref_id, entry.parent_hash, entry.entry_hash, entry.body)
+    if any(type(value) is not int for value in numbers) or any(
+        type(value) is not str for value in texts
+    ):
+        return "entry has a field of the wrong type (column types changed)"
     if entry.seq != expected_seq:
         if entry.seq > expected_seq:
             return f"sequence jumps from {expected_seq - 1} to {entry.seq} (entries deleted)"
         return f"sequence {entry.seq} repeats or goes backwards after {expected_seq - 1}"
     if entry.parent_hash != parent_hash:
         return "parent hash does not match the previous entry (entry inserted, removed or moved)"
-    recomputed = entry_hash(
-        entry.parent_hash, entry.seq, entry.created_us, entry.kind, entry.ref_id, entry.body
-    )
+    try:
+        recomputed = entry_hash(
+            entry.parent_hash, entry.seq, entry.created_us, entry.kind, entry.ref_id, entry.body
+        )
+    except (struct.error, OverflowError, UnicodeEncodeError):
+        return "entry has a value that cannot be encoded (entry edited)"
     if recomputed != entry.entry_hash:
         return "entry hash does not match its contents (entry edited)"
     return None

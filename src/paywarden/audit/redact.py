@@ -20,7 +20,9 @@ _SECRET_VALUE = re.compile(
     r"\b(sk|rk|pk)_(live|test)_[A-Za-z0-9]{8,}|\bpw_[A-Za-z0-9_]{16,}|"
     r"-----BEGIN [A-Z ]*PRIVATE KEY-----|\beyJ[A-Za-z0-9_-]{10,}\."
 )
-_DIGIT_RUN = re.compile(r"(?:\d[ -]?){13,19}")
+# A run of digit groups separated by single spaces or dashes ("4242 4242 4242 4242 123").
+_DIGIT_GROUPS = re.compile(r"\d+(?:[ -]\d+)*")
+_GROUP_SEPARATOR = re.compile(r"[ -]")
 
 
 def _luhn_ok(digits: str) -> bool:
@@ -34,10 +36,21 @@ def _luhn_ok(digits: str) -> bool:
 
 
 def _contains_card_number(text: str) -> bool:
-    for match in _DIGIT_RUN.finditer(text):
-        digits = re.sub(r"[ -]", "", match.group(0))
-        if 13 <= len(digits) <= 19 and _luhn_ok(digits):
-            return True
+    """True when consecutive digit groups of a run form 13-19 digits passing the Luhn check.
+
+    Every window of whole groups is tried, so a card number followed or preceded by another
+    group (an expiry, a CVC: "4242 4242 4242 4242 123") is still found.
+    """
+    for match in _DIGIT_GROUPS.finditer(text):
+        groups = _GROUP_SEPARATOR.split(match.group(0))
+        for start in range(len(groups)):
+            digits = ""
+            for group in groups[start:]:
+                digits += group
+                if len(digits) > 19:
+                    break
+                if len(digits) >= 13 and _luhn_ok(digits):
+                    return True
     return False
 
 

@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -279,14 +279,23 @@ def _fx(value: object, currencies: CurrencyTable, report: CompileReport, mark: M
         except InvalidInputError as error:
             report.error(f"fx pair `{pair}`: {error}", raw_rates.mark_of(pair))
             continue
-        number = (
-            Decimal(rate) if isinstance(rate, str | int) and not isinstance(rate, bool) else rate
-        )
-        if not isinstance(number, Decimal) or not number.is_finite() or number <= 0:
+        number = _fx_rate(rate)
+        if number is None or not number.is_finite() or number <= 0:
             report.error(f"fx rate for `{pair}` must be a positive number", raw_rates.mark_of(pair))
             continue
         rates[key] = Fraction(number)
     return FxTable(str(value.get("as_of")), rates)
+
+
+def _fx_rate(rate: object) -> Decimal | None:
+    if isinstance(rate, Decimal):
+        return rate
+    if isinstance(rate, str | int) and not isinstance(rate, bool):
+        try:
+            return Decimal(rate)
+        except InvalidOperation:
+            return None
+    return None
 
 
 def _compile_rules(value: object, ctx: RuleContext, mark: Mark) -> tuple[CompiledRule, ...]:

@@ -11,7 +11,7 @@ import click
 
 from paywarden import __version__
 from paywarden.entrypoints.cli.audit_cli import audit
-from paywarden.errors import InvalidInputError
+from paywarden.errors import InvalidInputError, PaywardenError
 from paywarden.intent import PaymentIntent
 from paywarden.money import format_minor
 from paywarden.policy.compiler import check_policy
@@ -96,7 +96,7 @@ def check(
 
 def _fail(message: str, as_json: bool, code: str) -> None:
     if as_json:
-        click.echo(json.dumps({"error": code, "message": message}))
+        click.echo(json.dumps({"reason_code": "invalid_input", "error": code, "message": message}))
     else:
         click.echo(f"error: {message}", err=True)
     sys.exit(EXIT_INVALID)
@@ -266,4 +266,9 @@ cli.add_command(audit)
 
 
 def main() -> None:
-    cli()
+    """Run the CLI; a paywarden error (unreadable database, bad key) exits 2 with one line."""
+    try:
+        cli(standalone_mode=True)
+    except PaywardenError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(EXIT_INVALID)
