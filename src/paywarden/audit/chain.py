@@ -43,7 +43,9 @@ def entry_hash(
 ) -> str:
     """SHA-256 over the domain tag and every field; variable fields are length-prefixed, so no
     two different entries can share the hashed bytes by shifting a field boundary."""
-    kind_bytes, ref_bytes, body_bytes = kind.encode(), ref_id.encode(), body.encode()
+    kind_bytes = kind.encode("utf-8", "surrogateescape")
+    ref_bytes = ref_id.encode("utf-8", "surrogateescape")
+    body_bytes = body.encode("utf-8", "surrogateescape")
     return hashlib.sha256(
         b"".join(
             (

@@ -40,7 +40,38 @@ def decision_body(
     """The entry of a decision: who asked, the (redacted) intent, and the whole decision with
     its proof trace (outcome, reason code, rule ids, policy version, budgets seen)."""
     summary, redacted = redact_intent(intent)
+    decision, scrubbed = redact_decision_text(decision)
+    if scrubbed:
+        redacted = sorted(redacted + scrubbed)
     return {"actor": actor, "intent": summary, "decision": decision, "redacted": redacted}
+
+
+def redact_decision_text(decision: dict[str, object]) -> tuple[dict[str, object], list[str]]:
+    """The decision with secrets removed from its free text: the reason and rule errors can
+    quote an intent value (a `when` expression that failed on it), so they are scrubbed too."""
+    redacted: list[str] = []
+    clean = dict(decision)
+    reason = clean.get("reason")
+    if isinstance(reason, str):
+        clean["reason"], paths = redact(reason, "$.decision.reason")
+        redacted.extend(paths)
+    trace = clean.get("trace")
+    rules = trace.get("rules") if isinstance(trace, dict) else None
+    if isinstance(trace, dict) and isinstance(rules, list):
+        errors = [
+            (index, rule)
+            for index, rule in enumerate(rules)
+            if isinstance(rule, dict) and rule.get("error") is not None
+        ]
+        if errors:
+            rules = list(rules)
+            for index, rule in errors:
+                error, paths = redact(rule["error"], f"$.decision.trace.rules[{index}].error")
+                if paths:
+                    rules[index] = {**rule, "error": error}
+                    redacted.extend(paths)
+            clean["trace"] = {**trace, "rules": rules}
+    return clean, redacted
 
 
 def redact_intent(intent: PaymentIntent) -> tuple[dict[str, object], list[str]]:

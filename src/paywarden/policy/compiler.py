@@ -21,10 +21,11 @@ from paywarden.errors import InvalidInputError, PolicyCompileError
 from paywarden.money import CurrencyTable
 from paywarden.policy import dialects
 from paywarden.policy.budgets import BudgetSpec, VelocitySpec, compile_budgets, compile_velocity
-from paywarden.policy.decision import Effect
+from paywarden.policy.decision import Effect, RuleTrace
 from paywarden.policy.document import DocumentError, LocList, LocMap, Mark, load_document
 from paywarden.policy.facts import Facts
 from paywarden.policy.fx import EMPTY_FX, FxTable
+from paywarden.policy.matcher import MatchAll, generate
 from paywarden.policy.report import CompileReport
 from paywarden.policy.rules import (
     COMPARISONS,
@@ -113,13 +114,40 @@ class CompiledRule:
     checks: tuple[Check, ...]
     conditions: tuple[str, ...]
     mark: Mark
+    matches: Check = field(init=False)
+    trace_hit: RuleTrace = field(init=False)
+    trace_miss: RuleTrace = field(init=False)
+    id_tuple: tuple[str] = field(init=False)
 
-    def matches(self, facts: Facts) -> bool:
-        # A plain loop: on the hot path it is about twice as fast as all() over a generator.
-        for check in self.checks:
+    def __post_init__(self) -> None:
+        # Compose the checks once and build both possible trace entries once, so evaluating a
+        # rule is one call and recording it allocates nothing.
+        object.__setattr__(self, "matches", compose(self.checks))
+        object.__setattr__(self, "trace_hit", RuleTrace(self.rule_id, self.effect, True))
+        object.__setattr__(self, "trace_miss", RuleTrace(self.rule_id, self.effect, False))
+        object.__setattr__(self, "id_tuple", (self.rule_id,))
+
+
+def compose(checks: tuple[Check, ...]) -> Check:
+    """One function that is true when every check is, short-circuiting in order."""
+    if not checks:
+        return lambda facts: True
+    if len(checks) == 1:
+        return checks[0]
+    if len(checks) == 2:
+        first, second = checks
+        return lambda facts: first(facts) and second(facts)
+    if len(checks) == 3:
+        first, second, third = checks
+        return lambda facts: first(facts) and second(facts) and third(facts)
+
+    def every(facts: Facts) -> bool:
+        for check in checks:  # a plain loop is faster than all() over a generator here
             if not check(facts):
                 return False
         return True
+
+    return every
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +167,7 @@ class CompiledPolicy:
     velocity: tuple[VelocitySpec, ...]
     phases: Mapping[str, object]
     report: CompileReport
+    match_all: MatchAll
     deny_rules: tuple[int, ...] = field(default=())
     approval_rules: tuple[int, ...] = field(default=())
     allow_rules: tuple[int, ...] = field(default=())
@@ -186,12 +215,13 @@ def _compile_native(document: LocMap, dialect: str, report: CompileReport) -> Co
     currency = _default_currency(document, currencies, report)
     fx = _fx(document.get("fx"), currencies, report, document.mark_of("fx"))
     ctx = RuleContext(report, "", currencies, currency, fx)
-    rules = _compile_rules(document.get("rules"), ctx, document.mark_of("rules"))
     budgets = (
         compile_budgets(document["budgets"], ctx, document.mark_of("budgets"))
         if ("budgets" in document)
         else ()
     )
+    ctx.budget_ids = frozenset(budget.budget_id for budget in budgets)
+    rules = _compile_rules(document.get("rules"), ctx, document.mark_of("rules"))
     velocity = (
         compile_velocity(document["velocity"], ctx, document.mark_of("velocity"))
         if ("velocity" in document)
@@ -216,6 +246,7 @@ def _compile_native(document: LocMap, dialect: str, report: CompileReport) -> Co
         velocity=velocity,
         phases=dict(phases) if isinstance(phases, Mapping) else {},
         report=report,
+        match_all=generate([rule.checks for rule in rules]),
         deny_rules=tuple(i for i, r in enumerate(rules) if r.effect == "deny"),
         approval_rules=tuple(i for i, r in enumerate(rules) if r.effect == "require_approval"),
         allow_rules=tuple(i for i, r in enumerate(rules) if r.effect == "allow"),
@@ -344,7 +375,7 @@ def _compile_rule(
     unknown = sorted(set(entry) - RULE_KEYS)
     for key in unknown:
         ctx.error(f"unknown key `{key}`", entry.mark_of(key))
-    checks, conditions = _rule_checks(entry, ctx)
+    checks, conditions = _rule_checks(entry, ctx, effect)
     if unknown or checks is None:
         return None
     if not checks:
@@ -357,45 +388,67 @@ def _compile_rule(
     return CompiledRule(rule_id, effect, str(reason), tuple(checks), tuple(conditions), entry.mark)
 
 
-def _rule_checks(entry: LocMap, ctx: RuleContext) -> tuple[list[Check] | None, list[str]]:
-    """Checks in evaluation order: cheap list lookups, amounts, time, budgets, then CEL."""
+# Conditions run cheapest first, whatever their order in the file: list lookups, then
+# amounts (which may need FX), then time, budget ratios and CEL. Besides speed, a fixed order
+# means a rule whose `currencies` excludes an intent never reaches its amount comparison, so
+# whether a rule errors cannot depend on how its keys were written.
+_STAGE_LISTS, _STAGE_AMOUNTS, _STAGE_LATE = 0, 1, 2
+
+
+def _rule_checks(
+    entry: LocMap, ctx: RuleContext, effect: str
+) -> tuple[list[Check] | None, list[str]]:
     errors_before = len(ctx.report.errors)
-    cheap: list[Check] = []
-    costly: list[Check] = []
+    staged: list[tuple[int, Check]] = []
     conditions: list[str] = []
     for key, value in entry.items():
-        mark = entry.mark_of(key)
-        if key in LIST_CONDITIONS:
-            field_name, negate = LIST_CONDITIONS[key]
-            patterns = string_list(value, key, ctx, mark)
-            if patterns is not None:
-                try:
-                    normalize = normalizer_for(field_name, ctx)
-                    cheap.append(
-                        list_check(field_name, patterns, negate=negate, normalize=normalize)
-                    )
-                except InvalidInputError as error:
-                    ctx.error(f"`{key}`: {error}", mark)
-        elif key in FLAT_AMOUNT:
-            threshold = parse_threshold(value, ctx.default_currency, ctx, mark)
-            if threshold is not None:
-                cheap.append(amount_check(FLAT_AMOUNT[key], threshold, ctx.fx))
-        elif key == "amount":
-            cheap.extend(amount_checks(value, ctx, mark))
-        elif key in ("during", "outside"):
-            check = schedule_check(value, ctx, mark, negate=key == "outside")
-            costly.extend([check] if check else [])
-        elif key == "budget_ratio":
-            costly.extend(budget_ratio_checks(value, ctx, mark))
-        elif key == "when":
-            check = cel_check(value, ctx, mark)
-            costly.extend([check] if check else [])
-        else:
+        built = _condition(key, value, entry.mark_of(key), ctx, effect)
+        if built is None:
             continue
+        staged.extend(built)
         conditions.append(_describe(key, value))
     if len(ctx.report.errors) > errors_before:
         return None, conditions
-    return cheap + costly, conditions
+    return [check for _, check in sorted(staged, key=lambda item: item[0])], conditions
+
+
+def _condition(
+    key: str, value: object, mark: Mark, ctx: RuleContext, effect: str
+) -> list[tuple[int, Check]] | None:
+    """The staged checks of one condition key; None for keys that are not conditions."""
+    if key in LIST_CONDITIONS:
+        field_name, negate = LIST_CONDITIONS[key]
+        patterns = string_list(value, key, ctx, mark)
+        if patterns is None:
+            return []
+        try:
+            check = list_check(
+                field_name,
+                patterns,
+                negate=negate,
+                normalize=normalizer_for(field_name, ctx),
+                unknown_matches=effect != "allow",
+            )
+        except InvalidInputError as error:
+            ctx.error(f"`{key}`: {error}", mark)
+            return []
+        return [(_STAGE_LISTS, check)]
+    if key in FLAT_AMOUNT:
+        threshold = parse_threshold(value, ctx.default_currency, ctx, mark)
+        if threshold is None:
+            return []
+        return [(_STAGE_AMOUNTS, amount_check(FLAT_AMOUNT[key], threshold, ctx.fx))]
+    if key == "amount":
+        return [(_STAGE_AMOUNTS, check) for check in amount_checks(value, ctx, mark)]
+    if key in ("during", "outside"):
+        schedule = schedule_check(value, ctx, mark, negate=key == "outside")
+        return [(_STAGE_LATE, schedule)] if schedule else []
+    if key == "budget_ratio":
+        return [(_STAGE_LATE, check) for check in budget_ratio_checks(value, ctx, mark)]
+    if key == "when":
+        expression = cel_check(value, ctx, mark)
+        return [(_STAGE_LATE + 1, expression)] if expression else []
+    return None
 
 
 _EFFECT_WORDS = {"deny": "denied", "require_approval": "approval required", "allow": "allowed"}

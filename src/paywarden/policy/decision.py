@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
@@ -70,16 +70,73 @@ class BudgetTrace:
         return (self.spent_minor + self.held_minor + self.amount_minor) / self.limit_minor
 
 
-@dataclass(frozen=True, slots=True)
 class Trace:
-    """The proof trace: every rule considered, the state seen, the policy version and time."""
+    """The proof trace: every rule considered, the state seen, the policy version and time.
 
-    policy_version: str
-    evaluated_at: datetime
-    rules: tuple[RuleTrace, ...]
-    budgets: tuple[BudgetTrace, ...] = ()
-    phase: str | None = None
-    notes: tuple[str, ...] = ()
+    `rules` lists every rule of the policy with whether it matched. The evaluator hands it over
+    as a recipe and the tuple is built on first access, because most decisions are never
+    inspected rule by rule on the hot path. Treat a Trace as immutable.
+    """
+
+    __slots__ = (
+        "_lazy_rules",
+        "_rules",
+        "budgets",
+        "evaluated_at",
+        "notes",
+        "phase",
+        "policy_version",
+    )
+
+    def __init__(
+        self,
+        policy_version: str,
+        evaluated_at: datetime,
+        rules: tuple[RuleTrace, ...] | None = (),
+        budgets: tuple[BudgetTrace, ...] = (),
+        phase: str | None = None,
+        notes: tuple[str, ...] = (),
+        *,
+        lazy_rules: Callable[[], tuple[RuleTrace, ...]] | None = None,
+    ) -> None:
+        self.policy_version = policy_version
+        self.evaluated_at = evaluated_at
+        self._rules = rules if lazy_rules is None else None
+        self._lazy_rules = lazy_rules
+        self.budgets = budgets
+        self.phase = phase
+        self.notes = notes
+
+    @property
+    def rules(self) -> tuple[RuleTrace, ...]:
+        if self._rules is None:
+            self._rules = self._lazy_rules() if self._lazy_rules is not None else ()
+            self._lazy_rules = None
+        return self._rules
+
+    def _key(self) -> tuple[object, ...]:
+        return (
+            self.policy_version,
+            self.evaluated_at,
+            self.rules,
+            self.budgets,
+            self.phase,
+            self.notes,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Trace):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return (
+            f"Trace(policy_version={self.policy_version!r}, rules={len(self.rules)}, "
+            f"budgets={self.budgets!r}, phase={self.phase!r})"
+        )
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Trace:
@@ -121,12 +178,13 @@ class Trace:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Decision:
     """What paywarden decided about one intent, and why.
 
     `rule_ids` are the rules that decided it; `trace` holds every rule considered and the
     budget state seen. `hold_id` names the ledger hold of an allowed or pending intent.
+    Treat a Decision as a value: paywarden never changes one after returning it.
     """
 
     outcome: Outcome
@@ -138,7 +196,6 @@ class Decision:
     decision_id: str | None = None
     hold_id: str | None = None
     replayed: bool = False
-    extra: Mapping[str, object] = field(default_factory=dict)
 
     @property
     def allowed(self) -> bool:

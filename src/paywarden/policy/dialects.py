@@ -65,15 +65,18 @@ _OPS = {">": "gt", ">=": "gte", "<": "lt", "<=": "lte"}
 
 
 def detect(document: LocMap) -> Dialect:
+    """Which format a document is in; native unless it clearly is one of the other two."""
     if "rules" not in document and any(section in document for section in CAPFENCE_SECTIONS):
         return "capfence"
     rules = document.get("rules")
-    has_conditions = isinstance(rules, list) and any(
-        isinstance(rule, LocMap) and "condition" in rule for rule in rules
+    entries = (
+        [rule for rule in rules if isinstance(rule, LocMap)] if isinstance(rules, list) else []
     )
-    if has_conditions or any(key in document for key in ("phases", "budget", "compensation")):
+    if any("condition" in rule for rule in entries) or "budget" in document:
         return "governance"
-    return "native"
+    native_rules = any("effect" in rule for rule in entries)
+    governance_keys = any(key in document for key in ("phases", "compensation"))
+    return "governance" if governance_keys and not native_rules else "native"
 
 
 def from_capfence(document: LocMap, report: CompileReport) -> LocMap:
@@ -109,6 +112,13 @@ def from_capfence(document: LocMap, report: CompileReport) -> LocMap:
             mark = entries.mark_of(index)
             if not isinstance(entry, LocMap):
                 report.error(f"`{section}[{index}]` must be a mapping", mark)
+                continue
+            if "effect" in entry:
+                report.error(
+                    f"`{section}[{index}]` must not set `effect`: the section it is in "
+                    "is its effect",
+                    entry.mark_of("effect"),
+                )
                 continue
             rule = LocMap(entry.mark)
             rule["id"] = entry.get("id", f"{section}[{index}]")
@@ -241,6 +251,7 @@ def _governance_condition(
     if not isinstance(condition, str):
         report.error("`condition` must be a string", mark, rule_id)
         return False
+    seen: set[tuple[str, str]] = set()
     for atom in re.split(r"&&|\band\b", condition):
         match = _ATOM.match(atom)
         if match is None:
@@ -253,6 +264,14 @@ def _governance_condition(
             return False
         name, op, raw = match.groups()
         value = raw.strip("\"'")
+        if (name, op) in seen or (name == "phase" and "phase" in {n for n, _ in seen}):
+            # A repeated comparison would overwrite the first one (`cost < 10 && cost < 100`
+            # would become `cost < 100`); refuse rather than loosen the rule.
+            report.error(
+                f"condition compares `{name}` more than once; write it once", mark, rule_id
+            )
+            return False
+        seen.add((name, op))
         if name == "phase":
             if op not in ("==", "!="):
                 report.error("`phase` supports only == and !=", mark, rule_id)

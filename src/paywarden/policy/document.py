@@ -135,10 +135,13 @@ def _convert_scalar(node: yaml.ScalarNode) -> Scalar:
     if tag == "tag:yaml.org,2002:bool":
         return text.lower() in ("true", "yes", "on")
     if tag == "tag:yaml.org,2002:int":
-        try:
-            return int(text.replace("_", ""), 0)
-        except ValueError:
-            raise DocumentError(f"invalid integer `{text}`", _mark(node)) from None
+        digits = text[1:] if text[:1] in "+-" else text
+        if not digits.isdigit() or not digits.isascii() or (len(digits) > 1 and digits[0] == "0"):
+            raise DocumentError(
+                f"integer `{text}` must be plain decimal digits (no 0x, 0o, 0b, _ or leading 0)",
+                _mark(node),
+            )
+        return int(text)
     if tag == "tag:yaml.org,2002:float":
         return _decimal_scalar(node, text)
     if tag in ("tag:yaml.org,2002:str", "tag:yaml.org,2002:timestamp"):

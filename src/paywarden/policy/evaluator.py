@@ -31,21 +31,35 @@ def evaluate(
     facts = Facts(intent, state, now, policy.timezone)
     rules = policy.rules
     try:
-        matched = [rule.matches(facts) for rule in rules]
+        matched = policy.match_all(facts)
         errors = _NO_ERRORS
     except Exception:  # fall back to rule-by-rule evaluation to find which rules failed
         matched, errors = _evaluate_each(rules, facts)
     trace = Trace(
         policy_version=policy.version,
         evaluated_at=now,
-        rules=tuple(
-            RuleTrace(rule.rule_id, rule.effect, matched[i], errors.get(i))
-            for i, rule in enumerate(rules)
-        ),
+        rules=None,
+        lazy_rules=lambda: _rule_traces(rules, matched, errors),
         budgets=state.budgets,
         phase=state.phase,
     )
     return _decide(policy, intent, matched, errors, trace)
+
+
+def _rule_traces(
+    rules: Sequence[CompiledRule], matched: list[bool], errors: dict[int, str]
+) -> tuple[RuleTrace, ...]:
+    if not errors:
+        return tuple(
+            [
+                rule.trace_hit if hit else rule.trace_miss
+                for rule, hit in zip(rules, matched, strict=True)
+            ]
+        )
+    return tuple(
+        RuleTrace(rule.rule_id, rule.effect, matched[i], errors.get(i))
+        for i, rule in enumerate(rules)
+    )
 
 
 def _evaluate_each(
@@ -70,7 +84,8 @@ def _decide(
     trace: Trace,
 ) -> Decision:
     rules = policy.rules
-    denies = [rules[i] for i in policy.deny_rules if matched[i]]
+    any_matched = True in matched
+    denies = [rules[i] for i in policy.deny_rules if matched[i]] if any_matched else []
     if denies:
         return _decision("deny", "denied_by_rule", denies, trace)
     if errors:
@@ -78,12 +93,13 @@ def _decide(
         first = errors[min(errors)]
         reason = f"rule `{failed[0].rule_id}` failed to evaluate ({first}); denied"
         return Decision("deny", "rule_error", reason, tuple(r.rule_id for r in failed), trace)
-    approvals = [rules[i] for i in policy.approval_rules if matched[i]]
-    if approvals:
-        return _decision("require_approval", "approval_required", approvals, trace)
-    allows = [rules[i] for i in policy.allow_rules if matched[i]]
-    if allows:
-        return _decision("allow", "allowed", allows, trace)
+    if any_matched:
+        approvals = [rules[i] for i in policy.approval_rules if matched[i]]
+        if approvals:
+            return _decision("require_approval", "approval_required", approvals, trace)
+        allows = [rules[i] for i in policy.allow_rules if matched[i]]
+        if allows:
+            return _decision("allow", "allowed", allows, trace)
     reason = (
         f"no rule allows `{intent.action}` of {intent.amount} to `{intent.recipient}`; "
         "denied by default"
@@ -94,8 +110,11 @@ def _decide(
 def _decision(
     outcome: Outcome, reason_code: str, rules: list[CompiledRule], trace: Trace
 ) -> Decision:
-    reason = "; ".join(rule.reason for rule in rules)
-    return Decision(outcome, reason_code, reason, tuple(rule.rule_id for rule in rules), trace)
+    if len(rules) == 1:  # the common case, without building joins and tuples
+        rule = rules[0]
+        return Decision(outcome, reason_code, rule.reason, rule.id_tuple, trace)
+    reason = "; ".join([rule.reason for rule in rules])
+    return Decision(outcome, reason_code, reason, tuple([rule.rule_id for rule in rules]), trace)
 
 
 def deny_everything(reason_code: str, reason: str, policy_version: str, now: datetime) -> Decision:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -12,6 +13,26 @@ from paywarden.policy.decision import BudgetTrace
 if TYPE_CHECKING:
     from paywarden.intent import PaymentIntent
 
+CEL_VARIABLE_NAMES = (
+    "agent",
+    "action",
+    "amount_minor",
+    "currency",
+    "recipient",
+    "environment",
+    "category",
+    "purpose",
+    "recipient_name",
+    "rail",
+    "session_id",
+    "metadata",
+    "phase",
+    "local_hour",
+    "local_minute",
+    "local_weekday",
+    "budgets",
+    "budget_ratio",
+)
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -42,7 +63,7 @@ class RuleEvaluationError(Exception):
 class Facts:
     """One evaluation's inputs. Local time and the CEL variables are computed at most once."""
 
-    __slots__ = ("_cel", "_local", "intent", "now", "state", "timezone")
+    __slots__ = ("_local", "intent", "now", "state", "timezone")
 
     def __init__(
         self, intent: PaymentIntent, state: StateSnapshot, now: datetime, timezone: ZoneInfo
@@ -54,7 +75,6 @@ class Facts:
         self.now = now
         self.timezone = timezone
         self._local: datetime | None = None
-        self._cel: dict[str, object] | None = None
 
     def local(self) -> datetime:
         """The evaluation instant in the policy time zone (from a UTC instant: DST-safe)."""
@@ -62,16 +82,15 @@ class Facts:
             self._local = self.now.astimezone(self.timezone)
         return self._local
 
-    def cel_variables(self) -> dict[str, object]:
-        if self._cel is None:
-            self._cel = _cel_variables(self)
-        return self._cel
+    def cel_variables(
+        self, names: tuple[str, ...] = tuple(sorted(CEL_VARIABLE_NAMES))
+    ) -> dict[str, object]:
+        """The CEL variables named (all of them by default), read from these facts."""
+        return {name: CEL_GETTERS[name](self) for name in names}
 
 
-def _cel_variables(facts: Facts) -> dict[str, object]:
-    intent = facts.intent
-    local = facts.local()
-    budgets = {
+def _budgets(facts: Facts) -> dict[str, object]:
+    return {
         budget.budget_id: {
             "currency": budget.currency,
             "limit_minor": budget.limit_minor,
@@ -82,48 +101,33 @@ def _cel_variables(facts: Facts) -> dict[str, object]:
         }
         for budget in facts.state.budgets
     }
+
+
+def _budget_ratio(facts: Facts) -> float:
     ratios = [budget.ratio for budget in facts.state.budgets]
-    return {
-        "agent": intent.agent,
-        "action": intent.action,
-        "amount_minor": intent.amount_minor,
-        "currency": intent.currency,
-        "recipient": intent.recipient,
-        "environment": intent.environment,
-        "category": intent.category,
-        "purpose": intent.purpose,
-        "recipient_name": intent.recipient_name,
-        "rail": intent.rail,
-        "session_id": intent.session_id,
-        "metadata": dict(intent.metadata),
-        "phase": facts.state.phase,
-        "local_hour": local.hour,
-        "local_minute": local.minute,
-        "local_weekday": WEEKDAYS[local.weekday()],
-        "budgets": budgets,
-        "budget_ratio": max(ratios) if ratios else 0.0,
-    }
+    return max(ratios) if ratios else 0.0
 
 
-CEL_VARIABLES = frozenset(
-    {
-        "agent",
-        "action",
-        "amount_minor",
-        "currency",
-        "recipient",
-        "environment",
-        "category",
-        "purpose",
-        "recipient_name",
-        "rail",
-        "session_id",
-        "metadata",
-        "phase",
-        "local_hour",
-        "local_minute",
-        "local_weekday",
-        "budgets",
-        "budget_ratio",
-    }
-)
+# How each CEL variable is read from the facts. A compiled expression reads only the variables
+# it names, so an expression about `amount_minor` never pays for time zones or budgets.
+CEL_GETTERS: Mapping[str, Callable[[Facts], object]] = {
+    "agent": lambda f: f.intent.agent,
+    "action": lambda f: f.intent.action,
+    "amount_minor": lambda f: f.intent.amount_minor,
+    "currency": lambda f: f.intent.currency,
+    "recipient": lambda f: f.intent.recipient,
+    "environment": lambda f: f.intent.environment,
+    "category": lambda f: f.intent.category,
+    "purpose": lambda f: f.intent.purpose,
+    "recipient_name": lambda f: f.intent.recipient_name,
+    "rail": lambda f: f.intent.rail,
+    "session_id": lambda f: f.intent.session_id,
+    "metadata": lambda f: dict(f.intent.metadata),
+    "phase": lambda f: f.state.phase,
+    "local_hour": lambda f: f.local().hour,
+    "local_minute": lambda f: f.local().minute,
+    "local_weekday": lambda f: WEEKDAYS[f.local().weekday()],
+    "budgets": _budgets,
+    "budget_ratio": _budget_ratio,
+}
+CEL_VARIABLES = frozenset(CEL_GETTERS)

@@ -8,12 +8,14 @@ a deny. Builders report problems into the compile report instead of raising.
 from __future__ import annotations
 
 import fnmatch
+import operator
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import time
 from decimal import Decimal
 from fractions import Fraction
+from operator import attrgetter
 from typing import Any
 
 import cel
@@ -25,12 +27,16 @@ from paywarden.money import CurrencyTable, Money
 from paywarden.policy.document import LocMap, Mark
 from paywarden.policy.facts import CEL_VARIABLES, WEEKDAYS, Facts, RuleEvaluationError
 from paywarden.policy.fx import FxTable
+from paywarden.policy.matcher import INLINE_FIELDS, inline
 from paywarden.policy.report import CompileReport
 
 Check = Callable[[Facts], bool]
 COMPARISONS = ("gt", "gte", "lt", "lte")
 _HOURS = re.compile(r"\A([01][0-9]|2[0-3]):([0-5][0-9])-([01][0-9]|2[0-4]):([0-5][0-9])\Z")
-_CEL_MACROS = frozenset({"all", "exists", "exists_one", "map", "filter"})
+# The variable a macro binds: `list.exists(x, ...)` binds `x` inside the macro.
+_CEL_MACRO_VARIABLE = re.compile(
+    r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*,"
+)
 
 
 @dataclass(slots=True)
@@ -42,6 +48,7 @@ class RuleContext:
     currencies: CurrencyTable
     default_currency: str
     fx: FxTable
+    budget_ids: frozenset[str] = frozenset()
 
     def error(self, message: str, mark: Mark | None) -> None:
         self.report.error(message, mark, self.rule_id)
@@ -87,10 +94,25 @@ def string_list(value: object, name: str, ctx: RuleContext, mark: Mark) -> list[
 
 
 def list_check(
-    field: str, patterns: list[str], *, negate: bool, normalize: Callable[[str], str] | None
+    field: str,
+    patterns: list[str],
+    *,
+    negate: bool,
+    normalize: Callable[[str], str] | None,
+    unknown_matches: bool = False,
 ) -> Check:
+    """`field in patterns` (or `not in`, when `negate`).
+
+    An intent without the field (no category, no phase) never matches a positive list. For a
+    negated list the answer is `unknown_matches`: true in deny and approval rules, false in
+    allow rules, so a missing value can only ever make a decision stricter.
+    """
     values = [normalize(p) for p in patterns] if normalize else patterns
     pattern_set = PatternSet(values)
+    if field == "recipient":
+        return _recipient_check(pattern_set, negate)
+    if field != "phase" and pattern_set.regex is None:
+        return _exact_check(field, pattern_set.exact, negate, unknown_matches)
     getter: Callable[[Facts], str | None]
     if field == "phase":
         getter = _phase_of
@@ -102,8 +124,66 @@ def list_check(
             return value
 
     if negate:
-        return lambda facts: not pattern_set.matches(getter(facts))
+
+        def negated(facts: Facts) -> bool:
+            value = getter(facts)
+            return unknown_matches if value is None else not pattern_set.matches(value)
+
+        return negated
     return lambda facts: pattern_set.matches(getter(facts))
+
+
+def _exact_check(field: str, exact: frozenset[str], negate: bool, unknown_matches: bool) -> Check:
+    """The fast path for lists without wildcards: one attribute read and one set lookup."""
+    get: Callable[[Facts], str | None] = attrgetter(f"intent.{field}")
+    if not negate:
+
+        def listed(facts: Facts) -> bool:
+            return get(facts) in exact
+
+        if field in INLINE_FIELDS:
+            inline(listed, f"{field} in {{exact}}", exact=exact)
+        return listed
+
+    def negated(facts: Facts) -> bool:
+        value = get(facts)
+        return unknown_matches if value is None else value not in exact
+
+    if field in INLINE_FIELDS:
+        inline(
+            negated,
+            f"({{unknown}} if {field} is None else {field} not in {{exact}})",
+            unknown=unknown_matches,
+            exact=exact,
+        )
+    return negated
+
+
+def _recipient_check(pattern_set: PatternSet, negate: bool) -> Check:
+    """Recipients match on the whole normalised recipient or on its host, so a URL or an
+    e-mail address on a listed domain is on that list: `*.evil.com` also stops
+    `https://x.evil.com/pay` and `bob@x.evil.com`."""
+
+    def listed(facts: Facts) -> bool:
+        recipient = facts.intent.recipient
+        if pattern_set.matches(recipient):
+            return True
+        host = recipient_host(recipient)
+        return host is not None and pattern_set.matches(host)
+
+    if negate:
+        return lambda facts: not listed(facts)
+    return listed
+
+
+def recipient_host(recipient: str) -> str | None:
+    """The domain of a URL or e-mail recipient (already normalised), else None."""
+    if "://" in recipient:
+        netloc = recipient.split("://", 1)[1].split("/", 1)[0]
+        return netloc.rsplit(":", 1)[0] if ":" in netloc else netloc
+    if "@" in recipient:
+        return recipient.rsplit("@", 1)[1]
+    return None
 
 
 def _phase_of(facts: Facts) -> str | None:
@@ -144,14 +224,18 @@ def amount_check(op: str, threshold: Money, fx: FxTable) -> Check:
             )
         return compare(converted, limit_minor)
 
-    return check
+    template = (
+        f"(amount_minor {_SIGNS[op]} {{limit}} if currency == {{currency}} else {{fallback}}(f))"
+    )
+    return inline(check, template, limit=limit_minor, currency=currency, fallback=check)
 
 
+_SIGNS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
-    "gt": lambda a, b: a > b,
-    "gte": lambda a, b: a >= b,
-    "lt": lambda a, b: a < b,
-    "lte": lambda a, b: a <= b,
+    "gt": operator.gt,
+    "gte": operator.ge,
+    "lt": operator.lt,
+    "lte": operator.le,
 }
 
 
@@ -209,6 +293,13 @@ def budget_ratio_checks(spec: object, ctx: RuleContext, mark: Mark) -> list[Chec
         ctx.error("`budget_ratio` needs at least one of gt, gte, lt, lte", mark)
         return []
     budget_id = spec.get("budget")
+    if budget_id is not None and budget_id not in ctx.budget_ids:
+        known = ", ".join(sorted(ctx.budget_ids)) or "none"
+        ctx.error(
+            f"`budget_ratio.budget` `{budget_id}` names no budget (budgets: {known})",
+            spec.mark_of("budget"),
+        )
+        return []
     checks: list[Check] = []
     for op in COMPARISONS:
         if op not in spec:
@@ -321,14 +412,17 @@ def cel_check(expression: object, ctx: RuleContext, mark: Mark) -> Check | None:
     except ValueError as error:
         ctx.error(f"`when` is not valid CEL: {str(error).splitlines()[0]}", mark)
         return None
-    unknown = set(program.variables()) - CEL_VARIABLES
-    if unknown and not _CEL_MACROS & set(program.functions()):
+    bound = set(_CEL_MACRO_VARIABLE.findall(expression))
+    referenced = set(program.variables())
+    unknown = referenced - CEL_VARIABLES - bound
+    names = tuple(sorted(referenced & CEL_VARIABLES))
+    if unknown:
         ctx.error(f"`when` uses unknown variable `{sorted(unknown)[0]}`", mark)
         return None
 
     def check(facts: Facts) -> bool:
         try:
-            result = program.execute(facts.cel_variables())
+            result = program.execute(facts.cel_variables(names))
         except Exception as error:  # CEL raises several types; every one fails closed.
             raise RuleEvaluationError(f"`when` failed: {error}") from None
         if not isinstance(result, bool):

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote
 
 from paywarden.adapters.storage.sqlite_schema import MIGRATIONS, SCHEMA_VERSION, statements
 from paywarden.audit.chain import AuditEntry
@@ -448,11 +449,16 @@ def iter_audit_readonly(
     Rows are read in order of their storage key, not sorted by it, so a renumbered or moved
     entry shows up where it is stored and the verifier sees the gap or the repeat.
     """
-    uri = f"file:{Path(path).resolve()}?mode=ro"
+    # Quote the path: a `#` or `?` in it would otherwise cut the URI short, and SQLite would
+    # open (and create) a different file, read-write.
+    uri = f"file:{quote(str(Path(path).resolve()))}?mode=ro"
     try:
         connection = sqlite3.connect(uri, uri=True, isolation_level=None)
     except sqlite3.Error as error:
         raise StoreError(f"cannot open `{path}` read-only: {error}") from error
+    # Bytes that are not UTF-8 (an edit by hand) must reach the verifier as a broken entry,
+    # not stop the read: keep them as surrogate escapes, which hash differently.
+    connection.text_factory = lambda data: data.decode("utf-8", "surrogateescape")
     try:
         if ref_id is None:
             cursor = connection.execute(f"SELECT {_AUDIT_COLUMNS} FROM audit_log")

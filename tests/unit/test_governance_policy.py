@@ -1,0 +1,81 @@
+"""The governance article's agent-governance-policy.yaml loads verbatim and decides as it says."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from paywarden import FrozenClock, PaymentIntent, Warden
+from paywarden.policy import check_policy
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "agent-governance-policy.yaml"
+SEED = Path("/work/shared/seeds/003_cb3de6477596ea5f.txt")
+
+
+def _call(cost: str) -> PaymentIntent:
+    return PaymentIntent(
+        agent="research-agent",
+        action="tools.pay",
+        amount=cost,
+        currency="USD",
+        recipient="api.example.com",
+        session_id="session-1",
+    )
+
+
+@pytest.fixture
+def warden() -> Warden:
+    return Warden.open(FIXTURE, clock=FrozenClock("2026-01-07T15:00:00+00:00"))
+
+
+@pytest.mark.skipif(not SEED.exists(), reason="the seed documents are not in this checkout")
+def test_fixture_is_the_article_template_verbatim() -> None:
+    seed = SEED.read_text(encoding="utf-8")
+    assert FIXTURE.read_text(encoding="utf-8") in seed
+
+
+def test_loads_as_a_governance_policy_with_only_warnings() -> None:
+    policy, report = check_policy(FIXTURE.read_text(encoding="utf-8"), FIXTURE.name)
+    assert policy is not None, report.lines()
+    assert policy.dialect == "governance"
+    assert report.errors == []
+    assert [rule.rule_id for rule in policy.rules] == [
+        "phases.allowed_payment_phase",
+        "block_explore_payments",
+        "require_approval_high_cost",
+        "halt_budget_exhaustion",
+        "budget.single_call_threshold",
+        "governance.allow_within_budget",
+    ]
+    [budget] = policy.budgets
+    assert (budget.budget_id, budget.limit.amount_minor, budget.scope) == (
+        "session",
+        1000,
+        "session",
+    )
+
+
+def test_cost_above_the_threshold_in_commit_needs_approval(warden: Warden) -> None:
+    with warden:
+        decision = warden.authorize(_call("0.60"), phase="COMMIT")
+    assert decision.outcome == "require_approval"
+    assert "require_approval_high_cost" in decision.rule_ids
+    assert decision.reason_code == "approval_required"
+
+
+@pytest.mark.parametrize("phase", ["EXPLORE", "DECIDE", None])
+def test_any_payment_outside_commit_is_denied(warden: Warden, phase: str | None) -> None:
+    with warden:
+        decision = warden.authorize(_call("0.01"), phase=phase)
+    assert decision.outcome == "deny"
+    assert decision.reason_code == "denied_by_rule"
+    assert {"block_explore_payments", "phases.allowed_payment_phase"} & set(decision.rule_ids)
+
+
+def test_cost_within_the_threshold_in_commit_is_allowed_by_the_explicit_rule(
+    warden: Warden,
+) -> None:
+    with warden:
+        decision = warden.authorize(_call("0.30"), phase="COMMIT")
+    assert (decision.outcome, decision.rule_ids) == ("allow", ("governance.allow_within_budget",))
