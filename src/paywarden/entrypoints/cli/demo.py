@@ -50,19 +50,25 @@ _PAYSENTRY_TITLE = "PaySentry controls: max $100/tx, approval above $40, daily $
 class Scenario:
     label: str
     intent: PaymentIntent
+    pause_seconds: int = 0  # the demo clock moves on this much before the scenario
 
 
 def example_policy_text(name: str) -> str:
     return files("paywarden").joinpath("examples", name).read_text(encoding="utf-8")
 
 
-def _table(echo: Echo, title: str, warden: Warden, scenarios: list[Scenario]) -> list[Decision]:
+def _table(
+    echo: Echo, title: str, warden: Warden, scenarios: list[Scenario], clock: FrozenClock
+) -> list[Decision]:
     echo(f"\n{title}")
     echo("-" * len(title))
     header = f"{'#':>2}  {'scenario':<34} {'amount':>12}  {'decision':<9} {'code':<20} rule"
     echo(header)
     decisions = []
     for number, scenario in enumerate(scenarios, start=1):
+        if scenario.pause_seconds:
+            clock.advance(scenario.pause_seconds)
+            echo(f"    ... {scenario.pause_seconds} seconds later ...")
         decision = warden.authorize(scenario.intent)
         decisions.append(decision)
         amount = str(scenario.intent.amount)
@@ -108,7 +114,14 @@ def paysentry_scenarios() -> list[Scenario]:
         Scenario("$45 to anthropic.com", pay("45.00", "anthropic.com")),
         Scenario("$150 to sketchy-api.xyz", pay("150.00", "sketchy-api.xyz")),
         Scenario("$30 to api.openai.com", pay("30.00", "api.openai.com")),
-        *(Scenario(f"rapid payment {n} of 6", pay("5.00", "api.openai.com")) for n in range(1, 7)),
+        *(
+            Scenario(
+                f"rapid payment {n} of 6",
+                pay("5.00", "api.openai.com"),
+                pause_seconds=61 if n == 1 else 0,
+            )
+            for n in range(1, 7)
+        ),
     ]
 
 
@@ -116,9 +129,15 @@ def run_demo(echo: Echo) -> None:
     clock = FrozenClock("2026-11-20T15:00:00+00:00")
     echo("paywarden demo: the seed scenarios, decided by the real policy engine")
     capfence = Warden.open(example_policy_text("fintech_policy.yaml"), clock=clock)
-    _table(echo, "CapFence fintech_policy.yaml (loaded unchanged)", capfence, capfence_scenarios())
+    _table(
+        echo,
+        "CapFence fintech_policy.yaml (loaded unchanged)",
+        capfence,
+        capfence_scenarios(),
+        clock,
+    )
     paysentry = Warden.open(PAYSENTRY_POLICY, clock=clock)
-    decisions = _table(echo, _PAYSENTRY_TITLE, paysentry, paysentry_scenarios())
+    decisions = _table(echo, _PAYSENTRY_TITLE, paysentry, paysentry_scenarios(), clock)
     counts = dict.fromkeys(_MARKS, 0)
     for decision in decisions:
         counts[decision.outcome] += 1
