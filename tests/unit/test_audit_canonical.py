@@ -419,5 +419,5 @@ def test_decision_text_is_scrubbed_without_touching_the_original() -> None:
     assert redact_decision_text(original | {"reason": "fine"})[1] == [
         "$.decision.trace.rules[0].error"
     ]
-    harmless = {"outcome": "allow", "reason": "allowed", "trace": {"rules": []}}
+    harmless: dict[str, object] = {"outcome": "allow", "reason": "allowed", "trace": {"rules": []}}
     assert redact_decision_text(harmless) == (harmless, [])

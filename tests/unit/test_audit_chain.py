@@ -73,7 +73,7 @@ def test_any_changed_field_is_reported_at_its_entry(
     entries = build(texts)
     index = data.draw(st.integers(0, len(entries) - 1))
     value = changed(entries[index], field, salt)
-    entries[index] = dataclasses.replace(entries[index], **{field: value})
+    entries[index] = dataclasses.replace(entries[index], **{field: value})  # type: ignore[arg-type]
     result = verify(entries)
     assert not result.ok
     assert result.first_bad_seq == (value if field == "seq" else index + 1)
@@ -161,7 +161,7 @@ def test_garbage_spliced_into_a_valid_chain_is_reported_at_its_position(
         getattr(entries[index], field)
     ):
         return
-    entries[index] = dataclasses.replace(entries[index], **{field: junk})
+    entries[index] = dataclasses.replace(entries[index], **{field: junk})  # type: ignore[arg-type]
     result = verify(entries)
     assert not result.ok
     assert result.head_seq == index
@@ -189,7 +189,7 @@ def test_values_only_an_export_file_or_a_rebuilt_table_can_hold_are_reported(
     field: str, value: object, reason: str
 ) -> None:
     entries = build(['{"n":1}', '{"n":2}'])
-    entries[0] = dataclasses.replace(entries[0], **{field: value})
+    entries[0] = dataclasses.replace(entries[0], **{field: value})  # type: ignore[arg-type]
     result = verify(entries)
     assert (result.ok, result.first_bad_seq, result.head_seq) == (False, 1, 0)
     assert reason in str(result.reason)

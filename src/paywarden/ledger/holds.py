@@ -35,6 +35,13 @@ def read_budgets(tx: LedgerTx, claims: list[BudgetClaim]) -> list[BudgetTrace]:
         row = tx.lock_counter(
             spec.budget_id, claim.scope_key, claim.counter_window_us, spec.limit.currency
         )
+        # A policy that changes a budget's currency mid-window must not read the old minor
+        # units as the new currency's: deny (fail closed) until the budget gets a new id.
+        invariant(
+            row.currency == spec.limit.currency,
+            f"budget `{spec.budget_id}` now counts {spec.limit.currency} but its counter for "
+            f"this window holds {row.currency}; give the budget a new id to change its currency",
+        )
         if claim.rolling:
             spent, held = tx.rolling_usage(spec.budget_id, claim.scope_key, claim.window_start_us)
         else:

@@ -54,7 +54,9 @@ class SQLiteStore:
             self.path,
             timeout=self.busy_timeout_seconds,
             isolation_level=None,  # autocommit: transactions are explicit BEGIN IMMEDIATE
-            check_same_thread=not self.memory,
+            # Each thread uses only its own connection; closing them all from one thread at
+            # shutdown is the one cross-thread call, and SQLite's serialized mode allows it.
+            check_same_thread=False,
         )
         connection.execute("PRAGMA foreign_keys = ON")
         if not self.memory:

@@ -133,9 +133,11 @@ def _trusted_checkpoint(
         _die("--public-key is required to trust a checkpoint")
     assert public_key is not None  # _die exits; this narrows the type
     try:
-        return check_signature(
-            parse(path.read_text(encoding="utf-8")), load_public_key(Path(public_key))
-        )
+        key = load_public_key(Path(public_key))
+    except CheckpointError as error:
+        _die(str(error))  # a key that cannot be read is a usage error, not a broken log
+    try:
+        return check_signature(parse(path.read_text(encoding="utf-8")), key)
     except OSError as error:
         _die(f"cannot read checkpoint `{path}`: {error}")
     except CheckpointError as error:
@@ -250,7 +252,12 @@ def show(ref_id: str, database: str) -> None:
         _die(f"no audit entry for `{ref_id}`", EXIT_BROKEN)
     for entry in found:
         click.echo(f"seq {entry.seq}  {entry.kind}  hash {entry.entry_hash[:16]}")
-        click.echo(json.dumps(json.loads(entry.body), indent=2, sort_keys=True))
+        try:
+            click.echo(json.dumps(json.loads(entry.body), indent=2, sort_keys=True))
+        except ValueError:
+            click.echo(
+                f"(the body is not valid JSON, so this entry is broken: {ascii(entry.body)})"
+            )
 
 
 @audit.command()
@@ -278,7 +285,9 @@ def export(database: str, out: str) -> None:
                         "entry_hash": entry.entry_hash,
                         "body": entry.body,
                     },
-                    ensure_ascii=False,
+                    # ASCII escapes keep a hand-edited, non-UTF-8 body exportable; offline
+                    # verification then reports it as the broken entry it is.
+                    ensure_ascii=True,
                     sort_keys=True,
                 )
                 + "\n"

@@ -1,0 +1,358 @@
+"""What the Warden writes into the audit log (catalog AU-07, AU-09 in part, TW-05 in part).
+
+Every decision and hold state change appends exactly one entry in the same transaction as the
+change; a failing audit insert rolls the change back and the request is denied; secrets never
+reach the log or the database file; entry times never go backwards; a policy load is recorded
+when the version changes; periodic checkpoints are written and verify.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from paywarden import FrozenClock, PaymentIntent, StateConflictError, StoreError, Warden
+from paywarden.adapters.storage.sqlite import SQLiteTx, iter_audit_readonly
+from paywarden.audit.chain import AuditEntry, verify
+from paywarden.audit.checkpoint import (
+    CheckpointError,
+    check_signature,
+    generate_key,
+    latest_checkpoint,
+    load_public_key,
+    parse,
+)
+from paywarden.audit.redact import REDACTED
+from paywarden.clock import to_us
+from paywarden.warden import AuditOptions
+
+START = "2026-03-10T15:00:00+00:00"
+POLICY = """
+currency: USD
+rules:
+  - id: approve-big
+    effect: require_approval
+    amount: {gt: 400}
+  - id: allow-payments
+    effect: allow
+    actions: ["payments.*"]
+budgets:
+  - id: daily
+    limit: "1000.00"
+    window: day
+velocity:
+  - id: per-agent
+    max_count: 1000
+    window: 1h
+    scope: agent
+"""
+LEDGER_TABLES = ("decisions", "holds", "hold_charges", "budget_counters", "velocity_events")
+
+CARD = "4242 4242 4242 4242"
+STRIPE_KEY = "sk_live_4eC39HqLyjWDarjtT1zdp7dc"
+API_KEY = "ak-9f8e7d6c5b4a39281706"
+
+
+def _intent(amount: str = "25.00", **changes: Any) -> PaymentIntent:
+    fields: dict[str, Any] = {
+        "agent": "agent-1",
+        "action": "payments.transfer",
+        "amount": amount,
+        "currency": "USD",
+        "recipient": "vendor.example.com",
+    }
+    fields.update(changes)
+    return PaymentIntent(**fields)
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Path:
+    return tmp_path / "ledger.db"
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock(START)
+
+
+@pytest.fixture
+def warden(database: Path, clock: FrozenClock) -> Iterator[Warden]:
+    with Warden.open(POLICY, database=database, clock=clock) as opened:
+        yield opened
+
+
+def entries(database: Path) -> list[AuditEntry]:
+    return list(iter_audit_readonly(database))
+
+
+def counts(database: Path) -> dict[str, int]:
+    with closing(sqlite3.connect(database)) as db:
+        return {
+            table: db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+            for table in (*LEDGER_TABLES, "audit_log")
+        }
+
+
+def counters(database: Path) -> list[tuple[object, ...]]:
+    with closing(sqlite3.connect(database)) as db:
+        return db.execute("SELECT * FROM budget_counters ORDER BY budget_id").fetchall()
+
+
+# One entry per decision and per state change, in the same transaction -----------------------
+
+
+def test_every_decision_and_hold_change_appends_exactly_one_entry(
+    warden: Warden, database: Path, clock: FrozenClock
+) -> None:
+    allowed = warden.authorize(_intent())
+    pending = warden.authorize(_intent("500.00"))
+    denied = warden.authorize(_intent("900.00"))  # over the daily budget with the others held
+    keyed = warden.authorize(_intent("30.00", idempotency_key="k-1"))
+    replay = warden.authorize(_intent("30.00", idempotency_key="k-1"))
+    assert (allowed.outcome, pending.outcome, denied.outcome) == (
+        "allow",
+        "require_approval",
+        "deny",
+    )
+    assert replay.replayed and replay.decision_id == keyed.decision_id
+    assert allowed.hold_id and pending.hold_id and keyed.hold_id
+    warden.capture(allowed.hold_id, "10.00")
+    warden.void(pending.hold_id)
+    with pytest.raises(StateConflictError):
+        warden.void(pending.hold_id)  # a second resolution changes nothing, audits nothing
+    clock.advance(3_600)
+    assert warden.expire_due() == 1
+    log = entries(database)
+    assert [(entry.kind, entry.ref_id) for entry in log] == [
+        ("policy.loaded", log[0].ref_id),
+        ("decision", allowed.decision_id),
+        ("decision", pending.decision_id),
+        ("decision", denied.decision_id),
+        ("decision", keyed.decision_id),
+        ("hold.captured", allowed.hold_id),
+        ("hold.voided", pending.hold_id),
+        ("hold.expired", keyed.hold_id),
+    ]
+    assert verify(log).ok
+    captured = json.loads(log[5].body)
+    assert (captured["state"], captured["captured_minor"], captured["amount_minor"]) == (
+        "captured",
+        1000,
+        2500,
+    )
+    # The decision index row points at its audit entry, which holds the decision record.
+    with closing(sqlite3.connect(database)) as db:
+        index = dict(db.execute("SELECT decision_id, audit_seq FROM decisions").fetchall())
+    assert index == {entry.ref_id: entry.seq for entry in log if entry.kind == "decision"}
+    recorded = json.loads(log[1].body)["decision"]
+    assert (recorded["outcome"], recorded["hold_id"]) == ("allow", allowed.hold_id)
+    assert warden.decision(str(allowed.decision_id)).outcome == "allow"
+
+
+def test_a_policy_load_is_recorded_only_when_the_version_changes(
+    database: Path, clock: FrozenClock
+) -> None:
+    other = POLICY.replace('limit: "1000.00"', 'limit: "2000.00"')
+    for policy in (POLICY, POLICY, other, other, POLICY, "rules: [", "rules: ["):
+        with Warden.open(policy, database=database, clock=clock):
+            pass
+    loads = [json.loads(entry.body) for entry in entries(database)]
+    assert [load["status"] for load in loads] == ["loaded", "loaded", "loaded", "rejected"]
+    versions = [load["policy_version"] for load in loads]
+    assert versions[0] == versions[2] != versions[1]
+    assert versions[3].startswith("invalid:")
+    assert loads[3]["problems"]
+    assert all(entry.kind == "policy.loaded" for entry in entries(database))
+    assert verify(entries(database)).ok
+
+
+# AU-07: a failing audit insert rolls the change back and denies --------------------------------
+
+
+@pytest.mark.parametrize("action", ["ABORT", "FAIL", "ROLLBACK"])
+def test_a_failing_audit_insert_rolls_back_the_decision_and_denies(
+    warden: Warden, database: Path, action: str
+) -> None:
+    held = warden.authorize(_intent("100.00"))
+    assert held.outcome == "allow"
+    before, budget = counts(database), counters(database)
+    with closing(sqlite3.connect(database, isolation_level=None)) as db:
+        db.execute(
+            "CREATE TRIGGER audit_log_broken BEFORE INSERT ON audit_log"
+            f" BEGIN SELECT RAISE({action}, 'audit sink failed'); END"
+        )
+    decision = warden.authorize(_intent("50.00"))
+    assert (decision.outcome, decision.reason_code) == ("deny", "store_unavailable")
+    assert decision.hold_id is None
+    # A hold state change fails the same way: the hold stays held, the budget unchanged.
+    assert held.hold_id is not None
+    with pytest.raises(StoreError):
+        warden.capture(held.hold_id)
+    with pytest.raises(StoreError):
+        warden.void(held.hold_id)
+    assert counts(database) == before
+    assert counters(database) == budget
+    assert warden.hold(held.hold_id).state == "held"
+    # Once the sink works again, so does everything else, and the chain has no gap.
+    with closing(sqlite3.connect(database, isolation_level=None)) as db:
+        db.execute("DROP TRIGGER audit_log_broken")
+    assert warden.authorize(_intent("50.00")).outcome == "allow"
+    warden.capture(held.hold_id)
+    assert verify(entries(database)).ok
+    assert counts(database)["audit_log"] == before["audit_log"] + 2
+
+
+def test_an_exception_in_the_audit_insert_denies_with_internal_error(
+    warden: Warden, database: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    warden.authorize(_intent())
+    before, budget = counts(database), counters(database)
+
+    def broken(self: SQLiteTx, entry: AuditEntry) -> None:
+        raise RuntimeError("audit sink failed")
+
+    monkeypatch.setattr(SQLiteTx, "audit_insert", broken)
+    decision = warden.authorize(_intent("60.00"))
+    assert (decision.outcome, decision.reason_code) == ("deny", "internal_error")
+    assert counts(database) == before
+    assert counters(database) == budget
+
+
+# Secrets never reach the log or the file --------------------------------------------------------
+
+
+def test_secrets_in_an_intent_never_reach_the_log_or_the_database_file(
+    warden: Warden, database: Path
+) -> None:
+    decision = warden.authorize(
+        _intent(
+            purpose=f"card {CARD} for the March invoice",
+            recipient_name=f"Bob, card {CARD.replace(' ', '-')} 123 12/28",
+            metadata={"api_key": API_KEY, "note": f"use {STRIPE_KEY}", "ticket": "FIN-42"},
+        )
+    )
+    assert decision.outcome == "allow" and decision.hold_id
+    warden.capture(decision.hold_id)
+    entry = entries(database)[1]
+    body = json.loads(entry.body)
+    assert body["redacted"] == [
+        "$.intent.metadata.api_key",
+        "$.intent.metadata.note",
+        "$.intent.purpose",
+        "$.intent.recipient_name",
+    ]
+    intent = body["intent"]
+    assert intent["purpose"] == intent["recipient_name"] == REDACTED
+    assert intent["metadata"] == {"api_key": REDACTED, "note": REDACTED, "ticket": "FIN-42"}
+    assert (intent["amount_minor"], intent["recipient"]) == (2500, "vendor.example.com")
+    warden.close()
+    secrets = [CARD, CARD.replace(" ", ""), CARD.replace(" ", "-"), STRIPE_KEY, API_KEY]
+    for entry in entries(database):
+        for secret in secrets:
+            assert secret not in entry.body
+    files = [path for path in database.parent.iterdir() if path.name.startswith(database.name)]
+    assert database in files
+    for path in files:
+        data = path.read_bytes()
+        for secret in secrets:
+            assert secret.encode() not in data, (path.name, secret)
+
+
+def test_a_rule_error_quoting_a_secret_is_scrubbed_from_the_entry(
+    database: Path, clock: FrozenClock
+) -> None:
+    """A `when` expression that fails on an intent value can quote it in its error."""
+    policy = """
+currency: USD
+rules:
+  - id: note-pattern
+    effect: deny
+    when: 'purpose.matches(metadata.note)'
+  - id: allow-payments
+    effect: allow
+    actions: ["payments.*"]
+"""
+    note = f"{STRIPE_KEY}("  # an invalid regex: the error message quotes it
+    with Warden.open(policy, database=database, clock=clock) as warden:
+        decision = warden.authorize(_intent(purpose="invoice", metadata={"note": note}))
+    assert decision.reason_code == "rule_error"
+    assert STRIPE_KEY in str(decision.trace.rules[0].error)  # the caller sees its own input
+    entry = entries(database)[1]
+    assert STRIPE_KEY not in entry.body
+    body = json.loads(entry.body)
+    assert "$.decision.trace.rules[0].error" in body["redacted"]
+    assert "$.intent.metadata.note" in body["redacted"]
+    assert body["decision"]["trace"]["rules"][0]["error"] == REDACTED
+    assert body["decision"]["trace"]["rules"][1]["error"] is None
+    assert STRIPE_KEY.encode() not in database.read_bytes()
+
+
+# TW-05: entry times never go backwards ----------------------------------------------------------
+
+
+def test_audit_times_are_non_decreasing_when_the_clock_goes_backwards(
+    warden: Warden, database: Path, clock: FrozenClock
+) -> None:
+    first = warden.authorize(_intent())
+    high = to_us(clock.now())
+    clock.advance(-3_600)
+    second = warden.authorize(_intent())
+    assert first.hold_id and second.hold_id
+    clock.advance(-86_400)
+    warden.capture(first.hold_id)
+    warden.void(second.hold_id)
+    clock.set("2026-03-10T16:00:00+00:00")
+    warden.authorize(_intent())
+    log = entries(database)
+    assert [entry.kind for entry in log] == [
+        "policy.loaded",
+        "decision",
+        "decision",
+        "hold.captured",
+        "hold.voided",
+        "decision",
+    ]
+    times = [entry.created_us for entry in log]
+    assert times == sorted(times)
+    assert times[1:5] == [high] * 4  # clamped to the head while the clock was behind
+    assert times[5] == to_us(clock.now()) > high  # following the clock again once it passed
+    assert verify(log).ok
+
+
+# Periodic and on-demand checkpoints -------------------------------------------------------------
+
+
+def test_checkpoints_are_written_every_n_entries_and_each_verifies(
+    tmp_path: Path, database: Path, clock: FrozenClock
+) -> None:
+    key, public = tmp_path / "audit.key", tmp_path / "audit.pub"
+    generate_key(key, public)
+    directory = tmp_path / "checkpoints"
+    options = AuditOptions(signing_key=key, checkpoint_dir=directory, checkpoint_every=10)
+    with Warden.open(POLICY, database=database, clock=clock, audit=options) as warden:
+        for _ in range(34):
+            clock.advance(1)
+            warden.authorize(_intent("1.00"))
+        on_demand = warden.checkpoint()
+        assert warden.verify_audit(check_signature(on_demand, load_public_key(public))).ok
+    names = sorted(path.name for path in directory.iterdir())
+    assert names == [f"checkpoint-{seq:012d}.json" for seq in (10, 20, 30, 35)]
+    log = entries(database)
+    assert len(log) == 35
+    for path in directory.iterdir():
+        checkpoint = check_signature(parse(path.read_text()), load_public_key(public))
+        assert checkpoint.head_hash == log[checkpoint.seq - 1].entry_hash
+        assert verify(log, checkpoint).ok
+    assert latest_checkpoint(directory) == directory / "checkpoint-000000000035.json"
+
+
+def test_a_checkpoint_needs_a_signing_key(warden: Warden, tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="no audit signing key"):
+        warden.checkpoint()
+    assert not list(tmp_path.glob("**/checkpoint-*.json"))
