@@ -4,6 +4,7 @@ Every payment intent is evaluated by a deterministic policy (allow, deny, requir
 held atomically against budgets, and recorded with the reasons.
 """
 
+from paywarden.audit.service import AuditOptions
 from paywarden.clock import Clock, FrozenClock, SystemClock
 from paywarden.errors import (
     IdempotencyConflictError,
@@ -27,6 +28,7 @@ from paywarden.warden import Warden
 __version__ = "0.1.0"
 
 __all__ = [
+    "AuditOptions",
     "Clock",
     "CompileReport",
     "CompiledPolicy",
