@@ -125,8 +125,8 @@ def authorize_run(
 def verify_run(directory: Path, entries: int) -> tuple[float, int]:
     """Write `entries` realistic audit entries straight into a store file, then verify them."""
     from paywarden import PaymentIntent, Warden
-    from paywarden.adapters.storage.sqlite import iter_audit_readonly
-    from paywarden.audit.chain import link, verify
+    from paywarden.adapters.storage.sqlite_audit import verify_file
+    from paywarden.audit.chain import link
 
     database = directory / "audit.db"
     with Warden.open(POLICY, database=database) as warden:
@@ -170,7 +170,7 @@ def verify_run(directory: Path, entries: int) -> tuple[float, int]:
     connection.execute("COMMIT")
     connection.close()
     start = time.perf_counter()
-    result = verify(iter_audit_readonly(database))
+    result = verify_file(database)
     elapsed = time.perf_counter() - start
     if not result.ok or result.entries_checked != entries:
         raise SystemExit(f"verification failed: {result.describe()}")

@@ -25,7 +25,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from paywarden import FrozenClock, PaymentIntent, Warden
-from paywarden.adapters.storage.sqlite import iter_audit_readonly
+from paywarden.adapters.storage.sqlite_audit import iter_audit_readonly
 from paywarden.audit.chain import AuditEntry
 from paywarden.audit.checkpoint import (
     check_signature,
@@ -481,8 +481,9 @@ def test_every_audit_command_opens_the_database_read_only(
         ["checkpoint", "--database", ledger.database, "--key", ledger.key],
     ]
     for command in commands:
+        before = len(opened)
         assert run(*command).exit_code == 0
-    assert len(opened) == len(commands)
+        assert len(opened) > before, f"{command[0]} opened no connection the spy saw"
     for args, kwargs in opened:
         assert kwargs.get("uri") is True
         assert str(args[0]).startswith("file:") and str(args[0]).endswith("?mode=ro")

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from paywarden import FrozenClock, PaymentIntent, Warden
-from paywarden.adapters.storage.sqlite import iter_audit_readonly
+from paywarden.adapters.storage.sqlite_audit import iter_audit_readonly
 from paywarden.audit.chain import AuditEntry, verify
 
 START = "2026-03-10T15:00:00+00:00"

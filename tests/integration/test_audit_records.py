@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from paywarden import FrozenClock, PaymentIntent, StateConflictError, StoreError, Warden
-from paywarden.adapters.storage.sqlite import SQLiteTx, iter_audit_readonly
+from paywarden.adapters.storage.sqlite import SQLiteTx
+from paywarden.adapters.storage.sqlite_audit import iter_audit_readonly
 from paywarden.audit.chain import AuditEntry, verify
 from paywarden.audit.checkpoint import (
     CheckpointError,

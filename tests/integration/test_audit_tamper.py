@@ -30,9 +30,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from paywarden import FrozenClock, PaymentIntent, Warden
-from paywarden.adapters.storage.sqlite import iter_audit_readonly, read_audit_page
+from paywarden.adapters.storage.sqlite import read_audit_page
+from paywarden.adapters.storage.sqlite_audit import (
+    iter_audit_readonly,
+    iter_audit_rows_readonly,
+    verify_file,
+)
 from paywarden.audit.canonical import canonical_text
-from paywarden.audit.chain import GENESIS_PARENT, AuditEntry, Checkpoint, VerifyResult, verify
+from paywarden.audit.chain import (
+    GENESIS_PARENT,
+    AuditEntry,
+    Checkpoint,
+    VerifyResult,
+    verify,
+    verify_rows,
+)
 from paywarden.audit.chain import entry_hash as compute_hash
 from paywarden.audit.checkpoint import (
     CheckpointError,
@@ -297,7 +309,13 @@ def forged_body(entry: AuditEntry) -> str:
 
 
 def check(path: Path, checkpoint: Checkpoint | None = None) -> VerifyResult:
-    return verify(iter_audit_readonly(path), checkpoint)
+    """Verify on both paths (decoded entries, and the fast raw-bytes rows the CLI uses); they
+    must agree on every field of the result, the reason included."""
+    slow = verify(iter_audit_readonly(path), checkpoint)
+    fast = verify_rows(iter_audit_rows_readonly(path), checkpoint)
+    assert fast == slow
+    assert verify_file(path, checkpoint, workers=1) == slow
+    return slow
 
 
 def assert_broken_at(

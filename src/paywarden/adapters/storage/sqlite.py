@@ -14,8 +14,8 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import quote
 
+from paywarden.adapters.storage.sqlite_audit import AUDIT_COLUMNS as _AUDIT_COLUMNS
 from paywarden.adapters.storage.sqlite_schema import MIGRATIONS, SCHEMA_VERSION, statements
 from paywarden.audit.chain import AuditEntry
 from paywarden.errors import StoreBusyError, StoreError
@@ -392,8 +392,10 @@ class SQLiteTx:
     # Audit -----------------------------------------------------------------------------------
 
     def audit_head(self) -> AuditEntry | None:
+        """The last entry's link fields; its body is left out (appending never needs it)."""
         row = self._db.execute(
-            f"SELECT {_AUDIT_COLUMNS} FROM audit_log ORDER BY seq DESC LIMIT 1"
+            "SELECT seq, created_us, kind, ref_id, parent_hash, entry_hash, ''"
+            " FROM audit_log ORDER BY seq DESC LIMIT 1"
         ).fetchone()
         return AuditEntry(*row) if row else None
 
@@ -432,49 +434,9 @@ class SQLiteTx:
         )
 
 
-_AUDIT_COLUMNS = "seq, created_us, kind, ref_id, parent_hash, entry_hash, body"
-
-
 def read_audit_page(connection: sqlite3.Connection, after_seq: int, limit: int) -> list[AuditEntry]:
     rows = connection.execute(
         f"SELECT {_AUDIT_COLUMNS} FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?",
         (after_seq, limit),
     ).fetchall()
     return [AuditEntry(*row) for row in rows]
-
-
-def iter_audit_readonly(
-    path: str | Path, page_entries: int = 20_000, ref_id: str | None = None
-) -> Iterator[AuditEntry]:
-    """Stream every entry of a database file opened read-only: verification never writes.
-
-    Rows are read in order of their storage key, not sorted by it, so a renumbered or moved
-    entry shows up where it is stored and the verifier sees the gap or the repeat.
-    """
-    # Quote the path: a `#` or `?` in it would otherwise cut the URI short, and SQLite would
-    # open (and create) a different file, read-write.
-    uri = f"file:{quote(str(Path(path).resolve()))}?mode=ro"
-    try:
-        connection = sqlite3.connect(uri, uri=True, isolation_level=None)
-    except sqlite3.Error as error:
-        raise StoreError(f"cannot open `{path}` read-only: {error}") from error
-    # Bytes that are not UTF-8 (an edit by hand) must reach the verifier as a broken entry,
-    # not stop the read: keep them as surrogate escapes, which hash differently.
-    connection.text_factory = lambda data: data.decode("utf-8", "surrogateescape")
-    try:
-        if ref_id is None:
-            cursor = connection.execute(f"SELECT {_AUDIT_COLUMNS} FROM audit_log")
-        else:
-            cursor = connection.execute(
-                f"SELECT {_AUDIT_COLUMNS} FROM audit_log WHERE ref_id = ? ORDER BY seq", (ref_id,)
-            )
-        while True:
-            rows = cursor.fetchmany(page_entries)
-            if not rows:
-                return
-            for row in rows:
-                yield AuditEntry(*row)
-    except sqlite3.Error as error:
-        raise StoreError(f"cannot read the audit log of `{path}`: {error}") from error
-    finally:
-        connection.close()

@@ -2,8 +2,11 @@
 
 STRICT tables and CHECK constraints are the second line of defence behind the code: an amount
 can never be zero, negative or a REAL, a counter can never go negative, and a state can only be
-one of the known ones. There is deliberately no `spent <= limit` constraint: an operator must be
-able to lower a limit below current spend to freeze spending; the reserve statement enforces it.
+one of the known ones. Tables keyed by text ids are WITHOUT ROWID, so each insert writes one
+b-tree instead of a table and its primary-key index: fewer pages per commit, and commits are
+what durable decisions wait on. There is deliberately no `spent <= limit` constraint: an
+operator must be able to lower a limit below current spend to freeze spending; the reserve
+statement enforces it.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
             hold_id         TEXT,
             policy_version  TEXT NOT NULL,
             audit_seq       INTEGER NOT NULL
-        ) STRICT;
+        ) STRICT, WITHOUT ROWID;
         CREATE UNIQUE INDEX decisions_idempotency
             ON decisions (agent, idempotency_key) WHERE idempotency_key IS NOT NULL;
 
@@ -48,8 +51,8 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
             resolved_us    INTEGER,
             captured_minor INTEGER CHECK (captured_minor IS NULL OR
                                           (captured_minor > 0 AND captured_minor <= amount_minor))
-        ) STRICT;
-        CREATE INDEX holds_due ON holds (state, expires_us);
+        ) STRICT, WITHOUT ROWID;
+        CREATE INDEX holds_due ON holds (expires_us) WHERE state = 'held';
 
         CREATE TABLE budget_counters (
             budget_id       TEXT NOT NULL,
@@ -61,7 +64,7 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
             held_minor      INTEGER NOT NULL DEFAULT 0
                             CHECK (typeof(held_minor) = 'integer' AND held_minor >= 0),
             PRIMARY KEY (budget_id, scope_key, window_start_us)
-        ) STRICT;
+        ) STRICT, WITHOUT ROWID;
 
         CREATE TABLE hold_charges (
             hold_id         TEXT NOT NULL,
@@ -74,9 +77,9 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
             state           TEXT NOT NULL
                             CHECK (state IN ('held', 'captured', 'voided', 'expired')),
             PRIMARY KEY (hold_id, budget_id)
-        ) STRICT;
+        ) STRICT, WITHOUT ROWID;
         CREATE INDEX hold_charges_rolling
-            ON hold_charges (budget_id, scope_key, window_start_us, created_us);
+            ON hold_charges (budget_id, scope_key, created_us) WHERE window_start_us = -1;
 
         CREATE TABLE velocity_events (
             velocity_id TEXT NOT NULL,
@@ -103,7 +106,7 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
         CREATE TABLE meta (
             key   TEXT PRIMARY KEY,
             value TEXT NOT NULL
-        ) STRICT;
+        ) STRICT, WITHOUT ROWID;
         -- Append-only as a second line of defence (the chain and checkpoints are the first):
         -- the application never updates or deletes an entry.
         CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from paywarden.adapters.storage.sqlite import iter_audit_readonly
+from paywarden.adapters.storage.sqlite_audit import iter_audit_readonly, verify_file
 from paywarden.audit.chain import AuditEntry, Checkpoint, VerifyResult, verify
 from paywarden.audit.checkpoint import (
     CheckpointError,
@@ -209,9 +209,13 @@ def verify_command(
     both are. Verification never writes to the log.
     """
     trusted = _trusted_checkpoint(checkpoint_file, checkpoint_dir, public_key)
-    entries = _export_entries(export_file) if export_file else _entries(database)
     try:
-        result = verify(entries, trusted)
+        if export_file:
+            result = verify(_export_entries(export_file), trusted)
+        else:
+            if not Path(database).exists():
+                _die(f"no ledger at `{database}`")
+            result = verify_file(database, trusted)
     except StoreError as error:
         _die(str(error))
     _print_result(result, trusted, as_json)

@@ -1,0 +1,188 @@
+"""Read-only access to a SQLite store's audit log, and verification of a whole file.
+
+Everything here opens the database read-only (`mode=ro`): reading or verifying the log can
+never write to it.
+"""
+
+from __future__ import annotations
+
+import binascii
+import itertools
+import multiprocessing
+import os
+import sqlite3
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+from paywarden.audit.chain import (
+    GENESIS_PARENT,
+    AuditEntry,
+    Checkpoint,
+    RawRow,
+    ScanState,
+    VerifyResult,
+    scan_rows,
+    verify_rows,
+)
+from paywarden.errors import StoreError
+
+# Below this many entries one process is fast enough; above it, worker processes pay off.
+PARALLEL_VERIFY_ENTRIES_MIN = 200_000
+# Verification reads every page once; a memory map up to this size avoids copying each one.
+READ_MMAP_BYTES = 1 << 30
+
+AUDIT_COLUMNS = "seq, created_us, kind, ref_id, parent_hash, entry_hash, body"
+# With a bytes text factory TEXT and BLOB look alike, so the store says whether every column
+# still has its declared type (a rebuilt table could hold a BLOB where text belongs).
+_AUDIT_TYPES_OK = (
+    "(typeof(seq) = 'integer' AND typeof(created_us) = 'integer' AND typeof(kind) = 'text'"
+    " AND typeof(ref_id) = 'text' AND typeof(parent_hash) = 'text'"
+    " AND typeof(entry_hash) = 'text' AND typeof(body) = 'text')"
+)
+
+
+def iter_audit_rows_readonly(path: str | Path, page_entries: int = 20_000) -> Iterator[RawRow]:
+    """Every stored audit row of a file opened read-only, text columns as raw bytes: the input
+    of the fast verifier (`verify_rows`), which needs no decoding at all."""
+    connection = _connect_readonly(path)
+    connection.text_factory = bytes
+    try:
+        cursor = connection.execute(f"SELECT {AUDIT_COLUMNS}, {_AUDIT_TYPES_OK} FROM audit_log")
+        while rows := cursor.fetchmany(page_entries):
+            yield from rows
+    except sqlite3.Error as error:
+        raise StoreError(f"cannot read the audit log of `{path}`: {error}") from error
+    finally:
+        connection.close()
+
+
+def _connect_readonly(path: str | Path) -> sqlite3.Connection:
+    # Quote the path: a `#` or `?` in it would otherwise cut the URI short, and SQLite would
+    # open (and create) a different file, read-write.
+    uri = f"file:{quote(str(Path(path).resolve()))}?mode=ro"
+    try:
+        connection = sqlite3.connect(uri, uri=True, isolation_level=None)
+        # Reading through a memory map skips a copy per page; verification reads everything.
+        connection.execute(f"PRAGMA mmap_size = {READ_MMAP_BYTES}")
+    except sqlite3.Error as error:
+        raise StoreError(f"cannot open `{path}` read-only: {error}") from error
+    return connection
+
+
+def iter_audit_readonly(
+    path: str | Path, page_entries: int = 20_000, ref_id: str | None = None
+) -> Iterator[AuditEntry]:
+    """Stream every entry of a database file opened read-only: verification never writes.
+
+    Rows are read in order of their storage key, not sorted by it, so a renumbered or moved
+    entry shows up where it is stored and the verifier sees the gap or the repeat.
+    """
+    connection = _connect_readonly(path)
+    # Bytes that are not UTF-8 (an edit by hand) must reach the verifier as a broken entry,
+    # not stop the read: keep them as surrogate escapes, which hash differently.
+    connection.text_factory = lambda data: data.decode("utf-8", "surrogateescape")
+    try:
+        if ref_id is None:
+            cursor = connection.execute(f"SELECT {AUDIT_COLUMNS} FROM audit_log")
+        else:
+            cursor = connection.execute(
+                f"SELECT {AUDIT_COLUMNS} FROM audit_log WHERE ref_id = ? ORDER BY seq", (ref_id,)
+            )
+        while True:
+            rows = cursor.fetchmany(page_entries)
+            if not rows:
+                return
+            for row in rows:
+                yield AuditEntry(*row)
+    except sqlite3.Error as error:
+        raise StoreError(f"cannot read the audit log of `{path}`: {error}") from error
+    finally:
+        connection.close()
+
+
+# Verification of a whole file --------------------------------------------------------------
+
+
+def verify_file(
+    path: str | Path,
+    checkpoint: Checkpoint | None = None,
+    workers: int | None = None,
+    parallel_entries_min: int = PARALLEL_VERIFY_ENTRIES_MIN,
+) -> VerifyResult:
+    """Verify a store file read-only, in parallel worker processes when the log is large.
+
+    The log is split into sequence ranges; each worker checks the links and hashes inside its
+    range and reports the first parent and the last hash, and the ranges must join up. If
+    anything at all is off, the whole log is verified again sequentially, so a broken log is
+    always reported with the exact first broken link and reason.
+    """
+    workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
+    connection = _connect_readonly(path)
+    try:
+        low, high, count = connection.execute(
+            "SELECT COALESCE(MIN(seq), 0), COALESCE(MAX(seq), 0), COUNT(*) FROM audit_log"
+        ).fetchone()
+    except sqlite3.Error as error:
+        raise StoreError(f"cannot read the audit log of `{path}`: {error}") from error
+    finally:
+        connection.close()
+    if workers > 1 and count >= parallel_entries_min and (low, high) == (1, count):
+        result = _verify_ranges(path, count, workers, checkpoint)
+        if result is not None:
+            return result
+    return verify_rows(iter_audit_rows_readonly(path), checkpoint)
+
+
+def _verify_ranges(
+    path: str | Path, count: int, workers: int, checkpoint: Checkpoint | None
+) -> VerifyResult | None:
+    """The parallel pass; None when anything needs the precise sequential pass."""
+    step = -(-count // workers)
+    ranges = [(str(path), start, min(start + step, count)) for start in range(0, count, step)]
+    # fork starts workers fastest; Python 3.12+ warns about fork in threaded processes.
+    fork = sys.platform == "linux" and sys.version_info < (3, 12)
+    context = multiprocessing.get_context("fork" if fork else "spawn")
+    with context.Pool(len(ranges)) as pool:
+        parts = pool.map(_verify_range, ranges)
+    parent = GENESIS_PARENT.encode("ascii")
+    for ok, first_parent, last_hash in parts:
+        if not ok or first_parent != parent:
+            return None
+        parent = last_hash
+    if checkpoint is not None and checkpoint.seq > 0:
+        # Every link is verified, so the stored hash at the checkpoint's seq is the chain's.
+        connection = _connect_readonly(path)
+        try:
+            row = connection.execute(
+                "SELECT entry_hash FROM audit_log WHERE seq = ?", (checkpoint.seq,)
+            ).fetchone()
+        finally:
+            connection.close()
+        if row is None or row[0] != checkpoint.head_hash:
+            return None
+    return VerifyResult(True, count, count, parent.decode("ascii"))
+
+
+def _verify_range(task: tuple[str, int, int]) -> tuple[bool, bytes, bytes]:
+    """Worker: check entries start+1..end, trusting the first parent (the caller joins ranges)."""
+    path, start, end = task
+    connection = _connect_readonly(path)
+    connection.text_factory = bytes
+    try:
+        rows = connection.execute(
+            f"SELECT {AUDIT_COLUMNS}, {_AUDIT_TYPES_OK} FROM audit_log"
+            " WHERE seq > ? AND seq <= ? ORDER BY seq",
+            (start, end),
+        )
+        first = rows.fetchone()
+        if first is None or not isinstance(first[4], bytes) or len(first[4]) != 64:
+            return False, b"", b""
+        state = ScanState(start + 1, first[4], binascii.unhexlify(first[4]))
+        failing = scan_rows(itertools.chain([first], rows), state)
+    except (sqlite3.Error, binascii.Error):
+        return False, b"", b""
+    finally:
+        connection.close()
+    return failing is None and state.expected_seq == end + 1, first[4], state.parent

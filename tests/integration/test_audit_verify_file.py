@@ -1,0 +1,94 @@
+"""The parallel file verifier agrees with the sequential one, on clean and tampered logs.
+
+Method: write a log through a Warden, copy it, tamper with the copy in several ways, and
+compare `verify_file` with two workers (forced parallel even for a small log) against the
+precise sequential `verify`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from paywarden import FrozenClock, PaymentIntent, Warden
+from paywarden.adapters.storage.sqlite_audit import iter_audit_readonly, verify_file
+from paywarden.audit.chain import Checkpoint, verify
+
+POLICY = """
+currency: USD
+rules:
+  - {id: allow, effect: allow, actions: ["payments.*"], amount: {lte: 50}}
+"""
+
+
+@pytest.fixture(scope="module")
+def log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    database = tmp_path_factory.mktemp("verify") / "ledger.db"
+    with Warden.open(POLICY, database=database, clock=FrozenClock()) as warden:
+        for index in range(120):
+            amount = "60" if index % 7 == 0 else "10"
+            warden.authorize(
+                PaymentIntent(
+                    agent="a",
+                    action="payments.transfer",
+                    amount=amount,
+                    currency="USD",
+                    recipient="vendor.example",
+                )
+            )
+    return database
+
+
+def _copy(log: Path, tmp_path: Path, *statements: str) -> Path:
+    target = tmp_path / "copy.db"
+    shutil.copy(log, target)
+    connection = sqlite3.connect(target)
+    connection.execute("DROP TRIGGER audit_log_no_update")
+    connection.execute("DROP TRIGGER audit_log_no_delete")
+    for statement in statements:
+        connection.execute(statement)
+    connection.commit()
+    connection.close()
+    return target
+
+
+def _head(path: Path) -> Checkpoint:
+    connection = sqlite3.connect(path)
+    seq, head = connection.execute(
+        "SELECT seq, entry_hash FROM audit_log ORDER BY seq DESC LIMIT 1"
+    ).fetchone()
+    connection.close()
+    return Checkpoint("paywarden", seq, head, 0)
+
+
+@pytest.mark.parametrize(
+    "statements",
+    [
+        (),
+        ("UPDATE audit_log SET body = replace(body, 'vendor', 'attacker') WHERE seq = 70",),
+        ("DELETE FROM audit_log WHERE seq = 3",),
+        ("DELETE FROM audit_log WHERE seq = (SELECT MAX(seq) FROM audit_log)",),
+        ("UPDATE audit_log SET created_us = created_us + 1 WHERE seq = 121",),
+        ("UPDATE audit_log SET parent_hash = entry_hash WHERE seq = 60",),
+    ],
+    ids=["clean", "edited-body", "deleted-early", "truncated", "edited-time", "bad-parent"],
+)
+def test_parallel_verification_reports_what_sequential_verification_reports(
+    log: Path, tmp_path: Path, statements: tuple[str, ...]
+) -> None:
+    checkpoint = _head(log)
+    copy = _copy(log, tmp_path, *statements)
+    for trusted in (None, checkpoint):
+        expected = verify(iter_audit_readonly(copy), trusted)
+        parallel = verify_file(copy, trusted, workers=2, parallel_entries_min=0)
+        assert parallel == expected
+    assert verify(iter_audit_readonly(copy), checkpoint).ok == (statements == ())
+
+
+def test_a_clean_log_verifies_on_the_parallel_path(log: Path) -> None:
+    result = verify_file(log, _head(log), workers=3, parallel_entries_min=0)
+    assert result.ok
+    assert result.entries_checked == result.head_seq == _head(log).seq
