@@ -93,9 +93,16 @@ def _stub_audit() -> None:
     records.append = append  # type: ignore[assignment]
 
 
-def _worker(args: tuple[str, int, str]) -> list[int]:
-    database, count, agent = args
-    return _authorize_loop(database, count, agent, stub_audit=False)
+def _worker(args: tuple[str, int, str, float]) -> tuple[list[int], float, float]:
+    """One of several processes: wait for the common start time, then time its own loop."""
+    database, count, agent, start_at = args
+    from paywarden import Warden  # imported before the clock starts
+
+    Warden.open(POLICY, database=database, busy_timeout_seconds=30).close()
+    time.sleep(max(0.0, start_at - time.time()))
+    started = time.time()
+    latencies = _authorize_loop(database, count, agent, stub_audit=False)
+    return latencies, started, time.time()
 
 
 def authorize_run(
@@ -103,17 +110,20 @@ def authorize_run(
 ) -> dict[str, float]:
     database = str(directory / f"ledger-{processes}-{int(stub_audit)}.db")
     _authorize_loop(database, 10, "warmup", stub_audit)  # creates the schema
-    start = time.perf_counter()
     if processes == 1:
+        start = time.perf_counter()
         latencies = _authorize_loop(database, count, "agent-0", stub_audit)
+        elapsed = time.perf_counter() - start
     else:
+        # Process start-up is not measured: every worker imports and opens first, then all
+        # start together at `start_at`; the run lasts from the first start to the last finish.
         context = multiprocessing.get_context("spawn")
+        start_at = time.time() + 3.0
+        tasks = [(database, count // processes, f"agent-{i}", start_at) for i in range(processes)]
         with context.Pool(processes) as pool:
-            parts = pool.map(
-                _worker, [(database, count // processes, f"agent-{i}") for i in range(processes)]
-            )
-        latencies = [value for part in parts for value in part]
-    elapsed = time.perf_counter() - start
+            parts = pool.map(_worker, tasks)
+        latencies = [value for part, _, _ in parts for value in part]
+        elapsed = max(end for _, _, end in parts) - min(start for _, start, _ in parts)
     latencies.sort()
     return {
         "per_second": len(latencies) / elapsed,
