@@ -204,7 +204,8 @@ class Warden:
                 if denial is not None:
                     decision = denial
                     break
-        decision = replace(decision, decision_id=self._ids("dec"))
+        # The decision is this call's own new value until returned: set its ids in place.
+        decision.decision_id = self._ids("dec")
         if decision.outcome == "deny":
             return decision
         hold = holds.NewHold(
@@ -217,7 +218,8 @@ class Warden:
             now_us + self._hold_ttl_us,
         )
         holds.reserve(tx, hold, claims, traces, velocity)
-        return replace(decision, hold_id=hold.hold_id)
+        decision.hold_id = hold.hold_id
+        return decision
 
     def _record(
         self, tx: LedgerTx, intent: PaymentIntent, decision: Decision, now: datetime, actor: str

@@ -8,6 +8,7 @@ exactly one encoding (`10.0` and `10.00` cannot both appear; amounts are integer
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 
 _SCALARS = (str, int, bool, type(None))
 # Far deeper than any audit body; a circular value reaches it too, so the walk always ends.
@@ -20,22 +21,28 @@ def _reject_floats(value: object) -> None:
     while stack:
         item, depth = stack.pop()
         kind = type(item)
-        if kind is dict or kind is list or kind is tuple:
-            if depth >= _DEPTH_MAX:
-                raise ValueError(
-                    f"audit values must not nest deeper than {_DEPTH_MAX} levels (or be circular)"
-                )
-            if kind is dict:
-                assert isinstance(item, dict)
-                for key in item:
-                    if type(key) is not str:
-                        raise TypeError(f"audit keys must be strings, not `{key!r}`")
-                stack.extend((child, depth + 1) for child in item.values())
-            else:
-                assert isinstance(item, list | tuple)
-                stack.extend((child, depth + 1) for child in item)
-        elif kind not in _SCALARS:
+        if kind is dict:
+            assert isinstance(item, dict)
+            for key in item:
+                if type(key) is not str:
+                    raise TypeError(f"audit keys must be strings, not `{key!r}`")
+            children: Iterable[object] = item.values()
+        elif kind is list or kind is tuple:
+            assert isinstance(item, list | tuple)
+            children = item
+        elif kind in _SCALARS:
+            continue
+        else:
             raise TypeError(f"audit values must not be {kind.__name__} (`{item!r}`)")
+        if depth >= _DEPTH_MAX:
+            raise ValueError(
+                f"audit values must not nest deeper than {_DEPTH_MAX} levels (or be circular)"
+            )
+        for child in children:
+            child_kind = type(child)
+            if child_kind is str or child_kind is int or child_kind is bool or child is None:
+                continue  # the common case, checked without touching the stack
+            stack.append((child, depth + 1))
 
 
 def canonical_text(value: object) -> str:
