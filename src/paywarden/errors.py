@@ -17,6 +17,8 @@ The tree::
     ├── IdempotencyConflictError    same idempotency key, different intent
     ├── NotFoundError               an unknown hold, decision or approval id
     ├── StateConflictError          a transition that already happened (capture after void, ...)
+    │   └── ApprovalExpiredError    the approval's time ran out; its hold was released
+    ├── ForbiddenError              this principal may not do this (an agent approving, ...)
     └── StoreError                  the store failed; callers fail closed
         └── StoreBusyError          the store stayed locked past its busy timeout
 """
@@ -89,6 +91,18 @@ class StateConflictError(PaywardenError):
     """A state transition that is no longer possible (it already happened once)."""
 
     code = "state_conflict"
+
+
+class ApprovalExpiredError(StateConflictError):
+    """An approval request that expired before it was decided; its hold is released."""
+
+    code = "approval_expired"
+
+
+class ForbiddenError(PaywardenError):
+    """The principal may not do this: not a registered operator, the requester, a repeat vote."""
+
+    code = "forbidden"
 
 
 class StoreError(PaywardenError):

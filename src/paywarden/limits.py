@@ -61,3 +61,18 @@ store_busy_timeout_seconds: Final = 5.0
 expire_per_authorize_max: Final = 16
 # One `expire_due` sweep handles at most this many holds per transaction.
 expire_sweep_batch_max: Final = 500
+
+# Approvals ----------------------------------------------------------------------------------
+
+# A human should see a request while its context is fresh; 15 minutes also bounds how long an
+# unanswered request pins budget. Policies may choose another default or per-rule lifetime.
+approval_ttl_seconds: Final = 900
+# No approval (and so no hold) may outlive a week: a stale request must be asked again.
+approval_ttl_seconds_max: Final = 7 * 86_400
+# Listing approvals, grants and halts returns at most this many rows.
+list_rows_max: Final = 500
+# Webhook delivery: a bounded number of attempts with exponential backoff (base, cap).
+webhook_attempts_max: Final = 8
+webhook_backoff_seconds: Final = 0.5
+webhook_backoff_seconds_max: Final = 300.0
+webhook_timeout_seconds: Final = 5.0

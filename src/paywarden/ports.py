@@ -78,6 +78,81 @@ class NewDecision:
     audit_seq: int
 
 
+@dataclass(frozen=True, slots=True)
+class OperatorRow:
+    operator_id: str
+    name: str
+    created_us: int
+    disabled_us: int | None = None
+
+
+ApprovalStatus = Literal["pending", "approved", "rejected", "expired", "consumed", "voided"]
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalRow:
+    approval_id: str
+    decision_id: str
+    hold_id: str
+    agent: str
+    binding: str  # the intent fingerprint the approval is bound to
+    intent: str  # the intent as canonical JSON, for re-evaluation at approval time
+    status: ApprovalStatus
+    required: int  # distinct operators needed: 1, or 2 above the four-eyes amount
+    rule_ids: str  # JSON list
+    created_us: int
+    expires_us: int
+    decided_us: int | None
+    note: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class VoteRow:
+    approval_id: str
+    operator_id: str
+    vote: Literal["approve", "reject"]
+    reason: str
+    created_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class GrantRow:
+    grant_id: str
+    agent: str
+    action: str  # a glob such as `payments.*`
+    currency: str
+    per_payment_minor: int
+    total_minor: int
+    used_minor: int
+    uses_max: int | None
+    uses: int
+    recipients: str  # JSON list of globs; empty means any recipient
+    created_by: str
+    created_us: int
+    expires_us: int
+    revoked_us: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class HaltRow:
+    scope: str  # "*" for everything, else an agent id
+    reason: str
+    actor: str
+    created_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    event_id: int
+    kind: str
+    body: str
+    created_us: int
+    attempts: int
+    next_attempt_us: int
+    delivered_us: int | None
+    last_error: str | None
+
+
 class LedgerTx(Protocol):
     """Statements available inside one store transaction."""
 
@@ -116,6 +191,7 @@ class LedgerTx(Protocol):
         self, hold_id: str, state: HoldState, now_us: int, captured_minor: int | None
     ) -> bool: ...
     def set_charge_amount(self, hold_id: str, budget_id: str, amount_minor: int) -> None: ...
+    def hold_set_expiry(self, hold_id: str, expires_us: int) -> None: ...
     def due_holds(self, now_us: int, limit: int) -> list[str]: ...
     def counters(self) -> list[CounterRow]: ...
 
@@ -124,6 +200,34 @@ class LedgerTx(Protocol):
     def audit_entries(self, after_seq: int, limit: int) -> list[AuditEntry]: ...
     def audit_by_ref(self, ref_id: str) -> list[AuditEntry]: ...
     def meta_get(self, key: str) -> str | None: ...
+
+    def operator(self, operator_id: str) -> OperatorRow | None: ...
+    def operator_insert(self, row: OperatorRow) -> bool: ...
+    def operators(self) -> list[OperatorRow]: ...
+    def approval(self, approval_id: str) -> ApprovalRow | None: ...
+    def approval_open(self, agent: str, binding: str, now_us: int) -> ApprovalRow | None: ...
+    def approval_insert(self, row: ApprovalRow) -> None: ...
+    def approval_transition(
+        self, approval_id: str, source: str, target: str, now_us: int, note: str | None
+    ) -> bool: ...
+    def approvals(self, status: str | None, agent: str | None, limit: int) -> list[ApprovalRow]: ...
+    def approval_by_hold(self, hold_id: str) -> ApprovalRow | None: ...
+    def votes(self, approval_id: str) -> list[VoteRow]: ...
+    def vote_insert(self, row: VoteRow) -> bool: ...
+    def grant_insert(self, row: GrantRow) -> None: ...
+    def grant(self, grant_id: str) -> GrantRow | None: ...
+    def grants(self, agent: str | None, active_at_us: int | None) -> list[GrantRow]: ...
+    def grant_consume(self, grant_id: str, amount_minor: int, now_us: int) -> bool: ...
+    def grant_revoke(self, grant_id: str, now_us: int) -> bool: ...
+    def halt_set(self, row: HaltRow) -> bool: ...
+    def halt_clear(self, scope: str) -> bool: ...
+    def halt_for(self, agent: str) -> HaltRow | None: ...
+    def halts(self) -> list[HaltRow]: ...
+    def outbox_insert(self, kind: str, body: str, now_us: int) -> None: ...
+    def outbox_due(self, now_us: int, limit: int) -> list[OutboxRow]: ...
+    def outbox_mark(
+        self, event_id: int, delivered_us: int | None, next_attempt_us: int, error: str | None
+    ) -> None: ...
     def meta_set(self, key: str, value: str) -> None: ...
 
 

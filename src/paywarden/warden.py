@@ -13,7 +13,8 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
-from paywarden import limits
+from paywarden import approvals, authorize, limits
+from paywarden.adapters.notify.webhook import WebhookDispatcher, WebhookOptions, deliver_due
 from paywarden.adapters.storage.sqlite import SQLiteStore
 from paywarden.audit import records
 from paywarden.audit.chain import Checkpoint, VerifyResult
@@ -21,20 +22,20 @@ from paywarden.audit.checkpoint import SignedCheckpoint
 from paywarden.audit.service import AuditOptions, Checkpointer, verify_store
 from paywarden.bootstrap import LoadedPolicy, load_policy
 from paywarden.clock import Clock, SystemClock, to_us
-from paywarden.errors import IdempotencyConflictError, NotFoundError, StoreBusyError, StoreError
-from paywarden.intent import PaymentIntent
-from paywarden.ledger import holds, settle
-from paywarden.ledger.status import BudgetStatus, budget_status
-from paywarden.ledger.usage import (
-    apply_budget_gates,
-    budget_claims,
-    velocity_claims,
-    velocity_denial,
+from paywarden.errors import (
+    IdempotencyConflictError,
+    NotFoundError,
+    StateConflictError,
+    StoreBusyError,
+    StoreError,
 )
+from paywarden.intent import PaymentIntent
+from paywarden.ledger import settle
+from paywarden.ledger.status import BudgetStatus, budget_status
+from paywarden.operations import OperatorActions
 from paywarden.policy.compiler import CompiledPolicy
 from paywarden.policy.decision import Decision
-from paywarden.policy.evaluator import deny_everything, evaluate
-from paywarden.policy.facts import StateSnapshot
+from paywarden.policy.evaluator import deny_everything
 from paywarden.ports import HoldRow, IdSource, LedgerTx, NewDecision, Store
 
 __all__ = ["AuditOptions", "Warden"]
@@ -44,7 +45,7 @@ def random_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(12)}"
 
 
-class Warden:
+class Warden(OperatorActions):
     """Guards payments: `authorize(intent)` decides, holds, records and audits; `capture` and
     `void` settle a hold.
 
@@ -63,6 +64,7 @@ class Warden:
         hold_ttl_seconds: int = limits.hold_ttl_seconds,
         ids: IdSource = random_id,
         audit: AuditOptions | None = None,
+        webhook: WebhookOptions | None = None,
     ) -> None:
         self._loaded = loaded
         self._store = store
@@ -72,6 +74,12 @@ class Warden:
         self._ids = ids
         self._checkpoints = Checkpointer(store, audit or AuditOptions(), clock)
         self._record_policy_load()
+        self._webhook = webhook
+        self._dispatcher: WebhookDispatcher | None = None
+        if webhook is not None:
+            with store.write() as tx:
+                tx.meta_set("webhooks", "on")
+            self._dispatcher = WebhookDispatcher(store, webhook, clock)
 
     @classmethod
     def open(
@@ -85,6 +93,7 @@ class Warden:
         busy_timeout_seconds: float = limits.store_busy_timeout_seconds,
         ids: IdSource = random_id,
         audit: AuditOptions | None = None,
+        webhook: WebhookOptions | None = None,
     ) -> Warden:
         """Open a Warden on a policy (path or YAML text) and a SQLite database file.
 
@@ -100,10 +109,20 @@ class Warden:
             hold_ttl_seconds=hold_ttl_seconds,
             ids=ids,
             audit=audit,
+            webhook=webhook,
         )
 
     def close(self) -> None:
+        if self._dispatcher is not None:
+            self._dispatcher.stop()
+            self._dispatcher = None
         self._store.close()
+
+    def deliver_webhooks(self) -> int:
+        """Deliver due webhook events now (the dispatcher thread also does, every moment)."""
+        if self._webhook is None:
+            return 0
+        return deliver_due(self._store, self._webhook, self._clock)
 
     def __enter__(self) -> Warden:
         return self
@@ -135,7 +154,7 @@ class Warden:
         intent, mismatch = self._with_environment(intent)
         try:
             with self._store.write() as tx:
-                settle.expire_due(tx, to_us(now), limits.expire_per_authorize_max)
+                approvals.sweep(tx, to_us(now), limits.expire_per_authorize_max)
                 replay = self._replay(tx, intent)
                 if replay is not None:
                     return replay
@@ -146,7 +165,10 @@ class Warden:
                         "environment_mismatch", mismatch, policy.version, now
                     )
                 else:
-                    decision = self._decide_and_hold(tx, policy, intent, phase, now)
+                    context = authorize.Context(
+                        policy, intent, phase, now, self._ids, self._hold_ttl_us
+                    )
+                    decision = authorize.decide(tx, context)
                 decision = self._record(tx, intent, decision, now, actor or f"agent:{intent.agent}")
         except IdempotencyConflictError:
             raise
@@ -183,43 +205,6 @@ class Warden:
                 f"(decision `{stored.decision_id}`)"
             )
         return replace(Decision.from_dict(json.loads(stored.body)["decision"]), replayed=True)
-
-    def _decide_and_hold(
-        self,
-        tx: LedgerTx,
-        policy: CompiledPolicy,
-        intent: PaymentIntent,
-        phase: str | None,
-        now: datetime,
-    ) -> Decision:
-        now_us = to_us(now)
-        claims = budget_claims(policy, intent, now)
-        traces = holds.read_budgets(tx, claims)
-        decision = evaluate(policy, intent, StateSnapshot(phase=phase, budgets=tuple(traces)), now)
-        decision = apply_budget_gates(decision, claims, traces)
-        velocity = velocity_claims(policy, intent)
-        if decision.outcome != "deny":
-            for claim, count, last_us in holds.read_velocity(tx, velocity, now_us):
-                denial = velocity_denial(decision, claim, count, last_us, now_us)
-                if denial is not None:
-                    decision = denial
-                    break
-        # The decision is this call's own new value until returned: set its ids in place.
-        decision.decision_id = self._ids("dec")
-        if decision.outcome == "deny":
-            return decision
-        hold = holds.NewHold(
-            self._ids("hold"),
-            str(decision.decision_id),
-            intent.agent,
-            intent.amount_minor,
-            intent.currency,
-            now_us,
-            now_us + self._hold_ttl_us,
-        )
-        holds.reserve(tx, hold, claims, traces, velocity)
-        decision.hold_id = hold.hold_id
-        return decision
 
     def _record(
         self, tx: LedgerTx, intent: PaymentIntent, decision: Decision, now: datetime, actor: str
@@ -295,6 +280,12 @@ class Warden:
         now_us = to_us(self._clock.now())
         with self._store.write() as tx:
             hold = settle.open_hold(tx, hold_id, now_us)
+            request = tx.approval_by_hold(hold_id)
+            if request is not None and request.status != "consumed":
+                raise StateConflictError(
+                    f"hold `{hold_id}` belongs to approval `{request.approval_id}`, which is "
+                    f"{request.status}: only an approved and used request may be captured"
+                )
             captured = settle.capture_amount(hold, amount)
             updated = settle.settle(tx, hold, "captured", now_us, actor, captured)
         if updated is None:
@@ -307,6 +298,10 @@ class Warden:
         with self._store.write() as tx:
             hold = settle.open_hold(tx, hold_id, now_us)
             updated = settle.settle(tx, hold, "voided", now_us, actor)
+            request = tx.approval_by_hold(hold_id)
+            if updated is not None and request is not None:
+                # A request whose money is released cannot be approved or used any more.
+                self._close(tx, request, "voided", f"hold voided by {actor}", now_us, actor)
         if updated is None:
             raise settle.already_resolved(hold, "voided")
         return updated
@@ -314,7 +309,7 @@ class Warden:
     def expire_due(self, batch_max: int = limits.expire_sweep_batch_max) -> int:
         """Expire holds past their deadline (a bounded sweep); returns how many expired."""
         with self._store.write() as tx:
-            return settle.expire_due(tx, to_us(self._clock.now()), batch_max)
+            return approvals.sweep(tx, to_us(self._clock.now()), batch_max)
 
     def hold(self, hold_id: str) -> HoldRow:
         with self._store.read() as tx:

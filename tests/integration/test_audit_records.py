@@ -133,15 +133,17 @@ def test_every_decision_and_hold_change_appends_exactly_one_entry(
     assert [(entry.kind, entry.ref_id) for entry in log] == [
         ("policy.loaded", log[0].ref_id),
         ("decision", allowed.decision_id),
+        ("approval.requested", pending.approval_id),
         ("decision", pending.decision_id),
         ("decision", denied.decision_id),
         ("decision", keyed.decision_id),
         ("hold.captured", allowed.hold_id),
         ("hold.voided", pending.hold_id),
+        ("approval.voided", pending.approval_id),
         ("hold.expired", keyed.hold_id),
     ]
     assert verify(log).ok
-    captured = json.loads(log[5].body)
+    captured = json.loads(log[6].body)
     assert (captured["state"], captured["captured_minor"], captured["amount_minor"]) == (
         "captured",
         1000,

@@ -20,6 +20,11 @@ from paywarden import limits
 from paywarden.errors import InvalidInputError, PolicyCompileError
 from paywarden.money import CurrencyTable
 from paywarden.policy import dialects
+from paywarden.policy.approval_settings import (
+    ApprovalSettings,
+    compile_approval_settings,
+    duration_seconds,
+)
 from paywarden.policy.budgets import BudgetSpec, VelocitySpec, compile_budgets, compile_velocity
 from paywarden.policy.decision import Effect, RuleTrace
 from paywarden.policy.document import DocumentError, LocList, LocMap, Mark, load_document
@@ -57,6 +62,7 @@ TOP_LEVEL_KEYS = frozenset(
         "velocity",
         "phases",
         "compensation",
+        "approvals",
     }
 )
 # List conditions: every accepted spelling -> (intent field, negated).
@@ -99,6 +105,7 @@ RULE_KEYS = frozenset(
         "outside",
         "budget_ratio",
         "when",
+        "approval_ttl",
         *LIST_CONDITIONS,
         *FLAT_AMOUNT,
     }
@@ -114,6 +121,7 @@ class CompiledRule:
     checks: tuple[Check, ...]
     conditions: tuple[str, ...]
     mark: Mark
+    approval_ttl_seconds: int | None = None
     matches: Check = field(init=False)
     trace_hit: RuleTrace = field(init=False)
     trace_miss: RuleTrace = field(init=False)
@@ -166,6 +174,7 @@ class CompiledPolicy:
     budgets: tuple[BudgetSpec, ...]
     velocity: tuple[VelocitySpec, ...]
     phases: Mapping[str, object]
+    approvals: ApprovalSettings
     report: CompileReport
     match_all: MatchAll
     deny_rules: tuple[int, ...] = field(default=())
@@ -228,6 +237,9 @@ def _compile_native(document: LocMap, dialect: str, report: CompileReport) -> Co
         else ()
     )
     phases = document.get("phases")
+    approvals = compile_approval_settings(
+        document.get("approvals"), ctx, document.mark_of("approvals")
+    )
     if timezone is None or not report.ok:
         return None
     name = document.get("name")
@@ -245,6 +257,7 @@ def _compile_native(document: LocMap, dialect: str, report: CompileReport) -> Co
         budgets=budgets,
         velocity=velocity,
         phases=dict(phases) if isinstance(phases, Mapping) else {},
+        approvals=approvals,
         report=report,
         match_all=generate([rule.checks for rule in rules]),
         deny_rules=tuple(i for i, r in enumerate(rules) if r.effect == "deny"),
@@ -385,7 +398,20 @@ def _compile_rule(
         or entry.get("description")
         or _default_reason(rule_id, effect, conditions)
     )
-    return CompiledRule(rule_id, effect, str(reason), tuple(checks), tuple(conditions), entry.mark)
+    ttl = None
+    if "approval_ttl" in entry:
+        if effect != "require_approval":
+            ctx.error(
+                "`approval_ttl` applies only to require_approval rules",
+                entry.mark_of("approval_ttl"),
+            )
+            return None
+        ttl = duration_seconds(
+            entry["approval_ttl"], ctx, entry.mark_of("approval_ttl"), "approval_ttl"
+        )
+    return CompiledRule(
+        rule_id, effect, str(reason), tuple(checks), tuple(conditions), entry.mark, ttl
+    )
 
 
 # Conditions run cheapest first, whatever their order in the file: list lookups, then

@@ -29,8 +29,10 @@ REASON_CODES: Mapping[str, str] = {
     "budget_halt": "the budget would pass its halt gate",
     "rate_limit_exceeded": "too many payments in the velocity window",
     "cooldown_active": "the cooldown since the previous payment has not passed",
-    "approval_required": "a require_approval rule matched",
+    "approval_required": "a require_approval rule matched; a human decides (see approval_id)",
     "budget_restricted": "the budget would pass its restrict gate, so approval is required",
+    "approved": "an operator approved this exact intent; the approval is now consumed",
+    "allowed_by_grant": "an operator's grant covers this intent in place of an approval",
     "allowed": "an allow rule matched and no deny or approval rule did",
     "no_rule_matched": "no allow rule matched; paywarden denies by default",
 }
@@ -196,6 +198,7 @@ class Decision:
     decision_id: str | None = None
     hold_id: str | None = None
     replayed: bool = False
+    approval_id: str | None = None
 
     @property
     def allowed(self) -> bool:
@@ -221,6 +224,7 @@ class Decision:
             decision_id=data.get("decision_id"),
             hold_id=data.get("hold_id"),
             replayed=bool(data.get("replayed", False)),
+            approval_id=data.get("approval_id"),
         )
 
     def to_dict(self) -> dict[str, object]:
@@ -232,6 +236,7 @@ class Decision:
             "rule_ids": list(self.rule_ids),
             "warnings": list(self.warnings),
             "hold_id": self.hold_id,
+            "approval_id": self.approval_id,
             "replayed": self.replayed,
             "policy_version": self.policy_version,
             "trace": self.trace.to_dict(),

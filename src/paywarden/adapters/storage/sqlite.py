@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from paywarden.adapters.storage.sqlite_approvals import ApprovalStatements
 from paywarden.adapters.storage.sqlite_audit import AUDIT_COLUMNS as _AUDIT_COLUMNS
 from paywarden.adapters.storage.sqlite_schema import MIGRATIONS, SCHEMA_VERSION, statements
 from paywarden.audit.chain import AuditEntry
@@ -166,7 +167,7 @@ class SQLiteStore:
         connection.execute("COMMIT")
 
 
-class SQLiteTx:
+class SQLiteTx(ApprovalStatements):
     """The statements of one transaction. Every money statement is one atomic SQL statement."""
 
     __slots__ = ("_db",)
@@ -374,6 +375,13 @@ class SQLiteTx:
             return False
         self._db.execute("UPDATE hold_charges SET state = ? WHERE hold_id = ?", (state, hold_id))
         return True
+
+    def hold_set_expiry(self, hold_id: str, expires_us: int) -> None:
+        """Move a held hold's deadline (an approved request, once used, gets the normal TTL)."""
+        self._db.execute(
+            "UPDATE holds SET expires_us = ? WHERE hold_id = ? AND state = 'held'",
+            (expires_us, hold_id),
+        )
 
     def set_charge_amount(self, hold_id: str, budget_id: str, amount_minor: int) -> None:
         self._db.execute(

@@ -115,6 +115,83 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
         """,
     ),
+    (
+        3,
+        """
+        CREATE TABLE operators (
+            operator_id TEXT PRIMARY KEY,
+            name        TEXT NOT NULL,
+            created_us  INTEGER NOT NULL,
+            disabled_us INTEGER
+        ) STRICT, WITHOUT ROWID;
+
+        CREATE TABLE approvals (
+            approval_id TEXT PRIMARY KEY,
+            decision_id TEXT NOT NULL,
+            hold_id     TEXT NOT NULL,
+            agent       TEXT NOT NULL,
+            binding     TEXT NOT NULL,
+            intent      TEXT NOT NULL,
+            status      TEXT NOT NULL CHECK (status IN ('pending', 'approved', 'rejected',
+                                                        'expired', 'consumed', 'voided')),
+            required    INTEGER NOT NULL CHECK (required IN (1, 2)),
+            rule_ids    TEXT NOT NULL,
+            created_us  INTEGER NOT NULL,
+            expires_us  INTEGER NOT NULL CHECK (expires_us > created_us),
+            decided_us  INTEGER,
+            note        TEXT
+        ) STRICT, WITHOUT ROWID;
+        CREATE INDEX approvals_open ON approvals (agent, binding)
+            WHERE status IN ('pending', 'approved');
+        CREATE INDEX approvals_hold ON approvals (hold_id);
+
+        CREATE TABLE approval_votes (
+            approval_id TEXT NOT NULL,
+            operator_id TEXT NOT NULL,
+            vote        TEXT NOT NULL CHECK (vote IN ('approve', 'reject')),
+            reason      TEXT NOT NULL,
+            created_us  INTEGER NOT NULL,
+            PRIMARY KEY (approval_id, operator_id)
+        ) STRICT, WITHOUT ROWID;
+
+        CREATE TABLE grants (
+            grant_id       TEXT PRIMARY KEY,
+            agent          TEXT NOT NULL,
+            action         TEXT NOT NULL,
+            currency       TEXT NOT NULL,
+            per_payment_minor INTEGER NOT NULL CHECK (per_payment_minor > 0),
+            total_minor    INTEGER NOT NULL CHECK (total_minor > 0),
+            used_minor     INTEGER NOT NULL DEFAULT 0 CHECK (used_minor >= 0),
+            uses_max       INTEGER CHECK (uses_max IS NULL OR uses_max > 0),
+            uses           INTEGER NOT NULL DEFAULT 0 CHECK (uses >= 0),
+            recipients     TEXT NOT NULL,
+            created_by     TEXT NOT NULL,
+            created_us     INTEGER NOT NULL,
+            expires_us     INTEGER NOT NULL CHECK (expires_us > created_us),
+            revoked_us     INTEGER,
+            CHECK (used_minor <= total_minor)
+        ) STRICT, WITHOUT ROWID;
+
+        CREATE TABLE halts (
+            scope      TEXT PRIMARY KEY,
+            reason     TEXT NOT NULL,
+            actor      TEXT NOT NULL,
+            created_us INTEGER NOT NULL
+        ) STRICT, WITHOUT ROWID;
+
+        CREATE TABLE outbox (
+            event_id        INTEGER PRIMARY KEY,
+            kind            TEXT NOT NULL,
+            body            TEXT NOT NULL,
+            created_us      INTEGER NOT NULL,
+            attempts        INTEGER NOT NULL DEFAULT 0,
+            next_attempt_us INTEGER NOT NULL,
+            delivered_us    INTEGER,
+            last_error      TEXT
+        ) STRICT;
+        CREATE INDEX outbox_due ON outbox (next_attempt_us) WHERE delivered_us IS NULL;
+        """,
+    ),
 )
 
 

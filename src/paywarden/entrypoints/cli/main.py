@@ -11,6 +11,7 @@ import click
 
 from paywarden import __version__
 from paywarden.entrypoints.cli.audit_cli import audit
+from paywarden.entrypoints.cli.operator_cli import COMMANDS as OPERATOR_COMMANDS
 from paywarden.errors import InvalidInputError, PaywardenError
 from paywarden.intent import PaymentIntent
 from paywarden.money import format_minor
@@ -263,6 +264,8 @@ def demo() -> None:
 
 
 cli.add_command(audit)
+for _command in OPERATOR_COMMANDS:
+    cli.add_command(_command)
 
 
 def main() -> None:

@@ -1,0 +1,213 @@
+"""The authorization pipeline, run inside one store transaction by `Warden.authorize`.
+
+In order: the kill switch; an open approval for this exact intent (a pending one is returned
+again, an approved one is consumed); budget and velocity usage; the pure policy evaluation;
+budget gates; velocity limits; a grant standing in for a human; then the hold, and for
+`require_approval` the approval request. The Warden records and audits the result.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from paywarden import approvals, grants
+from paywarden.audit import records
+from paywarden.clock import to_us
+from paywarden.intent import PaymentIntent
+from paywarden.ledger import holds
+from paywarden.ledger.usage import (
+    BudgetClaim,
+    apply_budget_gates,
+    budget_claims,
+    velocity_claims,
+    velocity_denial,
+)
+from paywarden.policy.compiler import CompiledPolicy
+from paywarden.policy.decision import BudgetTrace, Decision, Trace
+from paywarden.policy.evaluator import deny_everything, evaluate
+from paywarden.policy.facts import StateSnapshot
+from paywarden.ports import ApprovalRow, IdSource, LedgerTx
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    policy: CompiledPolicy
+    intent: PaymentIntent
+    phase: str | None
+    now: datetime
+    ids: IdSource
+    hold_ttl_us: int
+
+    @property
+    def now_us(self) -> int:
+        return to_us(self.now)
+
+
+def decide(tx: LedgerTx, ctx: Context) -> Decision:
+    halt = tx.halt_for(ctx.intent.agent)
+    if halt is not None:
+        scope = "all agents" if halt.scope == "*" else f"agent `{halt.scope}`"
+        decision = deny_everything(
+            "halted", f"payments are halted for {scope}: {halt.reason}", ctx.policy.version, ctx.now
+        )
+        decision.rule_ids = (f"halt:{halt.scope}",)
+        return decision
+    binding = approvals.binding(ctx.intent)
+    existing = tx.approval_open(ctx.intent.agent, binding, ctx.now_us)
+    if existing is not None:
+        return _with_open_approval(tx, ctx, existing)
+    decision, claims, traces = _evaluate_with_ledger(tx, ctx)
+    if decision.outcome == "require_approval" and decision.reason_code == "approval_required":
+        grant = grants.use(tx, ctx.intent, ctx.now_us)
+        if grant is not None:
+            decision.outcome, decision.reason_code = "allow", "allowed_by_grant"
+            decision.reason = f"covered by grant `{grant.grant_id}` from {grant.created_by}"
+            decision.rule_ids = (*decision.rule_ids, f"grant:{grant.grant_id}")
+    if decision.outcome == "deny":
+        return decision
+    return _hold(tx, ctx, decision, binding, claims, traces)
+
+
+def _evaluate_with_ledger(
+    tx: LedgerTx, ctx: Context
+) -> tuple[Decision, list[BudgetClaim], list[BudgetTrace]]:
+    policy, intent, now_us = ctx.policy, ctx.intent, ctx.now_us
+    claims = budget_claims(policy, intent, ctx.now)
+    traces = holds.read_budgets(tx, claims)
+    state = StateSnapshot(phase=ctx.phase, budgets=tuple(traces))
+    decision = apply_budget_gates(evaluate(policy, intent, state, ctx.now), claims, traces)
+    if decision.outcome != "deny":
+        for claim, count, last_us in holds.read_velocity(
+            tx, velocity_claims(policy, intent), now_us
+        ):
+            denial = velocity_denial(decision, claim, count, last_us, now_us)
+            if denial is not None:
+                decision = denial
+                break
+    # The decision is this call's own new value until returned: set its ids in place.
+    decision.decision_id = ctx.ids("dec")
+    return decision, claims, traces
+
+
+def _hold(
+    tx: LedgerTx,
+    ctx: Context,
+    decision: Decision,
+    binding: str,
+    claims: list[BudgetClaim],
+    traces: list[BudgetTrace],
+) -> Decision:
+    pending = decision.outcome == "require_approval"
+    ttl_us = (
+        approvals.ttl_seconds(ctx.policy, decision) * 1_000_000 if pending else (ctx.hold_ttl_us)
+    )
+    hold = holds.NewHold(
+        ctx.ids("hold"),
+        str(decision.decision_id),
+        ctx.intent.agent,
+        ctx.intent.amount_minor,
+        ctx.intent.currency,
+        ctx.now_us,
+        ctx.now_us + ttl_us,
+    )
+    holds.reserve(tx, hold, claims, traces, velocity_claims(ctx.policy, ctx.intent))
+    decision.hold_id = hold.hold_id
+    if pending:
+        decision.approval_id = _request(tx, ctx, decision, binding, hold.expires_us)
+    return decision
+
+
+def _request(tx: LedgerTx, ctx: Context, decision: Decision, binding: str, expires_us: int) -> str:
+    row = ApprovalRow(
+        approval_id=ctx.ids("apr"),
+        decision_id=str(decision.decision_id),
+        hold_id=str(decision.hold_id),
+        agent=ctx.intent.agent,
+        binding=binding,
+        intent=approvals.intent_json(ctx.intent, ctx.phase),
+        status="pending",
+        required=approvals.required_operators(ctx.policy, ctx.intent),
+        rule_ids=json.dumps(list(decision.rule_ids)),
+        created_us=ctx.now_us,
+        expires_us=expires_us,
+        decided_us=None,
+        note=decision.reason,
+    )
+    tx.approval_insert(row)
+    records.append(
+        tx,
+        ctx.now_us,
+        "approval.requested",
+        row.approval_id,
+        {
+            "actor": f"agent:{row.agent}",
+            "approval_id": row.approval_id,
+            "decision_id": row.decision_id,
+            "hold_id": row.hold_id,
+            "required": row.required,
+            "expires_us": row.expires_us,
+        },
+    )
+    approvals.notify(
+        tx,
+        row,
+        "approval.requested",
+        f"Approval needed: {row.agent} wants to pay {ctx.intent.amount} to "
+        f"{ctx.intent.recipient} ({decision.reason})",
+        ctx.now_us,
+    )
+    return row.approval_id
+
+
+def _with_open_approval(tx: LedgerTx, ctx: Context, row: ApprovalRow) -> Decision:
+    """The same intent again: still pending -> the same request; approved -> consume it."""
+    rule_ids = tuple(json.loads(row.rule_ids))
+    if row.status == "pending":
+        reason = f"awaiting approval `{row.approval_id}`: {row.note or ''}".rstrip(": ")
+        trace = Trace(ctx.policy.version, ctx.now, (), notes=("approval pending",))
+        return Decision(
+            "require_approval",
+            "approval_required",
+            reason,
+            rule_ids,
+            trace,
+            decision_id=ctx.ids("dec"),
+            hold_id=row.hold_id,
+            approval_id=row.approval_id,
+        )
+    # Approved: deny rules are checked once more (budgets already hold the amount).
+    decision = evaluate(ctx.policy, ctx.intent, StateSnapshot(phase=ctx.phase), ctx.now)
+    decision.decision_id = ctx.ids("dec")
+    if decision.outcome == "deny":
+        if tx.approval_transition(
+            row.approval_id, "approved", "voided", ctx.now_us, f"voided: {decision.reason}"
+        ):
+            approvals.release_hold(tx, row.hold_id, "voided", ctx.now_us, "system")
+        return decision
+    approvers = [vote.operator_id for vote in tx.votes(row.approval_id) if vote.vote == "approve"]
+    if not tx.approval_transition(row.approval_id, "approved", "consumed", ctx.now_us, None):
+        return deny_everything(
+            "approval_required", "the approval was already used", ctx.policy.version, ctx.now
+        )
+    tx.hold_set_expiry(row.hold_id, ctx.now_us + ctx.hold_ttl_us)
+    records.append(
+        tx,
+        ctx.now_us,
+        "approval.consumed",
+        row.approval_id,
+        {
+            "actor": f"agent:{row.agent}",
+            "approval_id": row.approval_id,
+            "decision_id": decision.decision_id,
+        },
+    )
+    decision.outcome, decision.reason_code = "allow", "approved"
+    decision.reason = f"approved by {', '.join(approvers)} (approval `{row.approval_id}`)"
+    decision.rule_ids, decision.hold_id, decision.approval_id = (
+        rule_ids,
+        row.hold_id,
+        row.approval_id,
+    )
+    return decision

@@ -1,0 +1,148 @@
+"""Grants: an operator's standing, bounded permission that stands in for an approval.
+
+A grant lets one agent make payments of one action (a glob such as `payments.*`) without a
+human each time, within a ceiling per payment, a total, an optional number of uses, optional
+recipients, and until it expires or is revoked. It only turns `require_approval` from the
+policy's rules into `allow`: deny rules, budget gates and velocity limits still apply, and it
+never covers another agent. Each use is one conditional UPDATE, so concurrent payments can
+never take a grant past its total or its uses.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from paywarden import limits
+from paywarden.audit import records
+from paywarden.errors import InvalidInputError, NotFoundError
+from paywarden.intent import PaymentIntent, normalize_recipient_pattern
+from paywarden.money import Money
+from paywarden.policy.rules import PatternSet
+from paywarden.ports import GrantRow, LedgerTx
+
+
+@dataclass(frozen=True, slots=True)
+class GrantRequest:
+    """What an operator grants; amounts are `Money` in the grant's currency."""
+
+    agent: str
+    action: str
+    per_payment: Money
+    total: Money
+    expires_in_seconds: int
+    uses_max: int | None = None
+    recipients: tuple[str, ...] = ()
+
+    def validate(self) -> None:
+        if self.per_payment.currency != self.total.currency:
+            raise InvalidInputError("per-payment and total amounts must be in one currency")
+        if self.per_payment.amount_minor <= 0 or self.total.amount_minor <= 0:
+            raise InvalidInputError("grant amounts must be greater than zero")
+        if self.per_payment.amount_minor > self.total.amount_minor:
+            raise InvalidInputError("the per-payment ceiling cannot exceed the total")
+        if not 0 < self.expires_in_seconds <= limits.approval_ttl_seconds_max * 4:
+            raise InvalidInputError("a grant must expire within 28 days")
+        if self.uses_max is not None and self.uses_max < 1:
+            raise InvalidInputError("uses must be at least 1")
+
+
+def create(
+    tx: LedgerTx, request: GrantRequest, grant_id: str, operator_id: str, now_us: int
+) -> GrantRow:
+    request.validate()
+    recipients = [normalize_recipient_pattern(pattern) for pattern in request.recipients]
+    row = GrantRow(
+        grant_id=grant_id,
+        agent=request.agent,
+        action=request.action.lower(),
+        currency=request.total.currency,
+        per_payment_minor=request.per_payment.amount_minor,
+        total_minor=request.total.amount_minor,
+        used_minor=0,
+        uses_max=request.uses_max,
+        uses=0,
+        recipients=json.dumps(recipients),
+        created_by=operator_id,
+        created_us=now_us,
+        expires_us=now_us + request.expires_in_seconds * 1_000_000,
+        revoked_us=None,
+    )
+    tx.grant_insert(row)
+    records.append(
+        tx, now_us, "grant.created", grant_id, {"actor": f"operator:{operator_id}", **_summary(row)}
+    )
+    return row
+
+
+def revoke(tx: LedgerTx, grant_id: str, operator_id: str, now_us: int) -> GrantRow:
+    row = tx.grant(grant_id)
+    if row is None:
+        raise NotFoundError(f"no grant `{grant_id}`")
+    if tx.grant_revoke(grant_id, now_us):
+        records.append(
+            tx,
+            now_us,
+            "grant.revoked",
+            grant_id,
+            {"actor": f"operator:{operator_id}", "grant_id": grant_id},
+        )
+    updated = tx.grant(grant_id)
+    assert updated is not None  # it existed a moment ago in this transaction
+    return updated
+
+
+def use(tx: LedgerTx, intent: PaymentIntent, now_us: int) -> GrantRow | None:
+    """Consume the first grant that covers `intent`, or None. Audited when used."""
+    for row in tx.grants(intent.agent, now_us):
+        if not covers(row, intent):
+            continue
+        if tx.grant_consume(row.grant_id, intent.amount_minor, now_us):
+            records.append(
+                tx,
+                now_us,
+                "grant.used",
+                row.grant_id,
+                {
+                    "actor": f"agent:{intent.agent}",
+                    "grant_id": row.grant_id,
+                    "amount_minor": intent.amount_minor,
+                    "currency": intent.currency,
+                },
+            )
+            return row
+    return None
+
+
+def covers(row: GrantRow, intent: PaymentIntent) -> bool:
+    if row.agent != intent.agent or row.currency != intent.currency:
+        return False
+    if not PatternSet([row.action]).matches(intent.action):
+        return False
+    recipients = json.loads(row.recipients)
+    return not recipients or PatternSet(recipients).matches(intent.recipient)
+
+
+def _summary(row: GrantRow) -> dict[str, object]:
+    return {
+        "grant_id": row.grant_id,
+        "agent": row.agent,
+        "action": row.action,
+        "currency": row.currency,
+        "per_payment_minor": row.per_payment_minor,
+        "total_minor": row.total_minor,
+        "uses_max": row.uses_max,
+        "recipients": json.loads(row.recipients),
+        "expires_us": row.expires_us,
+    }
+
+
+def to_dict(row: GrantRow) -> dict[str, object]:
+    return {
+        **_summary(row),
+        "used_minor": row.used_minor,
+        "uses": row.uses,
+        "created_by": row.created_by,
+        "created_us": row.created_us,
+        "revoked_us": row.revoked_us,
+    }
