@@ -20,7 +20,7 @@ from paywarden.audit import records
 from paywarden.audit.canonical import canonical_text
 from paywarden.errors import ForbiddenError, NotFoundError, StateConflictError
 from paywarden.intent import PaymentIntent
-from paywarden.ledger import holds, settle
+from paywarden.ledger import settle
 from paywarden.money import Money
 from paywarden.policy.compiler import CompiledPolicy
 from paywarden.policy.decision import Decision
@@ -266,15 +266,8 @@ def vote(
 
 def sweep(tx: LedgerTx, now_us: int, batch_max: int) -> int:
     """Expire overdue holds (a bounded sweep), and the approval requests they belonged to."""
-    expired = holds.expire_due(tx, now_us, batch_max)
+    expired = settle.expire_due(tx, now_us, batch_max)
     for hold in expired:
-        records.append(
-            tx,
-            now_us,
-            "hold.expired",
-            hold.hold_id,
-            records.hold_body(hold, "expired", "system", None),
-        )
         row = tx.approval_by_hold(hold.hold_id)
         if (
             row is not None

@@ -64,8 +64,8 @@ def settle(
     return tx.hold(hold.hold_id)
 
 
-def expire_due(tx: LedgerTx, now_us: int, batch_max: int) -> int:
-    """A bounded sweep of overdue holds, each expiry audited."""
+def expire_due(tx: LedgerTx, now_us: int, batch_max: int) -> list[HoldRow]:
+    """A bounded sweep of overdue holds, each expiry audited; returns the expired holds."""
     expired = holds.expire_due(tx, now_us, batch_max)
     for hold in expired:
         records.append(
@@ -75,7 +75,7 @@ def expire_due(tx: LedgerTx, now_us: int, batch_max: int) -> int:
             hold.hold_id,
             records.hold_body(hold, "expired", "system", None),
         )
-    return len(expired)
+    return expired
 
 
 def already_resolved(hold: HoldRow, target: str) -> StateConflictError:

@@ -129,13 +129,15 @@ def run_demo(echo: Echo) -> None:
     clock = FrozenClock("2026-11-20T15:00:00+00:00")
     echo("paywarden demo: the seed scenarios, decided by the real policy engine")
     capfence = Warden.open(example_policy_text("fintech_policy.yaml"), clock=clock)
-    _table(
+    decisions = _table(
         echo,
         "CapFence fintech_policy.yaml (loaded unchanged)",
         capfence,
         capfence_scenarios(),
         clock,
     )
+    _approval_walkthrough(echo, capfence, decisions[-1], capfence_scenarios()[-1].intent)
+    capfence.close()
     paysentry = Warden.open(PAYSENTRY_POLICY, clock=clock)
     decisions = _table(echo, _PAYSENTRY_TITLE, paysentry, paysentry_scenarios(), clock)
     counts = dict.fromkeys(_MARKS, 0)
@@ -145,4 +147,27 @@ def run_demo(echo: Echo) -> None:
         f"\nsummary: {counts['allow']} allowed, {counts['require_approval']} pending approval "
         f"(held while pending), {counts['deny']} blocked; holds count against budgets and "
         "the 5-per-minute velocity limit"
+    )
+    paysentry.close()
+
+
+def _approval_walkthrough(
+    echo: Echo, warden: Warden, pending: Decision, intent: PaymentIntent
+) -> None:
+    """The CapFence escalation done right: a bound, single-use human approval."""
+    if pending.approval_id is None:
+        return
+    echo(f"\n    approval {pending.approval_id} is pending; the 2500.00 USD stays held")
+    warden.add_operator("admin-user-01", name="Treasury operator")
+    warden.approve(pending.approval_id, operator="admin-user-01", reason="invoice matched")
+    echo("    admin-user-01 approves it (the agent itself could not)")
+    retry = warden.authorize(intent)
+    echo(
+        f"    the agent retries the same intent: {_MARKS[retry.outcome]} ({retry.reason_code}: "
+        f"{retry.reason})"
+    )
+    again = warden.authorize(intent)
+    echo(
+        f"    and once more: {_MARKS[again.outcome]} ({again.reason_code}): an approval is used "
+        "once, so a new request opens"
     )
