@@ -25,6 +25,7 @@ POLICY_MD = DOCS / "policy.md"
 REASON_CODES_MD = DOCS / "reason-codes.md"
 CLI_MD = DOCS / "cli.md"
 PYTHON_MD = DOCS / "python.md"
+APPROVALS_MD = DOCS / "approvals.md"
 README = ROOT / "README.md"
 
 # A ```yaml block in docs/policy.md starts with one of these comment lines: examples must
@@ -178,7 +179,7 @@ def _anchors(path: Path) -> set[str]:
 
 def test_links_between_docs_resolve() -> None:
     broken = []
-    for source in (POLICY_MD, REASON_CODES_MD, CLI_MD, PYTHON_MD, README):
+    for source in (POLICY_MD, REASON_CODES_MD, CLI_MD, PYTHON_MD, APPROVALS_MD, README):
         text = _FENCE.sub("", _text(source))
         for target, anchor in re.findall(r"\]\(([\w./-]*\.md)?(?:#([\w-]+))?\)", text):
             path = (source.parent / target) if target else source

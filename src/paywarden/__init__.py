@@ -4,9 +4,12 @@ Every payment intent is evaluated by a deterministic policy (allow, deny, requir
 held atomically against budgets, and recorded with the reasons.
 """
 
+from paywarden.adapters.notify.webhook import WebhookOptions, verify_signature
 from paywarden.audit.service import AuditOptions
 from paywarden.clock import Clock, FrozenClock, SystemClock
 from paywarden.errors import (
+    ApprovalExpiredError,
+    ForbiddenError,
     IdempotencyConflictError,
     InvalidAmountError,
     InvalidCurrencyError,
@@ -20,6 +23,7 @@ from paywarden.errors import (
     StoreBusyError,
     StoreError,
 )
+from paywarden.grants import GrantRequest
 from paywarden.intent import PaymentIntent
 from paywarden.money import CurrencyTable, Money
 from paywarden.policy import CompiledPolicy, CompileReport, Decision, compile_policy
@@ -28,13 +32,16 @@ from paywarden.warden import Warden
 __version__ = "0.1.0"
 
 __all__ = [
+    "ApprovalExpiredError",
     "AuditOptions",
     "Clock",
     "CompileReport",
     "CompiledPolicy",
     "CurrencyTable",
     "Decision",
+    "ForbiddenError",
     "FrozenClock",
+    "GrantRequest",
     "IdempotencyConflictError",
     "InvalidAmountError",
     "InvalidCurrencyError",
@@ -51,6 +58,8 @@ __all__ = [
     "StoreError",
     "SystemClock",
     "Warden",
+    "WebhookOptions",
     "__version__",
     "compile_policy",
+    "verify_signature",
 ]

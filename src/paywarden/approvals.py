@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 
 from paywarden.audit import records
 from paywarden.audit.canonical import canonical_text
-from paywarden.errors import ForbiddenError, NotFoundError, StateConflictError
+from paywarden.errors import ForbiddenError, InvalidInputError, NotFoundError, StateConflictError
 from paywarden.intent import PaymentIntent
 from paywarden.ledger import settle
 from paywarden.money import Money
@@ -240,7 +240,7 @@ def vote(
     if row.status != "pending":
         raise StateConflictError(f"approval `{approval_id}` is already {row.status}")
     if not reason.strip():
-        raise ForbiddenError("a decision needs a reason")
+        raise InvalidInputError("a decision needs a reason")
     if not tx.vote_insert(
         VoteRow(
             approval_id, operator_id, "approve" if choice == "approve" else "reject", reason, now_us

@@ -9,7 +9,7 @@ budget gates; velocity limits; a grant standing in for a human; then the hold, a
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from paywarden import approvals, grants
@@ -59,7 +59,11 @@ def decide(tx: LedgerTx, ctx: Context) -> Decision:
     if existing is not None:
         return _with_open_approval(tx, ctx, existing)
     decision, claims, traces = _evaluate_with_ledger(tx, ctx)
-    if decision.outcome == "require_approval" and decision.reason_code == "approval_required":
+    # A grant stands in for a human only where a rule asked for one: never past a budget's
+    # restrict gate, which asks for a human because of the money already spent.
+    restricted = any(trace.gate == "restrict" for trace in traces)
+    rule_asked = decision.reason_code == "approval_required" and not restricted
+    if decision.outcome == "require_approval" and rule_asked:
         grant = grants.use(tx, ctx.intent, ctx.now_us)
         if grant is not None:
             decision.outcome, decision.reason_code = "allow", "allowed_by_grant"
@@ -181,10 +185,20 @@ def _with_open_approval(tx: LedgerTx, ctx: Context, row: ApprovalRow) -> Decisio
     decision = evaluate(ctx.policy, ctx.intent, StateSnapshot(phase=ctx.phase), ctx.now)
     decision.decision_id = ctx.ids("dec")
     if decision.outcome == "deny":
-        if tx.approval_transition(
-            row.approval_id, "approved", "voided", ctx.now_us, f"voided: {decision.reason}"
-        ):
+        note = f"voided: {decision.reason}"
+        if tx.approval_transition(row.approval_id, "approved", "voided", ctx.now_us, note):
             approvals.release_hold(tx, row.hold_id, "voided", ctx.now_us, "system")
+            voided = replace(row, status="voided")
+            records.append(
+                tx,
+                ctx.now_us,
+                "approval.voided",
+                row.approval_id,
+                {"actor": "system", "approval_id": row.approval_id, "note": note},
+            )
+            approvals.notify(
+                tx, voided, "approval.decided", f"Approval {row.approval_id} {note}", ctx.now_us
+            )
         return decision
     approvers = [vote.operator_id for vote in tx.votes(row.approval_id) if vote.vote == "approve"]
     if not tx.approval_transition(row.approval_id, "approved", "consumed", ctx.now_us, None):

@@ -99,7 +99,12 @@ class OperatorActions:
             row = approvals.vote(tx, approval_id, operator, "reject", reason, now_us)
             if row is not None:
                 self._close(
-                    tx, row, "rejected", f"rejected by {operator}: {reason}", now_us, operator
+                    tx,
+                    row,
+                    "rejected",
+                    f"rejected by {operator}: {reason}",
+                    now_us,
+                    f"operator:{operator}",
                 )
             view = approvals.view(tx, approval_id)
         if row is None:
@@ -211,6 +216,7 @@ class OperatorActions:
         now_us = to_us(self._clock.now())
         scope = agent or "*"
         with self._store.write() as tx:
+            approvals.check_operator(tx, actor)
             if tx.halt_set(HaltRow(scope, reason, actor, now_us)):
                 records.append(
                     tx,
@@ -233,6 +239,7 @@ class OperatorActions:
         now_us = to_us(self._clock.now())
         scope = agent or "*"
         with self._store.write() as tx:
+            approvals.check_operator(tx, actor)
             cleared = tx.halt_clear(scope)
             if cleared:
                 records.append(tx, now_us, "halt.cleared", scope, {"actor": actor, "scope": scope})

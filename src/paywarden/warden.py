@@ -250,6 +250,8 @@ class Warden(OperatorActions):
     def _record_policy_load(self) -> None:
         """Audit a policy that differs from the last one recorded (loaded or rejected)."""
         loaded = self._loaded
+        if loaded.policy is None and loaded.text is None and loaded.source == "policy":
+            return  # opened without a policy (an admin task): there is no policy to record
         version = loaded.policy.version if loaded.policy else f"invalid:{loaded.reason_code}"
         body: dict[str, object] = {
             "actor": "system",

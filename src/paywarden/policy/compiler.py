@@ -237,6 +237,7 @@ def _compile_native(document: LocMap, dialect: str, report: CompileReport) -> Co
         else ()
     )
     phases = document.get("phases")
+    ctx.rule_id = ""  # approval settings belong to no rule
     approvals = compile_approval_settings(
         document.get("approvals"), ctx, document.mark_of("approvals")
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
 import logging
 import random
 import threading
@@ -44,6 +45,8 @@ def signature(secret: str, timestamp: int, body: bytes) -> str:
 
 def verify_signature(secret: str, header: str, body: bytes) -> bool:
     """For receivers: check an `X-Paywarden-Signature` header in constant time."""
+    if not header.isascii():
+        return False  # compare_digest raises on non-ASCII text; no valid header has any
     try:
         parts = dict(item.split("=", 1) for item in header.split(","))
         expected = signature(secret, int(parts["t"]), body)
@@ -72,18 +75,27 @@ def _post(options: WebhookOptions, row: OutboxRow) -> str | None:
             status = int(response.status)
     except urllib.error.HTTPError as error:
         return f"HTTP {error.code}"
-    except (urllib.error.URLError, OSError, ValueError) as error:
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as error:
         return f"{type(error).__name__}: {error}"
     return None if 200 <= status < 300 else f"HTTP {status}"
 
 
-def deliver_due(store: Store, options: WebhookOptions, clock: Clock, batch_max: int = 50) -> int:
-    """One pass over due events; returns how many were delivered."""
+def deliver_due(
+    store: Store,
+    options: WebhookOptions,
+    clock: Clock,
+    batch_max: int = 50,
+    stop: threading.Event | None = None,
+) -> int:
+    """One pass over due events; returns how many were delivered. Ends early once `stop` is
+    set, so closing the Warden never waits for (or races) a backlog to a slow receiver."""
     now_us = to_us(clock.now())
     with store.read() as tx:
         due = tx.outbox_due(now_us, batch_max)
     delivered = 0
     for row in due:
+        if stop is not None and stop.is_set():
+            break
         error = _post(options, row)
         attempts = row.attempts + 1
         if error is None:
@@ -113,7 +125,7 @@ class WebhookDispatcher:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                deliver_due(self._store, self._options, self._clock)
+                deliver_due(self._store, self._options, self._clock, stop=self._stop)
             except Exception:  # delivery problems are logged; they never touch decisions
                 _log.exception("webhook delivery pass failed; retrying")
             self._stop.wait(self._options.poll_seconds)

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from paywarden.approvals import ApprovalView
-from paywarden.errors import PaywardenError
+from paywarden.errors import InvalidInputError, PaywardenError
 from paywarden.grants import GrantRequest, to_dict
 from paywarden.money import Money
 from paywarden.policy.budgets import parse_window
@@ -33,14 +33,21 @@ def _database_option(function: Callable[..., None]) -> Callable[..., None]:
 
 
 def _policy_option(required: bool) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    if required:  # no default: click enforces `required` only when there is none
+        return click.option(
+            "--policy",
+            "policy_path",
+            required=True,
+            type=click.Path(dir_okay=False),
+            help="Policy YAML file: deny rules and budgets are checked again when the last "
+            "needed approval is given.",
+        )
     return click.option(
         "--policy",
         "policy_path",
-        required=required,
         default=None,
         type=click.Path(dir_okay=False),
-        help="Policy YAML file (deny rules and budgets are checked again "
-        "when an approval is granted).",
+        help="Policy YAML file (not needed to reject).",
     )
 
 
@@ -198,7 +205,7 @@ def grants_add(
     if window is None or window.kind != "rolling":
         click.echo("error: --expires-in must be a duration such as 1h or 7d", err=True)
         sys.exit(EXIT_USAGE)
-    with _warden(database, None) as warden:
+    try:
         request = GrantRequest(
             agent,
             action,
@@ -208,6 +215,11 @@ def grants_add(
             uses,
             recipients,
         )
+        request.validate()
+    except InvalidInputError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(EXIT_USAGE)
+    with _warden(database, None) as warden:
         row = warden.grant(request, operator=operator)
     click.echo(json.dumps(to_dict(row), indent=2))
 
@@ -243,8 +255,9 @@ def grants_revoke(grant_id: str, operator: str, database: str) -> None:
 def halt(agent: str | None, reason: str, actor: str, void_pending: bool, database: str) -> None:
     """Kill switch: deny every new authorization until `paywarden resume`."""
     with _warden(database, None) as warden:
-        warden.halt(agent, reason=reason, actor=actor, void_pending=void_pending)
-    click.echo(f"halted {'agent ' + agent if agent else 'all agents'}: {reason}")
+        halt = warden.halt(agent, reason=reason, actor=actor, void_pending=void_pending)
+    scope = "all agents" if halt.scope == "*" else f"agent {halt.scope}"
+    click.echo(f"halted {scope}: {halt.reason} (by {halt.actor})")
 
 
 @click.command()
