@@ -19,6 +19,7 @@ from click.testing import CliRunner, Result
 
 from paywarden import FrozenClock, PaymentIntent, Warden
 from paywarden.entrypoints.cli.main import cli
+from paywarden.testing import example_intent
 
 POLICY = """
 currency: USD
@@ -48,15 +49,7 @@ def _run(*args: str | Path) -> Result:
 
 
 def _intent(amount: str = "500.00", **changes: Any) -> PaymentIntent:
-    fields: dict[str, Any] = {
-        "agent": "agent-a",
-        "action": "payments.transfer",
-        "amount": amount,
-        "currency": "USD",
-        "recipient": "vendor.example.com",
-    }
-    fields.update(changes)
-    return PaymentIntent(**fields)
+    return example_intent(amount, **changes)
 
 
 def _refused(result: Result, fragment: str) -> None:

@@ -19,6 +19,7 @@ from paywarden import FrozenClock, NotFoundError, PaymentIntent, StateConflictEr
 from paywarden.adapters.storage.sqlite_audit import iter_audit_readonly
 from paywarden.errors import ApprovalExpiredError, ForbiddenError, InvalidInputError
 from paywarden.policy.decision import Decision
+from paywarden.testing import example_intent
 
 START = "2026-01-05T12:00:00+00:00"
 POLICY = """
@@ -58,16 +59,7 @@ LOWERED_BUDGET = POLICY.replace('limit: "10000.00"', 'limit: "400.00"')
 
 
 def _intent(amount: str = "500.00", **changes: Any) -> PaymentIntent:
-    fields: dict[str, Any] = {
-        "agent": "agent-a",
-        "action": "payments.transfer",
-        "amount": amount,
-        "currency": "USD",
-        "recipient": "vendor.example.com",
-        "purpose": "invoice 42",
-    }
-    fields.update(changes)
-    return PaymentIntent(**fields)
+    return example_intent(amount, **{"purpose": "invoice 42", **changes})
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ from paywarden.adapters.storage.sqlite_audit import iter_audit_readonly
 from paywarden.errors import ForbiddenError
 from paywarden.grants import GrantRequest
 from paywarden.policy.decision import Decision
+from paywarden.testing import example_intent
 
 START = "2026-01-05T12:00:00+00:00"
 POLICY = """
@@ -55,15 +56,7 @@ ROOMY = POLICY.replace('limit: "30000.00"', 'limit: "100000.00"')
 
 
 def _intent(amount: str = "2500.00", **changes: Any) -> PaymentIntent:
-    fields: dict[str, Any] = {
-        "agent": "agent-a",
-        "action": "payments.transfer",
-        "amount": amount,
-        "currency": "USD",
-        "recipient": "vendor.example.com",
-    }
-    fields.update(changes)
-    return PaymentIntent(**fields)
+    return example_intent(amount, **changes)
 
 
 def _request(

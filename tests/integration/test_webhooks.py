@@ -30,6 +30,7 @@ from paywarden import FrozenClock, PaymentIntent, Warden
 from paywarden.adapters.notify.webhook import WebhookOptions, signature, verify_signature
 from paywarden.clock import to_us
 from paywarden.policy.decision import Decision
+from paywarden.testing import example_intent
 
 START = "2026-01-05T12:00:00+00:00"
 SECRET = "whsec_test_0123456789"
@@ -49,15 +50,7 @@ rules:
 
 
 def _intent(amount: str = "500.00", **changes: Any) -> PaymentIntent:
-    fields: dict[str, Any] = {
-        "agent": "agent-a",
-        "action": "payments.transfer",
-        "amount": amount,
-        "currency": "USD",
-        "recipient": "vendor.example.com",
-    }
-    fields.update(changes)
-    return PaymentIntent(**fields)
+    return example_intent(amount, **changes)
 
 
 # The receiver --------------------------------------------------------------------------------
