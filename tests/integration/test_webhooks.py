@@ -488,3 +488,14 @@ def test_verify_signature_accepts_only_the_exact_signature() -> None:
 )
 def test_verify_signature_returns_false_for_malformed_headers(header: str) -> None:
     assert verify_signature(SECRET, header, b"{}") is False
+
+
+def test_a_stale_signature_is_refused_when_a_tolerance_is_given() -> None:
+    body = b'{"type":"approval.requested"}'
+    header = signature(SECRET, 1_767_614_400, body)
+    assert verify_signature(SECRET, header, body)  # no tolerance: the MAC alone decides
+    fresh = {"tolerance_seconds": 300, "now": 1_767_614_400 + 299}
+    stale = {"tolerance_seconds": 300, "now": 1_767_614_400 + 301}
+    assert verify_signature(SECRET, header, body, **fresh)
+    assert not verify_signature(SECRET, header, body, **stale)
+    assert not verify_signature(SECRET + "x", header, body, **fresh)

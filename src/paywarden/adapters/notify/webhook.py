@@ -43,16 +43,34 @@ def signature(secret: str, timestamp: int, body: bytes) -> str:
     return f"t={timestamp},v1={mac.hexdigest()}"
 
 
-def verify_signature(secret: str, header: str, body: bytes) -> bool:
-    """For receivers: check an `X-Paywarden-Signature` header in constant time."""
+def verify_signature(
+    secret: str,
+    header: str,
+    body: bytes,
+    *,
+    tolerance_seconds: float | None = None,
+    now: float | None = None,
+) -> bool:
+    """For receivers: check an `X-Paywarden-Signature` header in constant time.
+
+    With `tolerance_seconds` (300 is a good value), a signature whose timestamp is further than
+    that from `now` (default: this machine's clock) is refused too, so a captured request
+    cannot be replayed later.
+    """
     if not header.isascii():
         return False  # compare_digest raises on non-ASCII text; no valid header has any
     try:
         parts = dict(item.split("=", 1) for item in header.split(","))
-        expected = signature(secret, int(parts["t"]), body)
+        timestamp = int(parts["t"])
+        expected = signature(secret, timestamp, body)
     except (KeyError, ValueError):
         return False
-    return hmac.compare_digest(expected, header)
+    if not hmac.compare_digest(expected, header):
+        return False
+    if tolerance_seconds is None:
+        return True
+    current = time.time() if now is None else now
+    return abs(current - timestamp) <= tolerance_seconds
 
 
 def _post(options: WebhookOptions, row: OutboxRow) -> str | None:
