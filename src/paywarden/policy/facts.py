@@ -13,26 +13,6 @@ from paywarden.policy.decision import BudgetTrace
 if TYPE_CHECKING:
     from paywarden.intent import PaymentIntent
 
-CEL_VARIABLE_NAMES = (
-    "agent",
-    "action",
-    "amount_minor",
-    "currency",
-    "recipient",
-    "environment",
-    "category",
-    "purpose",
-    "recipient_name",
-    "rail",
-    "session_id",
-    "metadata",
-    "phase",
-    "local_hour",
-    "local_minute",
-    "local_weekday",
-    "budgets",
-    "budget_ratio",
-)
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -82,11 +62,9 @@ class Facts:
             self._local = self.now.astimezone(self.timezone)
         return self._local
 
-    def cel_variables(
-        self, names: tuple[str, ...] = tuple(sorted(CEL_VARIABLE_NAMES))
-    ) -> dict[str, object]:
+    def cel_variables(self, names: tuple[str, ...] | None = None) -> dict[str, object]:
         """The CEL variables named (all of them by default), read from these facts."""
-        return {name: CEL_GETTERS[name](self) for name in names}
+        return {name: CEL_GETTERS[name](self) for name in (names or tuple(CEL_GETTERS))}
 
 
 def _budgets(facts: Facts) -> dict[str, object]:
