@@ -76,3 +76,14 @@ webhook_attempts_max: Final = 8
 webhook_backoff_seconds: Final = 0.5
 webhook_backoff_seconds_max: Final = 300.0
 webhook_timeout_seconds: Final = 5.0
+
+# Payments -----------------------------------------------------------------------------------
+
+# Retries only for errors the rail marks safe, with the same key: a few, quickly backed off.
+rail_retries_max: Final = 3
+rail_retry_backoff_seconds: Final = 0.2
+# The breaker opens after this many consecutive rail failures and probes after the cool-down.
+breaker_failures_max: Final = 5
+breaker_cooldown_seconds: Final = 30
+# One reconcile pass looks at most at this many open payments.
+reconcile_batch_max: Final = 200

@@ -153,6 +153,36 @@ class OutboxRow:
     last_error: str | None
 
 
+PaymentState = Literal["authorized", "submitted", "settled", "failed", "unknown", "refunded"]
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentRow:
+    payment_id: str
+    decision_id: str
+    hold_id: str
+    agent: str
+    rail: str
+    rail_key: str  # the idempotency key the rail sees, the same on every retry
+    intent: str  # JSON
+    amount_minor: int
+    currency: str
+    state: PaymentState
+    rail_payment_id: str | None
+    refunded_minor: int
+    error: str | None
+    created_us: int
+    updated_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerRow:
+    rail: str
+    state: Literal["closed", "open", "half_open"]
+    consecutive_failures: int
+    opened_us: int | None
+
+
 class LedgerTx(Protocol):
     """Statements available inside one store transaction."""
 
@@ -224,6 +254,22 @@ class LedgerTx(Protocol):
     def halt_for(self, agent: str) -> HaltRow | None: ...
     def halts(self) -> list[HaltRow]: ...
     def outbox_insert(self, kind: str, body: str, now_us: int) -> None: ...
+    def payment_insert(self, row: PaymentRow) -> None: ...
+    def payment(self, payment_id: str) -> PaymentRow | None: ...
+    def payment_by_decision(self, decision_id: str) -> PaymentRow | None: ...
+    def payments_open(self, limit: int) -> list[PaymentRow]: ...
+    def payment_transition(
+        self,
+        payment_id: str,
+        source: str,
+        target: str,
+        now_us: int,
+        rail_payment_id: str | None,
+        error: str | None,
+    ) -> bool: ...
+    def payment_add_refund(self, payment_id: str, amount_minor: int, now_us: int) -> bool: ...
+    def breaker(self, rail: str) -> BreakerRow: ...
+    def breaker_save(self, row: BreakerRow) -> None: ...
     def outbox_due(self, now_us: int, limit: int) -> list[OutboxRow]: ...
     def outbox_mark(
         self, event_id: int, delivered_us: int | None, next_attempt_us: int, error: str | None

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from paywarden.adapters.storage.sqlite_approvals import ApprovalStatements
 from paywarden.adapters.storage.sqlite_audit import AUDIT_COLUMNS as _AUDIT_COLUMNS
+from paywarden.adapters.storage.sqlite_payments import PaymentStatements
 from paywarden.adapters.storage.sqlite_schema import MIGRATIONS, SCHEMA_VERSION, statements
 from paywarden.audit.chain import AuditEntry
 from paywarden.errors import StoreBusyError, StoreError
@@ -167,7 +168,7 @@ class SQLiteStore:
         connection.execute("COMMIT")
 
 
-class SQLiteTx(ApprovalStatements):
+class SQLiteTx(ApprovalStatements, PaymentStatements):
     """The statements of one transaction. Every money statement is one atomic SQL statement."""
 
     __slots__ = ("_db",)

@@ -192,6 +192,39 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
         CREATE INDEX outbox_due ON outbox (next_attempt_us) WHERE delivered_us IS NULL;
         """,
     ),
+    (
+        4,
+        """
+        CREATE TABLE payments (
+            payment_id      TEXT PRIMARY KEY,
+            decision_id     TEXT NOT NULL UNIQUE,
+            hold_id         TEXT NOT NULL,
+            agent           TEXT NOT NULL,
+            rail            TEXT NOT NULL,
+            rail_key        TEXT NOT NULL UNIQUE,
+            intent          TEXT NOT NULL,
+            amount_minor    INTEGER NOT NULL CHECK (amount_minor > 0),
+            currency        TEXT NOT NULL,
+            state           TEXT NOT NULL CHECK (state IN ('authorized', 'submitted', 'settled',
+                                                          'failed', 'unknown', 'refunded')),
+            rail_payment_id TEXT,
+            refunded_minor  INTEGER NOT NULL DEFAULT 0
+                            CHECK (refunded_minor >= 0 AND refunded_minor <= amount_minor),
+            error           TEXT,
+            created_us      INTEGER NOT NULL,
+            updated_us      INTEGER NOT NULL
+        ) STRICT, WITHOUT ROWID;
+        CREATE INDEX payments_open ON payments (state)
+            WHERE state IN ('authorized', 'submitted', 'unknown');
+
+        CREATE TABLE breakers (
+            rail                 TEXT PRIMARY KEY,
+            state                TEXT NOT NULL CHECK (state IN ('closed', 'open', 'half_open')),
+            consecutive_failures INTEGER NOT NULL CHECK (consecutive_failures >= 0),
+            opened_us            INTEGER
+        ) STRICT, WITHOUT ROWID;
+        """,
+    ),
 )
 
 

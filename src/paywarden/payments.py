@@ -1,0 +1,216 @@
+"""Executing an allowed payment on a rail: submit, settle, and reconcile what is unknown.
+
+The rail is called outside any store transaction, with a stable idempotency key derived from
+the authorization (`pw_<hold id>`), reused on every retry and every reconciliation. A settled
+receipt captures the hold; a definite failure voids it; `pending` and `unknown` keep the hold
+(its expiry is lifted, so budget money can never leak while the outcome is open) until
+`reconcile` asks the rail with the same key. Each payment transition is a compare-and-set.
+
+A circuit breaker per rail, kept in the store so every process sees it, opens after
+`breaker_failures_max` consecutive rail failures (errors and unknown outcomes; a decline is an
+answer, not a failure). While open, payments fail fast without calling the rail, and their
+holds are released; after the cool-down one probe goes through (half-open).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from paywarden import limits
+from paywarden.audit import records
+from paywarden.intent import PaymentIntent
+from paywarden.ledger import settle
+from paywarden.policy.decision import Decision
+from paywarden.ports import BreakerRow, LedgerTx, PaymentRow, PaymentState
+from paywarden.rails import PaymentRail, RailPayment, Receipt
+
+NEVER_US = 2**62
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentOutcome:
+    """`decision` always; `payment` and `receipt` when the rail was (or would have been) used."""
+
+    decision: Decision
+    payment: PaymentRow | None = None
+    receipt: Receipt | None = None
+
+    @property
+    def state(self) -> str:
+        return self.payment.state if self.payment is not None else "not_submitted"
+
+
+def rail_request(row: PaymentRow) -> RailPayment:
+    intent = json.loads(row.intent)
+    return RailPayment(
+        row.payment_id,
+        row.rail_key,
+        row.agent,
+        intent["action"],
+        row.amount_minor,
+        row.currency,
+        intent["recipient_original"],
+        intent.get("metadata") or {},
+    )
+
+
+def begin(
+    tx: LedgerTx,
+    decision: Decision,
+    intent: PaymentIntent,
+    rail: str,
+    payment_id: str,
+    now_us: int,
+) -> tuple[PaymentRow, bool]:
+    """The payment row for an allowed decision, and whether the rail should be called now."""
+    existing = tx.payment_by_decision(str(decision.decision_id))
+    if existing is not None:
+        return existing, False  # a replayed decision never pays again
+    breaker = _breaker_gate(tx, rail, now_us)
+    state: PaymentState = "submitted" if breaker else "failed"
+    row = PaymentRow(
+        payment_id=payment_id,
+        decision_id=str(decision.decision_id),
+        hold_id=str(decision.hold_id),
+        agent=intent.agent,
+        rail=rail,
+        rail_key=f"pw_{decision.hold_id}",
+        intent=json.dumps({**intent.canonical(), "recipient_original": intent.recipient_original}),
+        amount_minor=intent.amount_minor,
+        currency=intent.currency,
+        state=state,
+        rail_payment_id=None,
+        refunded_minor=0,
+        error=None if breaker else f"circuit breaker for `{rail}` is open",
+        created_us=now_us,
+        updated_us=now_us,
+    )
+    tx.payment_insert(row)
+    if breaker:
+        tx.hold_set_expiry(row.hold_id, NEVER_US)  # held until the outcome is known
+    else:
+        _release(tx, row, "voided", now_us)
+    records.append(
+        tx,
+        now_us,
+        f"payment.{state}",
+        payment_id,
+        {
+            "actor": f"agent:{intent.agent}",
+            "payment_id": payment_id,
+            "rail": rail,
+            "decision_id": row.decision_id,
+            "error": row.error,
+        },
+    )
+    return row, breaker
+
+
+def call(rail: PaymentRail, row: PaymentRow, sleep: Callable[[float], None]) -> Receipt:
+    """Pay, retrying only what the rail marks safe, with the same key, bounded, with jitter."""
+    request = rail_request(row)
+    receipt = rail.pay(request)
+    for attempt in range(1, limits.rail_retries_max + 1):
+        if not (receipt.status == "failed" and receipt.retryable):
+            break
+        delay = limits.rail_retry_backoff_seconds * 2 ** (attempt - 1)
+        sleep(delay * random.uniform(0.5, 1.0))
+        receipt = rail.pay(request)
+    return receipt
+
+
+def finish(tx: LedgerTx, row: PaymentRow, receipt: Receipt, now_us: int) -> PaymentRow:
+    """Apply a rail's answer to a submitted or unknown payment, once."""
+    targets: dict[str, PaymentState] = {
+        "settled": "settled",
+        "failed": "failed",
+        "unknown": "unknown",
+    }
+    target = targets.get(receipt.status)
+    rail_failure = receipt.status == "unknown" or (receipt.status == "failed" and receipt.retryable)
+    _breaker_record(tx, row.rail, failed=rail_failure, now_us=now_us)
+    if target is None or target == row.state:
+        return row  # pending stays submitted; the same answer again changes nothing
+    if not tx.payment_transition(
+        row.payment_id, row.state, target, now_us, receipt.rail_payment_id, receipt.error
+    ):
+        current = tx.payment(row.payment_id)
+        return current if current is not None else row
+    if target == "settled":
+        _release(tx, row, "captured", now_us)
+    elif target == "failed":
+        _release(tx, row, "voided", now_us)
+    records.append(
+        tx,
+        now_us,
+        f"payment.{target}",
+        row.payment_id,
+        {
+            "actor": "system",
+            "payment_id": row.payment_id,
+            "rail": row.rail,
+            "rail_payment_id": receipt.rail_payment_id,
+            "error": receipt.error,
+        },
+    )
+    return replace(
+        row,
+        state=target,
+        rail_payment_id=receipt.rail_payment_id or row.rail_payment_id,
+        error=receipt.error,
+        updated_us=now_us,
+    )
+
+
+def _release(tx: LedgerTx, row: PaymentRow, state: str, now_us: int) -> None:
+    hold = tx.hold(row.hold_id)
+    if hold is not None and hold.state == "held":
+        captured = hold.amount_minor if state == "captured" else None
+        settle.settle(
+            tx, hold, "captured" if state == "captured" else "voided", now_us, "system", captured
+        )
+
+
+def _breaker_gate(tx: LedgerTx, rail: str, now_us: int) -> bool:
+    """Whether the rail may be called now; an open breaker past its cool-down lets one probe."""
+    breaker = tx.breaker(rail)
+    if breaker.state != "open":
+        return True
+    if now_us - (breaker.opened_us or 0) < limits.breaker_cooldown_seconds * 1_000_000:
+        return False
+    tx.breaker_save(replace(breaker, state="half_open"))
+    records.append(tx, now_us, "breaker.half_open", rail, {"actor": "system", "rail": rail})
+    return True
+
+
+def _breaker_record(tx: LedgerTx, rail: str, failed: bool, now_us: int) -> None:
+    breaker = tx.breaker(rail)
+    if not failed:
+        if breaker.state != "closed" or breaker.consecutive_failures:
+            tx.breaker_save(BreakerRow(rail, "closed", 0, None))
+            if breaker.state != "closed":
+                records.append(
+                    tx, now_us, "breaker.closed", rail, {"actor": "system", "rail": rail}
+                )
+        return
+    failures = breaker.consecutive_failures + 1
+    opens = breaker.state == "half_open" or failures >= limits.breaker_failures_max
+    if opens and breaker.state != "open":
+        tx.breaker_save(BreakerRow(rail, "open", failures, now_us))
+        records.append(
+            tx,
+            now_us,
+            "breaker.opened",
+            rail,
+            {"actor": "system", "rail": rail, "consecutive_failures": failures},
+        )
+    else:
+        tx.breaker_save(replace(breaker, consecutive_failures=failures))
+
+
+def default_sleep(seconds: float) -> None:
+    time.sleep(seconds)

@@ -1,0 +1,72 @@
+"""The payment rail port, and how rails are found.
+
+A rail moves money: `pay` (with an idempotency key the rail must honour), `status` (what
+happened to a payment made with that key, for reconciliation) and `refund`. A receipt says
+`settled`, `pending`, `failed` or `unknown`; "unknown" is not "failed": the money may have
+moved, so the hold stays and the payment is reconciled later, never re-sent under a new key.
+
+Rails register through the `paywarden.rails` entry-point group, the built-in sandbox too, so
+third-party rails plug in exactly the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Literal, Protocol
+
+from paywarden.errors import InvalidInputError
+
+ReceiptStatus = Literal["settled", "pending", "failed", "unknown"]
+ENTRY_POINT_GROUP = "paywarden.rails"
+
+
+@dataclass(frozen=True, slots=True)
+class RailPayment:
+    """What a rail is asked to pay. `idempotency_key` is stable for the authorization."""
+
+    payment_id: str
+    idempotency_key: str
+    agent: str
+    action: str
+    amount_minor: int
+    currency: str
+    recipient: str
+    metadata: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """A rail's answer. `retryable` marks errors the rail says are safe to retry with the
+    same key (a 5xx, a timeout before sending)."""
+
+    status: ReceiptStatus
+    rail_payment_id: str | None = None
+    error: str | None = None
+    retryable: bool = False
+
+
+class PaymentRail(Protocol):
+    name: str
+
+    def pay(self, payment: RailPayment) -> Receipt: ...
+
+    def status(self, payment: RailPayment) -> Receipt: ...
+
+    def refund(self, payment: RailPayment, amount_minor: int, refund_key: str) -> Receipt: ...
+
+
+def available_rails() -> list[str]:
+    return sorted(point.name for point in entry_points(group=ENTRY_POINT_GROUP))
+
+
+def load_rail(name: str, **options: object) -> PaymentRail:
+    """Instantiate the rail registered as `name` in the `paywarden.rails` entry points."""
+    for point in entry_points(group=ENTRY_POINT_GROUP):
+        if point.name == name:
+            factory = point.load()
+            rail: PaymentRail = factory(**options)
+            return rail
+    known = ", ".join(available_rails()) or "none"
+    raise InvalidInputError(f"unknown rail `{name}` (installed: {known})")
