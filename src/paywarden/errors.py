@@ -19,6 +19,7 @@ The tree::
     ├── StateConflictError          a transition that already happened (capture after void, ...)
     │   └── ApprovalExpiredError    the approval's time ran out; its hold was released
     ├── ForbiddenError              this principal may not do this (an agent approving, ...)
+    ├── AuthenticationError         a missing, unknown or revoked API key
     └── StoreError                  the store failed; callers fail closed
         └── StoreBusyError          the store stayed locked past its busy timeout
 """
@@ -103,6 +104,12 @@ class ForbiddenError(PaywardenError):
     """The principal may not do this: not a registered operator, the requester, a repeat vote."""
 
     code = "forbidden"
+
+
+class AuthenticationError(PaywardenError):
+    """A missing, malformed, unknown or revoked API key."""
+
+    code = "unauthenticated"
 
 
 class StoreError(PaywardenError):

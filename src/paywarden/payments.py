@@ -55,6 +55,7 @@ def rail_request(row: PaymentRow) -> RailPayment:
         row.currency,
         intent["recipient_original"],
         intent.get("metadata") or {},
+        row.rail_payment_id,
     )
 
 

@@ -34,6 +34,7 @@ class RailPayment:
     currency: str
     recipient: str
     metadata: Mapping[str, object] = field(default_factory=dict)
+    rail_payment_id: str | None = None  # the rail's own id, once a receipt carried one
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,6 +60,15 @@ class PaymentStatements:
         ).fetchall()
         return [PaymentRow(*row) for row in rows]
 
+    def payments(self, agent: str | None, state: str | None, limit: int) -> list[PaymentRow]:
+        """Newest first, optionally for one agent and one state."""
+        rows = self._db.execute(
+            f"SELECT {_PAYMENT} FROM payments WHERE (?1 IS NULL OR agent = ?1)"
+            " AND (?2 IS NULL OR state = ?2) ORDER BY created_us DESC, payment_id LIMIT ?3",
+            (agent, state, limit),
+        ).fetchall()
+        return [PaymentRow(*row) for row in rows]
+
     def payment_transition(
         self,
         payment_id: str,

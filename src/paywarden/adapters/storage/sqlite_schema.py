@@ -225,6 +225,71 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
         ) STRICT, WITHOUT ROWID;
         """,
     ),
+    (
+        5,
+        """
+        CREATE TABLE sessions (
+            agent      TEXT NOT NULL,
+            session_id TEXT NOT NULL,
+            phase      TEXT NOT NULL CHECK (phase IN ('EXPLORE', 'DECIDE', 'COMMIT', 'CLOSED')),
+            created_us INTEGER NOT NULL,
+            updated_us INTEGER NOT NULL,
+            PRIMARY KEY (agent, session_id)
+        ) STRICT, WITHOUT ROWID;
+
+        CREATE TABLE refunds (
+            refund_id     TEXT PRIMARY KEY,
+            payment_id    TEXT NOT NULL,
+            amount_minor  INTEGER NOT NULL CHECK (amount_minor > 0),
+            currency      TEXT NOT NULL,
+            state         TEXT NOT NULL CHECK (state IN ('submitted', 'settled', 'failed',
+                                                        'unknown')),
+            rail_key      TEXT NOT NULL UNIQUE,
+            rail_refund_id TEXT,
+            reason        TEXT NOT NULL,
+            actor         TEXT NOT NULL,
+            error         TEXT,
+            created_us    INTEGER NOT NULL,
+            updated_us    INTEGER NOT NULL
+        ) STRICT, WITHOUT ROWID;
+        CREATE INDEX refunds_by_payment ON refunds (payment_id);
+
+        CREATE TABLE disputes (
+            dispute_id  TEXT PRIMARY KEY,
+            payment_id  TEXT NOT NULL,
+            status      TEXT NOT NULL CHECK (status IN ('open', 'under_review', 'refunded',
+                                                         'rejected', 'withdrawn')),
+            reason      TEXT NOT NULL,
+            evidence    TEXT NOT NULL,
+            opened_by   TEXT NOT NULL,
+            resolution  TEXT,
+            refund_id   TEXT,
+            created_us  INTEGER NOT NULL,
+            updated_us  INTEGER NOT NULL
+        ) STRICT, WITHOUT ROWID;
+        CREATE INDEX disputes_by_payment ON disputes (payment_id);
+
+        CREATE TABLE scopes (
+            scope_id   TEXT PRIMARY KEY,
+            agent      TEXT NOT NULL,
+            status     TEXT NOT NULL CHECK (status IN ('open', 'committed', 'compensated',
+                                                        'compensation_failed')),
+            created_us INTEGER NOT NULL,
+            updated_us INTEGER NOT NULL
+        ) STRICT, WITHOUT ROWID;
+
+        CREATE TABLE scope_steps (
+            scope_id   TEXT NOT NULL,
+            step       INTEGER NOT NULL CHECK (step >= 0),
+            payment_id TEXT,
+            label      TEXT NOT NULL,
+            state      TEXT NOT NULL CHECK (state IN ('registered', 'compensated', 'failed')),
+            error      TEXT,
+            updated_us INTEGER NOT NULL,
+            PRIMARY KEY (scope_id, step)
+        ) STRICT, WITHOUT ROWID;
+        """,
+    ),
 )
 
 
