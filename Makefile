@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+EXAMPLE_POLICY := src/paywarden/examples/fintech_policy.yaml
 
-.PHONY: run demo test lint typecheck unit install bench clean
+.PHONY: run demo test lint typecheck unit install bench bench-http clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,11 +15,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## The main job: run the demo (the gateway lands with the REST issue).
+## The main job: the gateway on ./paywarden.db with the example policy and the sandbox rail.
 run: $(STAMP)
-	$(BIN)/paywarden demo
+	$(BIN)/paywarden serve --database paywarden.db --policy $(EXAMPLE_POLICY)
 
-demo: run
+## The seed scenarios, decided by the real engine and printed.
+demo: $(STAMP)
+	$(BIN)/paywarden demo
 
 ## The whole test suite: lint, format check, strict typing, then every test tier.
 test: lint typecheck unit
@@ -36,6 +39,10 @@ unit: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/run.py
+
+## Authorizations per second over HTTP on loopback (32 clients); see docs/benchmarks.md.
+bench-http: $(STAMP)
+	$(BIN)/python bench/http.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

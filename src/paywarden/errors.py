@@ -17,7 +17,8 @@ The tree::
     ├── IdempotencyConflictError    same idempotency key, different intent
     ├── NotFoundError               an unknown hold, decision or approval id
     ├── StateConflictError          a transition that already happened (capture after void, ...)
-    │   └── ApprovalExpiredError    the approval's time ran out; its hold was released
+    │   ├── ApprovalExpiredError    the approval's time ran out; its hold was released
+    │   └── PhaseTransitionError    a session phase change other than EXPLORE -> DECIDE -> COMMIT
     ├── ForbiddenError              this principal may not do this (an agent approving, ...)
     ├── AuthenticationError         a missing, unknown or revoked API key
     └── StoreError                  the store failed; callers fail closed
@@ -98,6 +99,12 @@ class ApprovalExpiredError(StateConflictError):
     """An approval request that expired before it was decided; its hold is released."""
 
     code = "approval_expired"
+
+
+class PhaseTransitionError(StateConflictError):
+    """A session phase change other than EXPLORE -> DECIDE -> COMMIT."""
+
+    code = "phase_transition_invalid"
 
 
 class ForbiddenError(PaywardenError):

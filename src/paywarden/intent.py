@@ -315,6 +315,11 @@ def _identifier(field: str, value: object, *, lower: bool = False) -> str:
     return text.lower() if lower else text
 
 
+def identifier(field: str, value: object) -> str:
+    """Validate an id (agent, session, ...) with the intent's rules, or raise InvalidIntentError."""
+    return _identifier(field, value)
+
+
 def _optional_identifier(field: str, value: object, *, lower: bool = False) -> str | None:
     return None if value is None else _identifier(field, value, lower=lower)
 

@@ -87,3 +87,6 @@ breaker_failures_max: Final = 5
 breaker_cooldown_seconds: Final = 30
 # One reconcile pass looks at most at this many open payments.
 reconcile_batch_max: Final = 200
+# Reconcile leaves alone a submitted payment without any rail answer for this long: its worker
+# may still be about to send it, and a rail that closes unknown keys would fail it under it.
+reconcile_grace_seconds: Final = 120

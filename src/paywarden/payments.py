@@ -71,8 +71,15 @@ def begin(
     existing = tx.payment_by_decision(str(decision.decision_id))
     if existing is not None:
         return existing, False  # a replayed decision never pays again
-    breaker = _breaker_gate(tx, rail, now_us)
+    # A hold that expired (a worker died after authorize) can no longer back a payment: money
+    # moved against it would be counted by no budget. The agent must authorize again.
+    hold = settle.open_hold(tx, str(decision.hold_id), now_us)
+    breaker = hold.state == "held" and _breaker_gate(tx, rail, now_us)
     state: PaymentState = "submitted" if breaker else "failed"
+    if hold.state != "held":
+        refusal = f"hold `{hold.hold_id}` is {hold.state}: authorize again"
+    else:
+        refusal = f"circuit breaker for `{rail}` is open"
     row = PaymentRow(
         payment_id=payment_id,
         decision_id=str(decision.decision_id),
@@ -86,7 +93,7 @@ def begin(
         state=state,
         rail_payment_id=None,
         refunded_minor=0,
-        error=None if breaker else f"circuit breaker for `{rail}` is open",
+        error=None if breaker else refusal,
         created_us=now_us,
         updated_us=now_us,
     )
@@ -114,14 +121,27 @@ def begin(
 def call(rail: PaymentRail, row: PaymentRow, sleep: Callable[[float], None]) -> Receipt:
     """Pay, retrying only what the rail marks safe, with the same key, bounded, with jitter."""
     request = rail_request(row)
-    receipt = rail.pay(request)
+    return with_retries(lambda: rail.pay(request), sleep)
+
+
+def with_retries(send: Callable[[], Receipt], sleep: Callable[[float], None]) -> Receipt:
+    """Send, then resend (same request, same key) while the rail says a failure is safe to
+    retry. A rail that raises gives an `unknown` receipt: the request may have been sent."""
+    receipt = _guarded(send)
     for attempt in range(1, limits.rail_retries_max + 1):
         if not (receipt.status == "failed" and receipt.retryable):
             break
         delay = limits.rail_retry_backoff_seconds * 2 ** (attempt - 1)
         sleep(delay * random.uniform(0.5, 1.0))
-        receipt = rail.pay(request)
+        receipt = _guarded(send)
     return receipt
+
+
+def _guarded(send: Callable[[], Receipt]) -> Receipt:
+    try:
+        return send()
+    except Exception as error:  # the rail's fault is an unknown outcome, never a failure
+        return Receipt("unknown", None, f"rail raised {type(error).__name__}: {error}")
 
 
 def finish(tx: LedgerTx, row: PaymentRow, receipt: Receipt, now_us: int) -> PaymentRow:
@@ -134,6 +154,12 @@ def finish(tx: LedgerTx, row: PaymentRow, receipt: Receipt, now_us: int) -> Paym
     target = targets.get(receipt.status)
     rail_failure = receipt.status == "unknown" or (receipt.status == "failed" and receipt.retryable)
     _breaker_record(tx, row.rail, failed=rail_failure, now_us=now_us)
+    if target is None and receipt.rail_payment_id and row.rail_payment_id is None:
+        # Pending: the rail has it. Record its id, so reconcile knows the rail answered.
+        tx.payment_transition(
+            row.payment_id, row.state, row.state, now_us, receipt.rail_payment_id, None
+        )
+        return replace(row, rail_payment_id=receipt.rail_payment_id, updated_us=now_us)
     if target is None or target == row.state:
         return row  # pending stays submitted; the same answer again changes nothing
     if not tx.payment_transition(

@@ -48,6 +48,7 @@ class ChargeRow:
     scope_key: str
     window_start_us: int
     amount_minor: int
+    restored_minor: int = 0  # given back to the budget by refunds (policy `refunds:`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +184,108 @@ class BreakerRow:
     opened_us: int | None
 
 
+Phase = Literal["EXPLORE", "DECIDE", "COMMIT"]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRow:
+    agent: str
+    session_id: str
+    phase: Phase
+    created_us: int
+    updated_us: int
+
+
+RefundState = Literal["submitted", "settled", "failed", "unknown"]
+
+
+@dataclass(frozen=True, slots=True)
+class RefundRow:
+    refund_id: str
+    payment_id: str
+    amount_minor: int
+    currency: str
+    state: RefundState
+    rail_key: str  # the refund's own idempotency key, the same on every retry
+    rail_refund_id: str | None
+    reason: str
+    actor: str
+    error: str | None
+    created_us: int
+    updated_us: int
+
+
+DisputeStatus = Literal["open", "under_review", "refunded", "rejected", "withdrawn"]
+
+
+@dataclass(frozen=True, slots=True)
+class DisputeRow:
+    dispute_id: str
+    payment_id: str
+    status: DisputeStatus
+    reason: str
+    evidence: str  # JSON: the decision's proof trace and the audit entries behind the payment
+    opened_by: str
+    resolution: str | None
+    refund_id: str | None
+    created_us: int
+    updated_us: int
+
+
+ScopeStatus = Literal["open", "committed", "compensated", "compensation_failed"]
+StepState = Literal["registered", "compensated", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeRow:
+    scope_id: str
+    agent: str
+    status: ScopeStatus
+    created_us: int
+    updated_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeStepRow:
+    scope_id: str
+    step: int
+    payment_id: str | None
+    label: str
+    state: StepState
+    error: str | None
+    updated_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRow:
+    """An API key as stored: never the key itself, only its keyed hash (see paywarden.keys)."""
+
+    key_id: str
+    prefix: str  # `pw_<env>_<id>`: the non-secret head, safe to show
+    digest: str  # HMAC-SHA256 of the full key under the server secret
+    role: Literal["agent", "operator", "admin"]
+    agent: str | None
+    operator: str | None
+    environment: str | None
+    created_by: str
+    created_us: int
+    revoked_us: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyRow:
+    """A REST request claimed under an `Idempotency-Key`, and its stored response once done."""
+
+    scope: str  # the principal and route the key is scoped to
+    key: str
+    fingerprint: str  # SHA-256 of the route and the canonical request body
+    state: Literal["in_progress", "done"]
+    status: int | None
+    body: str | None
+    created_us: int
+    updated_us: int
+
+
 class LedgerTx(Protocol):
     """Statements available inside one store transaction."""
 
@@ -270,11 +373,72 @@ class LedgerTx(Protocol):
     ) -> bool: ...
     def payment_add_refund(self, payment_id: str, amount_minor: int, now_us: int) -> bool: ...
     def breaker(self, rail: str) -> BreakerRow: ...
+    # Sessions, refunds, disputes and compensation scopes
+    def session(self, agent: str, session_id: str) -> SessionRow | None: ...
+    def session_insert(self, row: SessionRow) -> bool: ...
+    def session_transition(
+        self, agent: str, session_id: str, source: Phase, target: Phase, now_us: int
+    ) -> bool: ...
+    def refund_insert(self, row: RefundRow) -> None: ...
+    def refund(self, refund_id: str) -> RefundRow | None: ...
+    def refunds(self, payment_id: str) -> list[RefundRow]: ...
+    def refunds_open(self, limit: int) -> list[RefundRow]: ...
+    def refund_transition(
+        self,
+        refund_id: str,
+        source: RefundState,
+        target: RefundState,
+        now_us: int,
+        rail_refund_id: str | None,
+        error: str | None,
+    ) -> bool: ...
+    def charge_restore(self, charge: ChargeRow, amount_minor: int) -> None: ...
+    def dispute_insert(self, row: DisputeRow) -> None: ...
+    def dispute(self, dispute_id: str) -> DisputeRow | None: ...
+    def disputes(
+        self, payment_id: str | None, status: str | None, limit: int
+    ) -> list[DisputeRow]: ...
+    def dispute_transition(
+        self,
+        dispute_id: str,
+        source: DisputeStatus,
+        target: DisputeStatus,
+        now_us: int,
+        resolution: str | None,
+        refund_id: str | None,
+    ) -> bool: ...
+    def scope_insert(self, row: ScopeRow) -> None: ...
+    def scope(self, scope_id: str) -> ScopeRow | None: ...
+    def scopes(self, status: str | None, limit: int) -> list[ScopeRow]: ...
+    def scope_transition(
+        self, scope_id: str, source: ScopeStatus, target: ScopeStatus, now_us: int
+    ) -> bool: ...
+    def scope_step_insert(self, row: ScopeStepRow) -> None: ...
+    def scope_steps(self, scope_id: str) -> list[ScopeStepRow]: ...
+    def scope_step_mark(
+        self, scope_id: str, step: int, state: StepState, error: str | None, now_us: int
+    ) -> bool: ...
     def breaker_save(self, row: BreakerRow) -> None: ...
     def outbox_due(self, now_us: int, limit: int) -> list[OutboxRow]: ...
     def outbox_mark(
         self, event_id: int, delivered_us: int | None, next_attempt_us: int, error: str | None
     ) -> None: ...
+    def key_insert(self, row: KeyRow) -> None: ...
+    def key(self, key_id: str) -> KeyRow | None: ...
+    def keys(self) -> list[KeyRow]: ...
+    def key_revoke(self, key_id: str, now_us: int) -> bool: ...
+    def idempotency_get(self, scope: str, key: str) -> IdempotencyRow | None: ...
+    def idempotency_claim(
+        self, scope: str, key: str, fingerprint: str, now_us: int, stale_before_us: int
+    ) -> bool:
+        """Insert an in-progress claim, or take over one left in progress before
+        `stale_before_us` (a crashed request); false when the key is taken."""
+        ...
+
+    def idempotency_finish(
+        self, scope: str, key: str, status: int, body: str, now_us: int
+    ) -> None: ...
+    def idempotency_release(self, scope: str, key: str) -> None: ...
     def meta_set(self, key: str, value: str) -> None: ...
 
 

@@ -5,6 +5,11 @@ happened to a payment made with that key, for reconciliation) and `refund`. A re
 `settled`, `pending`, `failed` or `unknown`; "unknown" is not "failed": the money may have
 moved, so the hold stays and the payment is reconciled later, never re-sent under a new key.
 
+`status` of a key the rail never received may answer `failed` only if a later `pay` with that
+key can no longer move money (the rail closes the key); otherwise it must answer `unknown`.
+paywarden also leaves a submitted payment without any answer alone for
+`limits.reconcile_grace_seconds`, so a reconcile does not race the worker that is sending it.
+
 Rails register through the `paywarden.rails` entry-point group, the built-in sandbox too, so
 third-party rails plug in exactly the same way.
 """

@@ -18,7 +18,7 @@ from paywarden import approvals, authorize, limits, payments
 from paywarden.adapters.notify.webhook import WebhookDispatcher, WebhookOptions, deliver_due
 from paywarden.adapters.storage.sqlite import SQLiteStore
 from paywarden.audit import records
-from paywarden.audit.chain import Checkpoint, VerifyResult
+from paywarden.audit.chain import AuditEntry, Checkpoint, VerifyResult
 from paywarden.audit.checkpoint import SignedCheckpoint
 from paywarden.audit.service import AuditOptions, Checkpointer, verify_store
 from paywarden.bootstrap import LoadedPolicy, load_policy
@@ -31,6 +31,7 @@ from paywarden.errors import (
     StoreError,
 )
 from paywarden.intent import PaymentIntent
+from paywarden.key_actions import KeyActions
 from paywarden.ledger import settle
 from paywarden.ledger.status import BudgetStatus, budget_status
 from paywarden.operations import OperatorActions
@@ -40,6 +41,7 @@ from paywarden.policy.decision import Decision
 from paywarden.policy.evaluator import deny_everything
 from paywarden.ports import HoldRow, IdSource, LedgerTx, NewDecision, Store
 from paywarden.rails import PaymentRail
+from paywarden.workflow_actions import WorkflowActions
 
 __all__ = ["AuditOptions", "Warden"]
 
@@ -48,7 +50,15 @@ def random_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(12)}"
 
 
-class Warden(OperatorActions, PaymentActions):
+def _session_phase(tx: LedgerTx, intent: PaymentIntent) -> str | None:
+    """The phase of the agent's tracked session: server-side state, never the agent's word."""
+    if intent.session_id is None:
+        return None
+    session = tx.session(intent.agent, intent.session_id)
+    return session.phase if session is not None else None
+
+
+class Warden(OperatorActions, PaymentActions, WorkflowActions, KeyActions):
     """Guards payments: `authorize(intent)` decides, holds, records and audits; `capture` and
     `void` settle a hold.
 
@@ -80,6 +90,7 @@ class Warden(OperatorActions, PaymentActions):
         self._checkpoints = Checkpointer(store, audit or AuditOptions(), clock)
         self._record_policy_load()
         self._rails: dict[str, PaymentRail] = dict(rails or {})
+        self._owned_rails: set[str] = set()  # loaded by name here, closed by close()
         self._sleep = sleep  # between rail retries; tests pass a no-op
         self._webhook = webhook
         self._dispatcher: WebhookDispatcher | None = None
@@ -127,6 +138,10 @@ class Warden(OperatorActions, PaymentActions):
         if self._dispatcher is not None:
             self._dispatcher.stop()
             self._dispatcher = None
+        for name in self._owned_rails:  # rails passed in by the caller are the caller's
+            closer = getattr(self._rails[name], "close", None)
+            if callable(closer):
+                closer()  # e.g. the Stripe rail's HTTP session
         self._store.close()
 
     def deliver_webhooks(self) -> int:
@@ -151,9 +166,7 @@ class Warden(OperatorActions, PaymentActions):
 
     # Authorize ------------------------------------------------------------------------------
 
-    def authorize(
-        self, intent: PaymentIntent, *, phase: str | None = None, actor: str | None = None
-    ) -> Decision:
+    def authorize(self, intent: PaymentIntent, *, actor: str | None = None) -> Decision:
         """Decide one intent, hold its amount if allowed or pending, record and audit it.
 
         Raises `IdempotencyConflictError` when the intent's idempotency key was used before for
@@ -176,6 +189,7 @@ class Warden(OperatorActions, PaymentActions):
                         "environment_mismatch", mismatch, policy.version, now
                     )
                 else:
+                    phase = _session_phase(tx, intent)
                     context = authorize.Context(
                         policy, intent, phase, now, self._ids, self._hold_ttl_us
                     )
@@ -352,6 +366,13 @@ class Warden(OperatorActions, PaymentActions):
     def checkpoint(self) -> SignedCheckpoint:
         """Sign the audit head now (and write it to the checkpoint directory, if configured)."""
         return self._checkpoints.checkpoint()
+
+    def audit_trail(self, ref_id: str) -> list[AuditEntry]:
+        """The audit entries about one object (a decision, hold, payment, approval, scope,
+        `agent/session` or policy version), oldest first. A payment's entries include its
+        refunds and disputes."""
+        with self._store.read() as tx:
+            return tx.audit_by_ref(ref_id)
 
     def verify_audit(self, checkpoint: Checkpoint | None = None) -> VerifyResult:
         """Recompute the audit chain (read-only); check it against a verified checkpoint."""

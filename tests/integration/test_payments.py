@@ -144,6 +144,10 @@ def test_breaker_stays_closed_when_successes_break_the_run_of_failures(
     for _ in range(1000):
         assert _pay(warden, "success", "0.01").state == "settled"
     _pay(warden, "timeout_after_send")
+    assert (warden.breaker("sandbox").state, warden.breaker("sandbox").consecutive_failures) == (
+        "closed",
+        1,
+    )
     assert _pay(warden, "success").state == "settled"  # still closed: the rail was called
 
 
@@ -152,6 +156,8 @@ def test_breaker_opens_after_five_consecutive_failures_then_fails_fast_and_probe
 ) -> None:
     for _ in range(5):
         _pay(warden, "timeout_after_send")
+    assert warden.breaker("sandbox").state == "open"
+    assert "breaker.opened" in [e.kind for e in warden.audit_trail("sandbox")]
     calls = len(rail.calls)
     blocked = _pay(warden, "success")
     assert blocked.payment is not None and blocked.state == "failed"
@@ -161,6 +167,7 @@ def test_breaker_opens_after_five_consecutive_failures_then_fails_fast_and_probe
     clock.advance(31)
     probe = _pay(warden, "success")
     assert probe.state == "settled"  # half-open: one probe, and its success closes the breaker
+    assert warden.breaker("sandbox").state == "closed"
     assert _pay(warden, "success").state == "settled"
 
 

@@ -284,7 +284,7 @@ def test_budget_ratio_threshold_is_compared_as_a_fraction_not_a_float() -> None:
 
 def test_budget_ratio_is_visible_to_cel_and_phase_is_upper_cased() -> None:
     policy = compile_policy(
-        "currency: USD\nrules:\n"
+        "currency: USD\nsessions:\n  payment_phases: [EXPLORE, COMMIT]\nrules:\n"
         "  - id: r\n    effect: deny\n"
         "    when: 'budgets.daily.remaining_minor < 100 && phase == \"COMMIT\"'\n"
         "  - id: all\n    effect: allow\n    actions: [payments.transfer]\n"

@@ -24,6 +24,15 @@ def _call(cost: str) -> PaymentIntent:
     )
 
 
+def _in_phase(warden: Warden, phase: str | None) -> None:
+    """Walk the agent's tracked session to `phase` (the phase is server-side state)."""
+    if phase is None:
+        return
+    warden.start_session("research-agent", "session-1")
+    for step in ("DECIDE", "COMMIT")[: ("EXPLORE", "DECIDE", "COMMIT").index(phase)]:
+        warden.advance_phase("research-agent", "session-1", step)
+
+
 @pytest.fixture
 def warden() -> Warden:
     return Warden.open(FIXTURE, clock=FrozenClock("2026-01-07T15:00:00+00:00"))
@@ -58,7 +67,8 @@ def test_loads_as_a_governance_policy_with_only_warnings() -> None:
 
 def test_cost_above_the_threshold_in_commit_needs_approval(warden: Warden) -> None:
     with warden:
-        decision = warden.authorize(_call("0.60"), phase="COMMIT")
+        _in_phase(warden, "COMMIT")
+        decision = warden.authorize(_call("0.60"))
     assert decision.outcome == "require_approval"
     assert "require_approval_high_cost" in decision.rule_ids
     assert decision.reason_code == "approval_required"
@@ -67,7 +77,8 @@ def test_cost_above_the_threshold_in_commit_needs_approval(warden: Warden) -> No
 @pytest.mark.parametrize("phase", ["EXPLORE", "DECIDE", None])
 def test_any_payment_outside_commit_is_denied(warden: Warden, phase: str | None) -> None:
     with warden:
-        decision = warden.authorize(_call("0.01"), phase=phase)
+        _in_phase(warden, phase)
+        decision = warden.authorize(_call("0.01"))
     assert decision.outcome == "deny"
     assert decision.reason_code == "denied_by_rule"
     assert {"block_explore_payments", "phases.allowed_payment_phase"} & set(decision.rule_ids)
@@ -77,5 +88,6 @@ def test_cost_within_the_threshold_in_commit_is_allowed_by_the_explicit_rule(
     warden: Warden,
 ) -> None:
     with warden:
-        decision = warden.authorize(_call("0.30"), phase="COMMIT")
+        _in_phase(warden, "COMMIT")
+        decision = warden.authorize(_call("0.30"))
     assert (decision.outcome, decision.rule_ids) == ("allow", ("governance.allow_within_budget",))

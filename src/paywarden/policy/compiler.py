@@ -46,6 +46,14 @@ from paywarden.policy.rules import (
     schedule_check,
     string_list,
 )
+from paywarden.policy.workflow_settings import (
+    CompensationSettings,
+    RefundSettings,
+    SessionSettings,
+    compile_compensation,
+    compile_refunds,
+    compile_sessions,
+)
 
 EFFECTS: tuple[Effect, ...] = ("deny", "require_approval", "allow")
 TOP_LEVEL_KEYS = frozenset(
@@ -60,7 +68,8 @@ TOP_LEVEL_KEYS = frozenset(
         "rules",
         "budgets",
         "velocity",
-        "phases",
+        "sessions",
+        "refunds",
         "compensation",
         "approvals",
     }
@@ -173,7 +182,9 @@ class CompiledPolicy:
     rules: tuple[CompiledRule, ...]
     budgets: tuple[BudgetSpec, ...]
     velocity: tuple[VelocitySpec, ...]
-    phases: Mapping[str, object]
+    sessions: SessionSettings
+    refunds: RefundSettings
+    compensation: CompensationSettings
     approvals: ApprovalSettings
     report: CompileReport
     match_all: MatchAll
@@ -236,10 +247,14 @@ def _compile_native(document: LocMap, dialect: str, report: CompileReport) -> Co
         if ("velocity" in document)
         else ()
     )
-    phases = document.get("phases")
     ctx.rule_id = ""  # approval settings belong to no rule
     approvals = compile_approval_settings(
         document.get("approvals"), ctx, document.mark_of("approvals")
+    )
+    sessions = compile_sessions(document.get("sessions"), report, document.mark_of("sessions"))
+    refunds = compile_refunds(document.get("refunds"), report, document.mark_of("refunds"))
+    compensation = compile_compensation(
+        document.get("compensation"), report, document.mark_of("compensation")
     )
     if timezone is None or not report.ok:
         return None
@@ -257,7 +272,9 @@ def _compile_native(document: LocMap, dialect: str, report: CompileReport) -> Co
         rules=rules,
         budgets=budgets,
         velocity=velocity,
-        phases=dict(phases) if isinstance(phases, Mapping) else {},
+        sessions=sessions,
+        refunds=refunds,
+        compensation=compensation,
         approvals=approvals,
         report=report,
         match_all=generate([rule.checks for rule in rules]),

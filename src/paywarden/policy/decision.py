@@ -22,6 +22,8 @@ REASON_CODES: Mapping[str, str] = {
     "halted": "payments are halted by the kill switch",
     "environment_mismatch": "the intent names an environment other than the deployment's",
     "idempotency_key_reused": "the idempotency key was used before for a different intent",
+    "phase_required": "the policy requires payments to come from a tracked session",
+    "phase_not_allowed": "the agent's session is not in a phase where payments are allowed",
     "rule_error": "a rule failed to evaluate; paywarden fails closed",
     "denied_by_rule": "a deny rule matched",
     "currency_not_convertible": "a budget applies but the intent's currency has no FX rate",

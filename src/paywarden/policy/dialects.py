@@ -149,9 +149,9 @@ def from_governance(document: LocMap, report: CompileReport) -> LocMap:
             "description": "description",
             "timezone": "timezone",
             "currency": "currency",
-            "compensation": "compensation",
         },
     )
+    _governance_compensation(document, native, report)
     rules = LocList(document.mark)
     _governance_phases(document, native, rules, report)
     _governance_rules(document, rules, report)
@@ -159,6 +159,24 @@ def from_governance(document: LocMap, report: CompileReport) -> LocMap:
     native["rules"] = rules
     native.key_marks["rules"] = document.mark_of("rules")
     return native
+
+
+def _governance_compensation(document: LocMap, native: LocMap, report: CompileReport) -> None:
+    section = document.get("compensation")
+    if not isinstance(section, LocMap) or "timeout" not in section:
+        _copy(document, native, {"compensation": "compensation"})
+        return
+    report.warning(
+        "`compensation.timeout` is not used: compensating refunds use the rail's own timeout",
+        section.mark_of("timeout"),
+    )
+    trimmed = LocMap(section.mark)
+    for key in section:
+        if key != "timeout":
+            trimmed[key] = section[key]
+            trimmed.key_marks[key] = section.mark_of(key)
+    native["compensation"] = trimmed
+    native.key_marks["compensation"] = document.mark_of("compensation")
 
 
 def _copy(source: LocMap, target: LocMap, names: dict[str, str]) -> None:
@@ -184,25 +202,62 @@ def _append(rules: LocList, rule: LocMap) -> None:
 def _governance_phases(
     document: LocMap, native: LocMap, rules: LocList, report: CompileReport
 ) -> None:
+    """`phases` becomes native `sessions` (payments only in the allowed phase, from a tracked
+    session) plus the deny rule `phases.allowed_payment_phase`, so traces name the phase rule."""
     phases = document.get("phases")
     if phases is None:
         return
-    if not isinstance(phases, LocMap):
-        report.error("`phases` must be a mapping", document.mark_of("phases"))
+    if not isinstance(phases, LocMap) or set(phases) - {
+        "allowed_payment_phase",
+        "transition_rules",
+    }:
+        report.error(
+            "`phases` must be a mapping with `allowed_payment_phase` and `transition_rules`",
+            document.mark_of("phases"),
+        )
         return
-    native["phases"] = phases
-    native.key_marks["phases"] = document.mark_of("phases")
+    _check_transitions(phases, report)
     allowed = phases.get("allowed_payment_phase")
-    if isinstance(allowed, str):
-        _append(
-            rules,
-            _rule(
-                phases.mark_of("allowed_payment_phase"),
-                id="phases.allowed_payment_phase",
-                effect="deny",
-                reason=f"payments are allowed only in phase {allowed.upper()}",
-                phases_not=[allowed.upper()],
-            ),
+    if allowed is None:
+        return
+    if not isinstance(allowed, str):
+        report.error("`allowed_payment_phase` must be a phase name", phases.mark_of("phases"))
+        return
+    mark = phases.mark_of("allowed_payment_phase")
+    native["sessions"] = _rule(mark, payment_phases=[allowed.upper()], required=True)
+    native.key_marks["sessions"] = mark
+    _append(
+        rules,
+        _rule(
+            mark,
+            id="phases.allowed_payment_phase",
+            effect="deny",
+            reason=f"payments are allowed only in phase {allowed.upper()}",
+            phases_not=[allowed.upper()],
+        ),
+    )
+
+
+def _check_transitions(phases: LocMap, report: CompileReport) -> None:
+    transitions = phases.get("transition_rules")
+    if transitions is None:
+        return
+    standard = {"EXPLORE": ["DECIDE"], "DECIDE": ["COMMIT"], "COMMIT": []}
+    given = (
+        {
+            str(k).upper(): [str(v).upper() for v in vs]
+            for k, vs in transitions.items()
+            if isinstance(vs, list)
+        }
+        if isinstance(transitions, LocMap)
+        and all(isinstance(vs, list) for vs in transitions.values())
+        else None
+    )
+    if given != standard:
+        report.error(
+            "`transition_rules` must be EXPLORE: [DECIDE], DECIDE: [COMMIT], COMMIT: [] "
+            "(paywarden enforces exactly these transitions)",
+            phases.mark_of("transition_rules"),
         )
 
 

@@ -43,7 +43,26 @@ def evaluate(
         budgets=state.budgets,
         phase=state.phase,
     )
-    return _decide(policy, intent, matched, errors, trace)
+    phase_denial = None
+    if state.phase is not None or policy.sessions.required:
+        phase_denial = _phase_denial(policy, state.phase)
+    return _decide(policy, intent, matched, errors, trace, phase_denial)
+
+
+def _phase_denial(policy: CompiledPolicy, phase: str | None) -> tuple[str, str] | None:
+    """Payments only from a session in a payment phase (COMMIT unless the policy says)."""
+    allowed = " or ".join(sorted(policy.sessions.payment_phases))
+    if phase is None:
+        return (
+            "phase_required",
+            f"this policy requires a session phase: start a session and move it to {allowed}",
+        )
+    if phase not in policy.sessions.payment_phases:
+        return (
+            "phase_not_allowed",
+            f"payments are allowed only in phase {allowed}; the session is in {phase}",
+        )
+    return None
 
 
 def _rule_traces(
@@ -82,12 +101,15 @@ def _decide(
     matched: list[bool],
     errors: dict[int, str],
     trace: Trace,
+    phase_denial: tuple[str, str] | None = None,
 ) -> Decision:
     rules = policy.rules
     any_matched = True in matched
     denies = [rules[i] for i in policy.deny_rules if matched[i]] if any_matched else []
     if denies:
         return _decision("deny", "denied_by_rule", denies, trace)
+    if phase_denial is not None:
+        return Decision("deny", phase_denial[0], phase_denial[1], (), trace)
     if errors:
         failed = [rules[i] for i in sorted(errors)]
         first = errors[min(errors)]

@@ -17,8 +17,10 @@ from pathlib import Path
 
 from paywarden.adapters.storage.sqlite_approvals import ApprovalStatements
 from paywarden.adapters.storage.sqlite_audit import AUDIT_COLUMNS as _AUDIT_COLUMNS
+from paywarden.adapters.storage.sqlite_keys import KeyStatements
 from paywarden.adapters.storage.sqlite_payments import PaymentStatements
 from paywarden.adapters.storage.sqlite_schema import MIGRATIONS, SCHEMA_VERSION, statements
+from paywarden.adapters.storage.sqlite_workflows import WorkflowStatements
 from paywarden.audit.chain import AuditEntry
 from paywarden.errors import StoreBusyError, StoreError
 from paywarden.ports import (
@@ -168,7 +170,7 @@ class SQLiteStore:
         connection.execute("COMMIT")
 
 
-class SQLiteTx(ApprovalStatements, PaymentStatements):
+class SQLiteTx(ApprovalStatements, PaymentStatements, WorkflowStatements, KeyStatements):
     """The statements of one transaction. Every money statement is one atomic SQL statement."""
 
     __slots__ = ("_db",)
@@ -239,7 +241,8 @@ class SQLiteTx(ApprovalStatements, PaymentStatements):
     def rolling_usage(self, budget_id: str, scope_key: str, since_us: int) -> tuple[int, int]:
         """(spent, held) of a rolling budget's charges created after `since_us`."""
         row = self._db.execute(
-            "SELECT COALESCE(SUM(CASE WHEN state = 'captured' THEN amount_minor END), 0),"
+            "SELECT COALESCE(SUM(CASE WHEN state = 'captured'"
+            " THEN amount_minor - restored_minor END), 0),"
             " COALESCE(SUM(CASE WHEN state = 'held' THEN amount_minor END), 0)"
             " FROM hold_charges WHERE budget_id = ? AND scope_key = ? AND window_start_us = -1"
             " AND created_us > ?",
@@ -357,8 +360,8 @@ class SQLiteTx(ApprovalStatements, PaymentStatements):
 
     def charges(self, hold_id: str) -> list[ChargeRow]:
         rows = self._db.execute(
-            "SELECT hold_id, budget_id, scope_key, window_start_us, amount_minor FROM hold_charges"
-            " WHERE hold_id = ? ORDER BY budget_id",
+            "SELECT hold_id, budget_id, scope_key, window_start_us, amount_minor, restored_minor"
+            " FROM hold_charges WHERE hold_id = ? ORDER BY budget_id",
             (hold_id,),
         ).fetchall()
         return [ChargeRow(*row) for row in rows]

@@ -288,6 +288,40 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
             updated_us INTEGER NOT NULL,
             PRIMARY KEY (scope_id, step)
         ) STRICT, WITHOUT ROWID;
+
+        ALTER TABLE hold_charges ADD COLUMN restored_minor INTEGER NOT NULL DEFAULT 0
+            CHECK (typeof(restored_minor) = 'integer' AND restored_minor >= 0);
+        """,
+    ),
+    (
+        6,
+        """
+        CREATE TABLE api_keys (
+            key_id      TEXT PRIMARY KEY,
+            prefix      TEXT NOT NULL,
+            digest      TEXT NOT NULL,
+            role        TEXT NOT NULL CHECK (role IN ('agent', 'operator', 'admin')),
+            agent       TEXT,
+            operator    TEXT,
+            environment TEXT,
+            created_by  TEXT NOT NULL,
+            created_us  INTEGER NOT NULL,
+            revoked_us  INTEGER,
+            CHECK ((role = 'agent') = (agent IS NOT NULL)),
+            CHECK ((role = 'operator') = (operator IS NOT NULL))
+        ) STRICT, WITHOUT ROWID;
+
+        CREATE TABLE idempotency_keys (
+            scope       TEXT NOT NULL,
+            key         TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            state       TEXT NOT NULL CHECK (state IN ('in_progress', 'done')),
+            status      INTEGER,
+            body        TEXT,
+            created_us  INTEGER NOT NULL,
+            updated_us  INTEGER NOT NULL,
+            PRIMARY KEY (scope, key)
+        ) STRICT, WITHOUT ROWID;
         """,
     ),
 )

@@ -11,12 +11,18 @@ import click
 
 from paywarden import __version__
 from paywarden.entrypoints.cli.audit_cli import audit
+from paywarden.entrypoints.cli.keys_cli import keys
 from paywarden.entrypoints.cli.operator_cli import COMMANDS as OPERATOR_COMMANDS
+from paywarden.entrypoints.cli.payments_cli import COMMANDS as PAYMENT_COMMANDS
+from paywarden.entrypoints.cli.serve_cli import serve
+from paywarden.entrypoints.cli.workflow_cli import COMMANDS as WORKFLOW_COMMANDS
+from paywarden.entrypoints.mcp.cli import mcp_command
 from paywarden.errors import InvalidInputError, PaywardenError
 from paywarden.intent import PaymentIntent
 from paywarden.money import format_minor
 from paywarden.policy.compiler import check_policy
 from paywarden.policy.decision import Decision
+from paywarden.policy.workflow_settings import PHASES
 from paywarden.warden import Warden
 
 EXIT_INVALID = 2
@@ -87,12 +93,32 @@ def check(
         )
     except InvalidInputError as error:
         _fail(f"invalid intent: {error}", as_json, error.code)
+    if phase is not None and database is not None:
+        _fail(
+            "--phase previews a phase; with --database the phase is the session's recorded one "
+            "(paywarden sessions advance)",
+            as_json,
+            "invalid_input",
+        )
     with Warden.open(Path(policy_path), database=database or ":memory:") as warden:
-        decision = warden.authorize(intent, phase=phase)
+        if phase is not None:
+            intent = _in_previewed_phase(warden, intent, phase)
+        decision = warden.authorize(intent)
     if as_json:
         click.echo(json.dumps(decision.to_dict(), indent=2, sort_keys=True))
     else:
         _print_decision(decision)
+
+
+def _in_previewed_phase(warden: Warden, intent: PaymentIntent, phase: str) -> PaymentIntent:
+    """Walk a throwaway in-memory session to `phase` so the preview decides in it."""
+    if phase.upper() not in PHASES:
+        _fail(f"unknown phase `{phase}` (EXPLORE, DECIDE, COMMIT)", False, "invalid_input")
+    session_id = intent.session_id or "preview"
+    warden.start_session(intent.agent, session_id)
+    for step in PHASES[1 : PHASES.index(phase.upper()) + 1]:
+        warden.advance_phase(intent.agent, session_id, step)
+    return intent.replace(session_id=session_id)
 
 
 def _fail(message: str, as_json: bool, code: str) -> None:
@@ -264,7 +290,10 @@ def demo() -> None:
 
 
 cli.add_command(audit)
-for _command in OPERATOR_COMMANDS:
+cli.add_command(mcp_command)
+cli.add_command(keys)
+cli.add_command(serve)
+for _command in (*OPERATOR_COMMANDS, *PAYMENT_COMMANDS, *WORKFLOW_COMMANDS):
     cli.add_command(_command)
 
 

@@ -1,0 +1,225 @@
+"""Transaction scopes: multi-step agent workflows whose paid steps are undone on failure.
+
+```python
+with warden.transaction("research-agent") as scope:
+    scope.pay(buy_dataset)                      # compensated by a refund
+    scope.step("reserve GPU", release_gpu)      # compensated by calling release_gpu()
+    analyse()                                   # raises -> compensation, then re-raised
+```
+
+Each step is recorded in the store as it is registered. When the block raises (or on
+`scope.compensate()`), the steps are compensated in reverse order, each in its own audited
+transaction: a settled payment is refunded (or, with the policy's `compensation.default_action:
+record_loss`, recorded as a loss), a failed payment needs nothing, and a payment whose outcome is
+still unknown cannot be refunded yet. A compensation that fails is recorded on its step with the
+error, and the scope ends `compensation_failed`, listed by `warden.scopes("compensation_failed")`
+for manual follow-up; the others still run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Protocol
+
+from paywarden.audit import records
+from paywarden.errors import ForbiddenError, NotFoundError, StateConflictError
+from paywarden.intent import PaymentIntent
+from paywarden.policy.workflow_settings import CompensationSettings
+from paywarden.ports import LedgerTx, ScopeRow, ScopeStatus, ScopeStepRow, StepState
+
+if TYPE_CHECKING:
+    from paywarden.payments import PaymentOutcome
+    from paywarden.ports import PaymentRow, RefundRow, Store
+
+
+class ScopeOwner(Protocol):
+    """What a scope needs from the Warden (kept narrow so scopes stay testable)."""
+
+    _store: Store
+
+    def pay(self, intent: PaymentIntent, *, actor: str | None = None) -> PaymentOutcome: ...
+
+    def refund(
+        self,
+        payment_id: str,
+        amount: str | int | None = None,
+        *,
+        reason: str = "requested",
+        actor: str = "system",
+    ) -> RefundRow: ...
+
+    def payment(self, payment_id: str) -> PaymentRow: ...
+
+    def _now_us(self) -> int: ...
+
+    def _compensation_settings(self) -> CompensationSettings: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StepOutcome:
+    state: StepState
+    note: str | None
+
+
+class TransactionScope:
+    """One workflow's compensating actions. Use it as a context manager."""
+
+    def __init__(self, owner: ScopeOwner, row: ScopeRow) -> None:
+        self._owner = owner
+        self.scope_id = row.scope_id
+        self.agent = row.agent
+        self._actions: dict[int, Callable[[], object]] = {}
+        self._steps = 0
+
+    def pay(self, intent: PaymentIntent, *, label: str | None = None) -> PaymentOutcome:
+        """Pay as a step of this scope; a payment that may have moved money is registered."""
+        if intent.agent != self.agent:
+            raise ForbiddenError(
+                f"scope `{self.scope_id}` belongs to agent `{self.agent}`, not `{intent.agent}`"
+            )
+        self._require_open()
+        outcome = self._owner.pay(intent)
+        payment = outcome.payment
+        if payment is not None and payment.state != "failed":
+            self._register(
+                label or f"pay {intent.amount} to {intent.recipient}", payment.payment_id
+            )
+        return outcome
+
+    def step(self, label: str, compensate: Callable[[], object]) -> None:
+        """Register a step done outside paywarden with the action that undoes it."""
+        self._require_open()
+        self._actions[self._register(label, None)] = compensate
+
+    def commit(self) -> None:
+        """The workflow succeeded: nothing will be compensated."""
+        self._finish("committed", "scope.committed")
+
+    def compensate(self, reason: str = "workflow failed") -> ScopeRow:
+        """Undo every registered step in reverse order; returns the scope's final state."""
+        with self._owner._store.write() as tx:
+            steps = [s for s in tx.scope_steps(self.scope_id) if s.state == "registered"]
+        failed = False
+        for step in reversed(steps):
+            result = self._compensate_step(step, reason)
+            failed = failed or result.state == "failed"
+            with self._owner._store.write() as tx:
+                if tx.scope_step_mark(
+                    self.scope_id, step.step, result.state, result.note, self._owner._now_us()
+                ):
+                    self._audit(tx, f"scope.step_{result.state}", step, result.note)
+        target: ScopeStatus = "compensation_failed" if failed else "compensated"
+        self._finish(target, f"scope.{target}", reason)
+        with self._owner._store.read() as tx:
+            row = tx.scope(self.scope_id)
+        if row is None:
+            raise NotFoundError(f"no scope `{self.scope_id}`")
+        return row
+
+    def __enter__(self) -> TransactionScope:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        with self._owner._store.read() as tx:
+            row = tx.scope(self.scope_id)
+        if row is None or row.status != "open":
+            return
+        if exc is None:
+            self.commit()
+        else:
+            self.compensate(f"{type(exc).__name__}: {exc}")
+
+    # Internals --------------------------------------------------------------------------------
+
+    def _compensate_step(self, step: ScopeStepRow, reason: str) -> StepOutcome:
+        settings = self._owner._compensation_settings()
+        if not settings.enabled:
+            return StepOutcome("failed", "compensation is disabled by the policy: follow up")
+        if step.payment_id is None:
+            action = self._actions.get(step.step)
+            if action is None:
+                return StepOutcome("failed", "its compensating action is not in this process")
+            try:
+                action()
+            except Exception as error:  # recorded for manual follow-up; the others still run
+                return StepOutcome("failed", f"{type(error).__name__}: {error}")
+            return StepOutcome("compensated", None)
+        return self._compensate_payment(step.payment_id, settings, reason)
+
+    def _compensate_payment(
+        self, payment_id: str, settings: CompensationSettings, reason: str
+    ) -> StepOutcome:
+        payment = self._owner.payment(payment_id)
+        if payment.state == "failed":
+            return StepOutcome("compensated", "the payment failed: no money moved")
+        if payment.state in ("submitted", "unknown", "authorized"):
+            return StepOutcome("failed", f"payment outcome is {payment.state}: reconcile first")
+        left = payment.amount_minor - payment.refunded_minor
+        if left <= 0:
+            return StepOutcome("compensated", "already refunded")
+        if settings.default_action == "record_loss":
+            return StepOutcome("compensated", f"loss recorded: {left} minor units")
+        try:
+            refund = self._owner.refund(
+                payment_id, reason=f"compensation of scope {self.scope_id}: {reason}"[:500]
+            )
+        except StateConflictError as error:
+            return StepOutcome("failed", str(error))
+        if refund.state != "settled":
+            return StepOutcome("failed", f"refund `{refund.refund_id}` is {refund.state}")
+        return StepOutcome("compensated", f"refund `{refund.refund_id}`")
+
+    def _register(self, label: str, payment_id: str | None) -> int:
+        with self._owner._store.write() as tx:
+            self._require_open(tx)
+            step = len(tx.scope_steps(self.scope_id))
+            row = ScopeStepRow(self.scope_id, step, payment_id, label[:200], "registered", None, 0)
+            tx.scope_step_insert(row)
+            self._audit(tx, "scope.step_registered", row, None)
+        return step
+
+    def _require_open(self, tx: LedgerTx | None = None) -> None:
+        if tx is None:
+            with self._owner._store.read() as read_tx:
+                row = read_tx.scope(self.scope_id)
+        else:
+            row = tx.scope(self.scope_id)
+        if row is None or row.status != "open":
+            state = row.status if row is not None else "missing"
+            raise StateConflictError(f"scope `{self.scope_id}` is {state}")
+
+    def _finish(self, target: ScopeStatus, kind: str, reason: str | None = None) -> None:
+        now_us = self._owner._now_us()
+        with self._owner._store.write() as tx:
+            if not tx.scope_transition(self.scope_id, "open", target, now_us):
+                raise StateConflictError(f"scope `{self.scope_id}` is no longer open")
+            records.append(
+                tx,
+                now_us,
+                kind,
+                self.scope_id,
+                {"actor": f"agent:{self.agent}", "scope_id": self.scope_id, "reason": reason},
+            )
+
+    def _audit(self, tx: LedgerTx, kind: str, step: ScopeStepRow, note: str | None) -> None:
+        records.append(
+            tx,
+            self._owner._now_us(),
+            kind,
+            self.scope_id,
+            {
+                "actor": f"agent:{self.agent}",
+                "scope_id": self.scope_id,
+                "step": step.step,
+                "label": step.label,
+                "payment_id": step.payment_id,
+                "note": note,
+            },
+        )

@@ -1,0 +1,131 @@
+"""`paywarden serve`: run the REST gateway under uvicorn.
+
+Settings come from defaults, then a config file (`--config` or `PAYWARDEN_CONFIG`), then
+`PAYWARDEN_*` environment variables, then these options. A bad setting exits 2 before anything
+starts; a missing or invalid policy starts the gateway not ready, denying every payment.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+import click
+
+from paywarden.bootstrap import load_policy
+from paywarden.entrypoints.rest.settings import Settings, load_settings
+from paywarden.errors import InvalidInputError
+
+EXIT_USAGE = 2
+
+
+@click.command()
+@click.option(
+    "--config",
+    default=None,
+    type=click.Path(dir_okay=False, exists=True),
+    help="Settings file (TOML or YAML); also PAYWARDEN_CONFIG.",
+)
+@click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
+@click.option("--port", default=None, type=int, help="Port to listen on (default 8000).")
+@click.option(
+    "--database",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="SQLite ledger file (default ./paywarden.db).",
+)
+@click.option(
+    "--policy",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Policy YAML file; watched and reloaded when it changes.",
+)
+@click.option("--environment", default=None, help="The deployment's environment name.")
+@click.option("--workers", default=None, type=int, help="Worker processes (default 1).")
+@click.option("--log-level", default=None, help="uvicorn log level (default info).")
+@click.option(
+    "--access-log/--no-access-log",
+    default=None,
+    help="Log every request (default on).",
+)
+def serve(
+    config: str | None,
+    host: str | None,
+    port: int | None,
+    database: str | None,
+    policy: str | None,
+    environment: str | None,
+    workers: int | None,
+    log_level: str | None,
+    access_log: bool | None,
+) -> None:
+    """Run the REST gateway (API keys, /v1 routes, OpenAPI at /docs) until interrupted."""
+    overrides = {
+        "host": host,
+        "port": port,
+        "database": database,
+        "policy": policy,
+        "environment": environment,
+        "workers": workers,
+        "log_level": log_level,
+        "access_log": access_log,
+    }
+    try:
+        settings = load_settings(config, os.environ, overrides)
+    except InvalidInputError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(EXIT_USAGE)
+    _print_banner(settings)
+    run(settings, os.environ)
+
+
+def _print_banner(settings: Settings) -> None:
+    url = f"http://{settings.host}:{settings.port}"
+    click.echo(f"paywarden gateway on {url}  (API docs at {url}/docs)")
+    click.echo(f"ledger:  {Path(settings.database).resolve()}")
+    loaded = load_policy(Path(settings.policy) if settings.policy else None)
+    if loaded.policy is not None:
+        click.echo(f"policy:  {loaded.source} (version {loaded.policy.version[:19]})")
+    else:
+        click.echo(f"policy:  NOT READY, every payment is denied: {loaded.report.summary()}")
+    click.echo("get a key (shown once), then call the API with it:")
+    click.echo(
+        f"  paywarden keys create --database {settings.database} --role agent --agent my-agent"
+    )
+    click.echo(
+        f"  curl -H 'Authorization: Bearer <key>' -H 'Idempotency-Key: order-1'"
+        f" -H 'Content-Type: application/json' {url}/v1/payments -d"
+        """ '{"action":"payments.transfer","amount":"25.00","currency":"USD","""
+        """"recipient":"vendor.example.com"}'"""
+    )
+
+
+def run(settings: Settings, environ: Mapping[str, str]) -> None:
+    """Serve until interrupted: one process, or `workers` processes sharing the ledger."""
+    import uvicorn
+
+    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s: %(message)s")
+    if settings.workers == 1:
+        from paywarden.entrypoints.rest.app import create_app
+
+        uvicorn.run(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level,
+            access_log=settings.access_log,
+        )
+        return
+    os.environ.update({**environ, **settings.to_environ()})  # how the workers get them
+    uvicorn.run(
+        "paywarden.entrypoints.rest.app:create_app_from_environment",
+        factory=True,
+        workers=settings.workers,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=settings.access_log,
+    )

@@ -1,0 +1,182 @@
+"""The gateway's FastAPI application: `create_app(settings)`.
+
+The app opens one Warden for its process (or uses the one it is given), reconciles payments
+left open by a previous run once at start, watches the policy file, and serves the routes under
+`/v1` plus `/healthz` and `/readyz`. Every error is RFC 9457 problem+json (see problems.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, FastAPI, HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from paywarden import __version__, limits
+from paywarden.entrypoints.rest import problems
+from paywarden.entrypoints.rest.deps import reject_unknown_query
+from paywarden.entrypoints.rest.policy_watch import PolicyWatcher
+from paywarden.entrypoints.rest.routes_admin import health_router
+from paywarden.entrypoints.rest.routes_admin import router as admin_router
+from paywarden.entrypoints.rest.routes_operations import router as operations_router
+from paywarden.entrypoints.rest.routes_payments import router as payments_router
+from paywarden.entrypoints.rest.settings import Settings, load_settings
+from paywarden.errors import PaywardenError
+from paywarden.warden import Warden
+
+log = logging.getLogger("paywarden.rest")
+# The policy upload's JSON body: the policy file limit, each byte escaped (`\u0000`), plus room.
+POLICY_BODY_BYTES_MAX = limits.policy_file_bytes_max * 6 + 4096
+DESCRIPTION = """The payment firewall for AI agents, over HTTP.
+
+Authenticate with `Authorization: Bearer <key>` (create keys with `paywarden keys create`).
+An agent key acts as its agent; an operator key decides approvals as its operator; an admin key
+manages keys and policy. Errors are RFC 9457 `application/problem+json` with a `code`.
+"""
+
+
+def open_warden(settings: Settings) -> Warden:
+    return Warden.open(
+        Path(settings.policy) if settings.policy else None,
+        database=settings.database,
+        environment=settings.environment,
+        hold_ttl_seconds=settings.hold_ttl_seconds,
+        busy_timeout_seconds=settings.busy_timeout_seconds,
+    )
+
+
+def create_app(settings: Settings | None = None, *, warden: Warden | None = None) -> FastAPI:
+    """The gateway app. With `warden`, the app uses it and leaves closing it to the caller;
+    otherwise it opens one from `settings` at startup and closes it at shutdown."""
+    settings = settings or Settings()
+    owned = warden is None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        current = open_warden(settings) if owned else warden
+        assert current is not None
+        watcher = PolicyWatcher(current, settings.policy, settings.policy_poll_seconds)
+        app.state.warden, app.state.policy_watcher = current, watcher
+        try:
+            _startup(current, settings)
+            watcher.start()
+            yield
+        finally:
+            watcher.stop()
+            if owned:
+                current.close()
+
+    app = FastAPI(
+        title="paywarden",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        dependencies=[Depends(reject_unknown_query)],
+    )
+    app.state.settings = settings
+    if warden is not None:  # usable without running the lifespan (in-process tests)
+        app.state.warden = warden
+        app.state.policy_watcher = PolicyWatcher(warden, settings.policy, 0)
+    problems.install(app)
+    app.include_router(payments_router)
+    app.include_router(operations_router)
+    app.include_router(admin_router)
+    app.include_router(health_router)
+    # MCP: the lead mounts the MCP streamable-HTTP app here, e.g.
+    #     app.mount("/mcp", create_mcp_app(...))
+    # (built separately by the MCP server; it authenticates with the same API keys).
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    app.add_middleware(BodyLimit, body_bytes_max=settings.body_bytes_max)
+    return app
+
+
+def _startup(warden: Warden, settings: Settings) -> None:
+    problems_now = warden.ready()
+    for problem in problems_now:
+        log.warning("not ready, every payment is denied: %s", problem)
+    if not settings.reconcile_on_start:
+        return
+    try:
+        changed = warden.reconcile()
+    except PaywardenError as error:
+        log.error("reconcile at start failed: %s", error)
+        return
+    for row in changed:
+        log.info("reconciled payment %s: now %s", row.payment_id, row.state)
+    log.info("reconcile at start: %d payment(s) changed", len(changed))
+
+
+def create_app_from_environment() -> FastAPI:
+    """The uvicorn factory for worker processes: settings from `PAYWARDEN_*` variables."""
+    return create_app(load_settings(environ=os.environ))
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document, with error responses declared as `application/problem+json`."""
+    if app.openapi_schema is not None:
+        return app.openapi_schema
+    from fastapi.openapi.utils import get_openapi
+
+    schema = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    problem_ref = {"$ref": "#/components/schemas/Problem"}
+    for path in schema.get("paths", {}).values():
+        for operation in path.values():
+            for response in operation.get("responses", {}).values():
+                content = response.get("content", {})
+                if content.get("application/json", {}).get("schema") == problem_ref:
+                    content[problems.PROBLEM_MEDIA_TYPE] = content.pop("application/json")
+    app.openapi_schema = schema
+    return schema
+
+
+class BodyLimit:
+    """Refuse bodies above `body_bytes_max` with 413: a declared `Content-Length` before
+    reading anything, a chunked body as soon as it grows past the limit."""
+
+    def __init__(self, app: ASGIApp, body_bytes_max: int) -> None:
+        self.app = app
+        self.body_bytes_max = body_bytes_max
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.body_bytes_max
+        if scope["path"] == "/v1/policy":
+            limit = POLICY_BODY_BYTES_MAX  # a policy may be as large as its file limit
+        for name, value in scope["headers"]:
+            if name == b"content-length" and (not value.isdigit() or int(value) > limit):
+                await self._refuse(scope, send, limit)
+                return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise HTTPException(413, f"bodies are limited to {limit} bytes")
+            return message
+
+        await self.app(scope, limited, send)
+
+    async def _refuse(self, scope: Scope, send: Send, limit: int) -> None:
+        response = problems.problem_response(
+            413,
+            "body_too_large",
+            f"bodies are limited to {limit} bytes",
+            str(scope.get("path", "")),
+        )
+        await response(scope, _no_body, send)
+
+
+async def _no_body() -> Message:
+    return {"type": "http.disconnect"}

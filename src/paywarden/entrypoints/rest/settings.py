@@ -1,0 +1,157 @@
+"""Gateway settings: defaults, then a config file (TOML or YAML), then `PAYWARDEN_*` variables,
+then command-line options. Read once, then frozen. An unknown key or a value of the wrong type
+refuses to start, because a typo in a security setting must not be silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from paywarden import limits
+from paywarden.errors import InvalidInputError
+
+ENV_PREFIX = "PAYWARDEN_"
+CONFIG_ENV = "PAYWARDEN_CONFIG"
+# Settings that name files; a relative path in a config file is relative to that file.
+PATH_SETTINGS = ("database", "policy")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything `paywarden serve` needs. The API key secret is not here: it comes from
+    `PAYWARDEN_KEY_SECRET` or the file beside the database (see `paywarden.keys`)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    database: str = "paywarden.db"
+    policy: str | None = None
+    environment: str | None = None
+    hold_ttl_seconds: int = limits.hold_ttl_seconds
+    busy_timeout_seconds: float = limits.store_busy_timeout_seconds
+    # How often the policy file is checked for changes (0 turns the watch off).
+    policy_poll_seconds: float = 2.0
+    # Request bodies above this are refused with 413 before they are parsed.
+    body_bytes_max: int = 65_536
+    # A request left in progress this long under an Idempotency-Key (its process crashed) may
+    # be retried; the Warden's own idempotency still prevents a second payment.
+    idempotency_stale_seconds: int = 120
+    reconcile_on_start: bool = True
+    workers: int = 1
+    log_level: str = "info"
+    access_log: bool = True
+
+    def with_values(self, values: Mapping[str, object]) -> Settings:
+        """A copy with `values` (already typed) applied; None values are skipped."""
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise InvalidInputError(f"unknown setting(s): {', '.join(unknown)}")
+        changes = {name: value for name, value in values.items() if value is not None}
+        return dataclasses.replace(self, **_typed(changes))
+
+    def to_environ(self) -> dict[str, str]:
+        """The settings as `PAYWARDEN_*` variables (how worker processes receive them)."""
+        result = {}
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if value is not None:
+                result[ENV_PREFIX + item.name.upper()] = _text(value)
+        return result
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _typed(values: Mapping[str, object]) -> dict[str, Any]:
+    kinds = {f.name: f.type for f in fields(Settings)}
+    result: dict[str, Any] = {}
+    for name, value in values.items():
+        kind = str(kinds[name])
+        try:
+            result[name] = _convert(kind, value)
+        except (TypeError, ValueError) as error:
+            raise InvalidInputError(f"setting `{name}`: {error}") from None
+    return result
+
+
+def _convert(kind: str, value: object) -> object:
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+            raise ValueError(f"`{value}` is not a boolean")
+        return text in ("true", "1", "yes", "on")
+    if kind == "int":
+        if isinstance(value, bool | float):
+            raise ValueError(f"`{value}` is not an integer")
+        return int(str(value))
+    if kind == "float":
+        if isinstance(value, bool):
+            raise ValueError(f"`{value}` is not a number")
+        return float(str(value))
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        raise ValueError(f"`{value}` is not text")
+    return str(value)
+
+
+def read_config(path: str | Path) -> dict[str, object]:
+    """The settings in a TOML (`.toml`) or YAML file, paths made relative to the file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise InvalidInputError(f"cannot read config `{path}`: {error}") from None
+    try:
+        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as error:
+        raise InvalidInputError(f"config `{path}` is not valid: {error}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise InvalidInputError(f"config `{path}` must be a table of settings")
+    for name in PATH_SETTINGS:
+        value = data.get(name)
+        if isinstance(value, str) and value != ":memory:" and not Path(value).is_absolute():
+            data[name] = str(path.parent / value)
+    return data
+
+
+def from_environ(environ: Mapping[str, str]) -> dict[str, object]:
+    """The settings named by `PAYWARDEN_<NAME>` variables."""
+    known = {f.name for f in fields(Settings)}
+    return {
+        name: environ[ENV_PREFIX + name.upper()]
+        for name in known
+        if ENV_PREFIX + name.upper() in environ
+    }
+
+
+def load_settings(
+    config: str | Path | None = None,
+    environ: Mapping[str, str] = os.environ,
+    overrides: Mapping[str, object] | None = None,
+) -> Settings:
+    """Defaults < config file (`config`, else `PAYWARDEN_CONFIG`) < environment < overrides."""
+    settings = Settings()
+    config = config or environ.get(CONFIG_ENV) or None
+    if config is not None:
+        settings = settings.with_values(read_config(config))
+    settings = settings.with_values(from_environ(environ))
+    settings = settings.with_values(overrides or {})
+    if not 0 < settings.port < 65_536:
+        raise InvalidInputError(f"setting `port`: {settings.port} is not a TCP port")
+    if settings.workers < 1 or settings.body_bytes_max < 1024:
+        raise InvalidInputError("settings `workers` >= 1 and `body_bytes_max` >= 1024")
+    return settings

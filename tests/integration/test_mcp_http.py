@@ -1,0 +1,243 @@
+"""The MCP tools over streamable HTTP on a loopback port, under a real uvicorn: a bearer agent
+key per request names the agent, other keys are refused before any MCP processing, a session
+answers only to the key that opened it, and concurrent payments cannot overspend. The last test
+mounts the app in a FastAPI host the way `paywarden serve` does, to prove the instructions."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from starlette.types import ASGIApp
+
+from paywarden import FrozenClock, Warden
+from paywarden.entrypoints.mcp.http import McpHttpApp
+
+POLICY = """
+currency: USD
+rules:
+  - {id: pay, effect: allow, actions: ["payments.*"]}
+budgets:
+  - {id: hourly, limit: 200, window: hour, scope: agent}
+"""
+PAY = {
+    "action": "payments.transfer",
+    "amount": "40.00",
+    "currency": "USD",
+    "recipient": "vendor.example.com",
+}
+JSON_RPC_HEADERS = {"accept": "application/json, text/event-stream"}
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-11-25",
+        "capabilities": {},
+        "clientInfo": {"name": "test", "version": "1"},
+    },
+}
+
+
+@contextlib.contextmanager
+def serving(app: ASGIApp) -> Iterator[str]:
+    """Run `app` under uvicorn on a free loopback port; yield its base URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
+
+
+@pytest.fixture
+def warden(tmp_path: Path) -> Iterator[Warden]:
+    with Warden.open(POLICY, database=tmp_path / "ledger.db", clock=FrozenClock()) as opened:
+        yield opened
+
+
+@pytest.fixture
+def url(warden: Warden) -> Iterator[str]:
+    with serving(McpHttpApp(warden)) as base:
+        yield f"{base}/mcp"
+
+
+def _key(warden: Warden, agent: str) -> str:
+    secret, _ = warden.create_key(role="agent", agent=agent, actor="t")
+    return secret
+
+
+@contextlib.asynccontextmanager
+async def connect(url: str, key: str, mode: str = "auto") -> AsyncIterator[Client]:
+    headers = {"Authorization": f"Bearer {key}"}
+    async with (
+        httpx2.AsyncClient(headers=headers, timeout=30) as http,
+        Client(streamable_http_client(url, http_client=http), mode=mode) as client,
+    ):
+        yield client
+
+
+def _structured(result: Any) -> dict[str, Any]:
+    assert not result.is_error, result.content
+    assert result.structured_content is not None
+    return dict(result.structured_content)
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+def test_each_request_acts_as_the_agent_of_its_key(warden: Warden, url: str, mode: str) -> None:
+    keys = {agent: _key(warden, agent) for agent in ("agent-a", "agent-b")}
+    seen: dict[str, list[str]] = {}
+
+    async def as_agent(agent: str, payments: int) -> None:
+        async with connect(url, keys[agent], mode) as client:
+            for _ in range(payments):
+                assert _structured(await client.call_tool("request_payment", PAY))["status"] == (
+                    "paid"
+                )
+            listed = _structured(await client.call_tool("list_my_payments", {}))
+            seen[agent] = [p["payment_id"] for p in listed["payments"]]
+
+    async def main() -> None:
+        async with anyio.create_task_group() as group:
+            group.start_soon(as_agent, "agent-a", 2)
+            group.start_soon(as_agent, "agent-b", 1)
+
+    anyio.run(main)
+    for agent, count in (("agent-a", 2), ("agent-b", 1)):
+        assert sorted(seen[agent]) == sorted(p.payment_id for p in warden.payments(agent=agent))
+        assert len(seen[agent]) == count
+
+
+def test_missing_unknown_revoked_and_non_agent_keys_are_refused(warden: Warden, url: str) -> None:
+    warden.add_operator("op-1", name="Olive")
+    operator, _ = warden.create_key(role="operator", operator="op-1", actor="t")
+    admin, _ = warden.create_key(role="admin", actor="t")
+    revoked, row = warden.create_key(role="agent", agent="agent-a", actor="t")
+    warden.revoke_key(row.key_id, actor="t")
+    cases: list[tuple[dict[str, str], int, str]] = [
+        ({}, 401, "unauthenticated"),
+        ({"authorization": "Basic abc"}, 401, "unauthenticated"),
+        ({"authorization": "Bearer pw_live_0123456789ab_" + "0" * 48}, 401, "unauthenticated"),
+        ({"authorization": f"Bearer {revoked}"}, 401, "unauthenticated"),
+        ({"authorization": f"Bearer {operator}"}, 403, "forbidden"),
+        ({"authorization": f"Bearer {admin}"}, 403, "forbidden"),
+    ]
+
+    async def main() -> None:
+        async with httpx2.AsyncClient(timeout=30) as http:
+            for headers, status, code in cases:
+                response = await http.post(
+                    url, json=INITIALIZE, headers={**JSON_RPC_HEADERS, **headers}
+                )
+                assert (response.status_code, response.json()["error"]["code"]) == (status, code)
+                if status == 401:
+                    assert response.headers["www-authenticate"].startswith("Bearer")
+
+    anyio.run(main)
+
+
+def test_a_session_answers_only_to_the_key_that_opened_it(warden: Warden, url: str) -> None:
+    key_a, key_b = _key(warden, "agent-a"), _key(warden, "agent-b")
+    call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call"}
+    call["params"] = {"name": "list_my_payments", "arguments": {}}  # type: ignore[assignment]
+
+    async def main() -> None:
+        async with httpx2.AsyncClient(timeout=30) as http:
+            opened = await http.post(
+                url,
+                json=INITIALIZE,
+                headers={**JSON_RPC_HEADERS, "authorization": f"Bearer {key_a}"},
+            )
+            assert opened.status_code == 200
+            session = {
+                **JSON_RPC_HEADERS,
+                "mcp-session-id": opened.headers["mcp-session-id"],
+                "mcp-protocol-version": "2025-11-25",
+            }
+            stolen = await http.post(
+                url, json=call, headers={**session, "authorization": f"Bearer {key_b}"}
+            )
+            assert stolen.status_code == 404
+            own = await http.post(
+                url, json=call, headers={**session, "authorization": f"Bearer {key_a}"}
+            )
+            assert own.status_code == 200 and '"count":0' in own.text.replace(" ", "")
+
+    anyio.run(main)
+
+
+def test_twenty_concurrent_http_payments_of_40_against_200_pay_exactly_5(
+    warden: Warden, url: str
+) -> None:
+    key = _key(warden, "agent-a")
+    statuses: list[str] = []
+
+    async def main() -> None:
+        async with connect(url, key) as client, anyio.create_task_group() as group:
+            for _ in range(20):
+                group.start_soon(pay, client)
+
+    async def pay(client: Client) -> None:
+        statuses.append(_structured(await client.call_tool("request_payment", PAY))["status"])
+
+    anyio.run(main)
+    assert Counter(statuses) == {"paid": 5, "denied": 15}
+    assert len(warden.payments(state="settled")) == 5
+
+
+def _host_app(warden: Warden) -> FastAPI:
+    """A FastAPI app that opens its Warden at startup and serves the MCP app at /mcp, the way
+    `paywarden serve` does: the MCP app finds the Warden through a function."""
+    mcp = McpHttpApp(lambda: app.state.warden)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.warden = warden
+        async with mcp.lifespan():
+            yield
+
+    app = FastAPI(lifespan=lifespan)
+
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    app.add_route("/mcp", mcp)  # type: ignore[arg-type]  # an ASGI app is a valid endpoint
+    return app
+
+
+def test_the_app_routed_at_mcp_inside_a_fastapi_host(warden: Warden) -> None:
+    key = _key(warden, "agent-a")
+    result: dict[str, Any] = {}
+
+    async def main(base: str) -> None:
+        async with connect(f"{base}/mcp", key) as client:
+            result.update(_structured(await client.call_tool("request_payment", PAY)))
+        async with httpx2.AsyncClient(timeout=30) as http:
+            assert (await http.get(f"{base}/health")).json() == {"status": "ok"}
+
+    with serving(_host_app(warden)) as base:
+        anyio.run(main, base)
+    assert result["status"] == "paid"
