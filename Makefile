@@ -42,7 +42,7 @@ bench: $(STAMP)
 
 ## Authorizations per second over HTTP on loopback (32 clients); see docs/benchmarks.md.
 bench-http: $(STAMP)
-	$(BIN)/python bench/http.py
+	$(BIN)/python bench/http_gateway.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

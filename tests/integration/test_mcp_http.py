@@ -18,13 +18,14 @@ import anyio
 import httpx2
 import pytest
 import uvicorn
-from fastapi import FastAPI
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from starlette.types import ASGIApp
 
 from paywarden import FrozenClock, Warden
 from paywarden.entrypoints.mcp.http import McpHttpApp
+from paywarden.entrypoints.rest.app import create_app
+from paywarden.entrypoints.rest.settings import Settings
 
 POLICY = """
 currency: USD
@@ -207,37 +208,27 @@ def test_twenty_concurrent_http_payments_of_40_against_200_pay_exactly_5(
     assert len(warden.payments(state="settled")) == 5
 
 
-def _host_app(warden: Warden) -> FastAPI:
-    """A FastAPI app that opens its Warden at startup and serves the MCP app at /mcp, the way
-    `paywarden serve` does: the MCP app finds the Warden through a function."""
-    mcp = McpHttpApp(lambda: app.state.warden)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.warden = warden
-        async with mcp.lifespan():
-            yield
-
-    app = FastAPI(lifespan=lifespan)
-
-    @app.get("/health")
-    def health() -> dict[str, str]:
-        return {"status": "ok"}
-
-    app.add_route("/mcp", mcp)  # type: ignore[arg-type]  # an ASGI app is a valid endpoint
-    return app
-
-
-def test_the_app_routed_at_mcp_inside_a_fastapi_host(warden: Warden) -> None:
+def test_paywarden_serves_mcp_at_slash_mcp_beside_the_rest_api(warden: Warden) -> None:
+    """The gateway app itself (as `paywarden serve` runs it), started twice: each run gets its
+    own MCP session manager, and a payment made over MCP is the agent's over REST too."""
     key = _key(warden, "agent-a")
-    result: dict[str, Any] = {}
+    app = create_app(Settings(), warden=warden)
+    paid: list[str] = []
 
     async def main(base: str) -> None:
         async with connect(f"{base}/mcp", key) as client:
-            result.update(_structured(await client.call_tool("request_payment", PAY)))
-        async with httpx2.AsyncClient(timeout=30) as http:
-            assert (await http.get(f"{base}/health")).json() == {"status": "ok"}
+            result = _structured(await client.call_tool("request_payment", PAY))
+        assert result["status"] == "paid", result
+        payment_id = result["payment"]["payment_id"]
+        headers = {"Authorization": f"Bearer {key}"}
+        async with httpx2.AsyncClient(timeout=30, headers=headers) as http:
+            response = await http.get(f"{base}/v1/payments/{payment_id}")
+        assert response.status_code == 200, response.text
+        assert response.json()["payment_id"] == payment_id
+        paid.append(payment_id)
 
-    with serving(_host_app(warden)) as base:
-        anyio.run(main, base)
-    assert result["status"] == "paid"
+    for _run in range(2):
+        with serving(app) as base:
+            anyio.run(main, base)
+    assert len(set(paid)) == 2
+    assert "/mcp" not in app.openapi()["paths"]

@@ -46,6 +46,7 @@ class SQLiteStore:
         self.busy_timeout_seconds = busy_timeout_seconds
         self._local = threading.local()
         self._memory_lock = threading.Lock()
+        self._write_lock = threading.Lock()
         self._shared: sqlite3.Connection | None = None
         self._connections: list[sqlite3.Connection] = []
         with self._translate_errors():
@@ -108,7 +109,7 @@ class SQLiteStore:
     @contextmanager
     def write(self) -> Iterator[SQLiteTx]:
         """One write transaction (`BEGIN IMMEDIATE`); commits on success, rolls back on error."""
-        with self._memory_guard(), self._translate_errors():
+        with self._writer_guard(), self._translate_errors():
             connection = self._connection()
             connection.execute("BEGIN IMMEDIATE")
             try:
@@ -128,6 +129,22 @@ class SQLiteStore:
                 yield SQLiteTx(connection)
             finally:
                 connection.execute("ROLLBACK")
+
+    @contextmanager
+    def _writer_guard(self) -> Iterator[None]:
+        """Writers of this process take turns on a lock before `BEGIN IMMEDIATE`: threads then
+        wait in line instead of in SQLite's sleeping busy handler (which serves them out of
+        order, with a long tail). Other processes still meet at SQLite's own lock."""
+        if self.memory:
+            with self._memory_guard():
+                yield
+            return
+        if not self._write_lock.acquire(timeout=self.busy_timeout_seconds):
+            raise StoreBusyError(f"the store stayed locked for {self.busy_timeout_seconds}s")
+        try:
+            yield
+        finally:
+            self._write_lock.release()
 
     @contextmanager
     def _memory_guard(self) -> Iterator[None]:

@@ -18,6 +18,7 @@ from fastapi import Depends, FastAPI, HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from paywarden import __version__, limits
+from paywarden.entrypoints.mcp.http import McpHttpApp
 from paywarden.entrypoints.rest import problems
 from paywarden.entrypoints.rest.deps import reject_unknown_query
 from paywarden.entrypoints.rest.policy_watch import PolicyWatcher
@@ -65,8 +66,20 @@ def create_app(settings: Settings | None = None, *, warden: Warden | None = None
         try:
             _startup(current, settings)
             watcher.start()
-            yield
+            # MCP over streamable HTTP at /mcp, with the same API keys (agent keys only). The
+            # SDK's session manager runs once per instance: a new one for each app run.
+            # Sessions live in one process, so several workers serve it stateless (JSON).
+            mcp_app = McpHttpApp(
+                lambda: app.state.warden,
+                host=settings.host,
+                stateless=settings.workers > 1,
+                json_response=settings.workers > 1,
+            )
+            async with mcp_app.lifespan():
+                app.state.mcp_app = mcp_app
+                yield
         finally:
+            app.state.mcp_app = None
             watcher.stop()
             if owned:
                 current.close()
@@ -87,12 +100,42 @@ def create_app(settings: Settings | None = None, *, warden: Warden | None = None
     app.include_router(operations_router)
     app.include_router(admin_router)
     app.include_router(health_router)
-    # MCP: the lead mounts the MCP streamable-HTTP app here, e.g.
-    #     app.mount("/mcp", create_mcp_app(...))
-    # (built separately by the MCP server; it authenticates with the same API keys).
+    # A route, not a mount: a mounted app's /mcp would redirect to /mcp/. Starlette serves an
+    # endpoint that is not a function as a plain ASGI app (its stub types say otherwise). Not in
+    # the OpenAPI document: MCP is its own protocol (see docs/mcp.md).
+    app.add_route(
+        "/mcp",
+        McpRoute(app),  # type: ignore[arg-type]
+        methods=["GET", "POST", "DELETE"],
+        include_in_schema=False,
+    )
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     app.add_middleware(BodyLimit, body_bytes_max=settings.body_bytes_max)
     return app
+
+
+class McpRoute:
+    """`/mcp`: hands each request to the MCP app of the running app (started in its lifespan)."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        mcp_app: McpHttpApp | None = getattr(self._app.state, "mcp_app", None)
+        if mcp_app is None:
+            body = (
+                b'{"error": {"code": "unavailable", "message": "MCP runs only in a started app"}}'
+            )
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 503,
+                    "headers": [(b"content-type", b"application/json")],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
+        await mcp_app(scope, receive, send)
 
 
 def _startup(warden: Warden, settings: Settings) -> None:

@@ -1,6 +1,6 @@
 """Authorizations per second over HTTP on loopback: `POST /v1/authorizations` with N clients.
 
-Run: .venv/bin/python bench/http.py [--clients 32] [--seconds 10] [--rounds 5] [--workers 1]
+Run: .venv/bin/python bench/http_gateway.py [--clients 32] [--seconds 10] [--rounds 5] [--workers 1]
      [--cpus 0,1]
 
 Starts `paywarden serve` (uvicorn, access log off) on a free 127.0.0.1 port and a fresh SQLite
