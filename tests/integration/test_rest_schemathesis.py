@@ -25,6 +25,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from rest_support import POLICY, make_keys, open_warden
 from schemathesis import Case
+from schemathesis.generation.meta import GenerationMode, ParameterLocation
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from paywarden import FrozenClock
@@ -52,6 +53,11 @@ APP = create_app(
     warden=_WARDEN,
 )
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
+# A body past the gateway's size limit is refused with 413 before it is parsed: a rejection too.
+schema.config.checks.negative_data_rejection.expected_statuses = [
+    *schema.config.checks.negative_data_rejection.expected_statuses,
+    "413",
+]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -64,13 +70,18 @@ def _close_the_warden() -> Iterator[None]:
 _SETTINGS = settings(
     max_examples=EXAMPLES_PER_OPERATION,
     deadline=None,
+    derandomize=True,  # the same examples in every CI run: a failure is reproducible
     suppress_health_check=list(HealthCheck),
 )
 
 
 def _check(case: Case, role: str) -> None:
+    # The role's real key, unless schemathesis made the headers invalid on purpose (a missing
+    # or malformed Authorization): putting the key back would turn that case into a valid one.
+    header = case.meta.components.get(ParameterLocation.HEADER) if case.meta else None
+    negative_headers = header is not None and header.mode == GenerationMode.NEGATIVE
     case.call_and_validate(
-        headers={"Authorization": f"Bearer {KEYS[role]}"},
+        headers={} if negative_headers else {"Authorization": f"Bearer {KEYS[role]}"},
         excluded_checks=[positive_data_acceptance],
     )
 
