@@ -16,10 +16,11 @@ import hashlib
 import json
 from dataclasses import dataclass, replace
 
+from paywarden import limits
 from paywarden.audit import records
 from paywarden.audit.canonical import canonical_text
 from paywarden.errors import ForbiddenError, InvalidInputError, NotFoundError, StateConflictError
-from paywarden.intent import PaymentIntent
+from paywarden.intent import PaymentIntent, free_text
 from paywarden.ledger import settle
 from paywarden.money import Money
 from paywarden.policy.compiler import CompiledPolicy
@@ -41,17 +42,22 @@ _BOUND_FIELDS = (
 
 
 def binding(intent: PaymentIntent) -> str:
-    """The fingerprint an approval is bound to (free text excluded)."""
+    """The fingerprint an approval is bound to (free text excluded). A keyed digest of redacted
+    secrets is bound too, when there is one: another secret is another request."""
     canonical = intent.canonical()
     bound = {name: canonical[name] for name in _BOUND_FIELDS}
+    if intent.secret_digest is not None:
+        bound["secret_digest"] = intent.secret_digest
     return hashlib.sha256(canonical_text(bound).encode("utf-8")).hexdigest()
 
 
 def intent_json(intent: PaymentIntent, phase: str | None) -> str:
-    """The intent (and the session phase it was decided in) as stored with its approval."""
+    """The intent (and the session phase it was decided in) as stored with its approval: the
+    canonical, already redacted fields only, never the raw text the agent sent."""
     data = {
         **intent.canonical(),
-        "recipient_original": intent.recipient_original,
+        "payee_kind": intent.payee.kind,
+        "redacted": list(intent.redacted),
         "exponent": intent.amount.exponent,
         "phase": phase,
     }
@@ -66,11 +72,11 @@ def phase_of(row: ApprovalRow) -> str | None:
 def intent_from_json(text: str) -> PaymentIntent:
     data = json.loads(text)
     money = Money(int(data["amount_minor"]), str(data["currency"]), int(data["exponent"]))
-    return PaymentIntent(
+    intent = PaymentIntent(
         agent=data["agent"],
         action=data["action"],
         amount=money,
-        recipient=data["recipient_original"],
+        recipient=data["recipient"],
         environment=data["environment"],
         category=data["category"],
         purpose=data["purpose"],
@@ -78,6 +84,9 @@ def intent_from_json(text: str) -> PaymentIntent:
         rail=data["rail"],
         session_id=data["session_id"],
         metadata=data["metadata"],
+    )
+    return intent.with_fields(
+        redacted=tuple(data.get("redacted", ())), secret_digest=data.get("secret_digest")
     )
 
 
@@ -167,7 +176,16 @@ def view(tx: LedgerTx, approval_id: str) -> ApprovalView:
 
 
 def event(row: ApprovalRow, kind: str, text: str) -> dict[str, object]:
-    """A webhook event body; `text` makes it readable as a Slack message as it is."""
+    """A webhook event body; `text` makes it readable as a Slack message as it is.
+
+    The text quotes values agents and operators wrote, so it is made inert as a whole (the
+    other members carry the exact values): Slack's control characters are escaped (`&amp;`,
+    `&lt;`, `&gt;`), so `<!channel>`, `<@U123>` and `<https://x|label>` show as written; every
+    `@` becomes the fullwidth `＠`, so no `@channel`, `@here`, `@everyone` or `@user` mentions
+    anyone; and characters that do not print (line breaks included) become spaces, so the
+    message stays the one line paywarden wrote."""
+    escapes = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "@": "\uff20"})
+    flat = "".join(char if char.isprintable() else " " for char in text)
     intent = json.loads(row.intent)
     return {
         "type": kind,
@@ -180,7 +198,7 @@ def event(row: ApprovalRow, kind: str, text: str) -> dict[str, object]:
         "recipient": intent["recipient"],
         "environment": intent["environment"],
         "expires_us": row.expires_us,
-        "text": text,
+        "text": flat.translate(escapes),
     }
 
 
@@ -230,7 +248,13 @@ def vote(
     tx: LedgerTx, approval_id: str, operator_id: str, choice: str, reason: str, now_us: int
 ) -> ApprovalRow | None:
     """Record one operator's vote on a pending request; returns the row, or None when the
-    request had expired (the expiry is recorded; the caller raises after committing it)."""
+    request had expired (the expiry is recorded; the caller raises after committing it).
+
+    A blank reason is bad input (`InvalidInputError`): it is refused before anything else is
+    looked at, so the request is left exactly as it was, not even expired."""
+    if not reason.strip():
+        raise InvalidInputError("a decision needs a reason")
+    free_text("reason", reason, limits.free_text_bytes_max)  # bounded, no invisible characters
     row = tx.approval(approval_id)
     if row is None:
         raise NotFoundError(f"no approval `{approval_id}`")
@@ -239,8 +263,6 @@ def vote(
         return None
     if row.status != "pending":
         raise StateConflictError(f"approval `{approval_id}` is already {row.status}")
-    if not reason.strip():
-        raise InvalidInputError("a decision needs a reason")
     if not tx.vote_insert(
         VoteRow(
             approval_id, operator_id, "approve" if choice == "approve" else "reject", reason, now_us

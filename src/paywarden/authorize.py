@@ -2,7 +2,8 @@
 
 In order: the kill switch; an open approval for this exact intent (a pending one is returned
 again, an approved one is consumed); budget and velocity usage; the pure policy evaluation;
-budget gates; velocity limits; a grant standing in for a human; then the hold, and for
+budget gates; velocity limits; a grant standing in for a human; for `require_approval`, the
+per-agent caps on waiting requests (`approval_queue_full`); then the hold, and for
 `require_approval` the approval request. The Warden records and audits the result.
 """
 
@@ -24,10 +25,12 @@ from paywarden.ledger.usage import (
     velocity_claims,
     velocity_denial,
 )
+from paywarden.money import Money, format_minor
 from paywarden.policy.compiler import CompiledPolicy
 from paywarden.policy.decision import BudgetTrace, Decision, Trace
 from paywarden.policy.evaluator import deny_everything, evaluate
 from paywarden.policy.facts import StateSnapshot
+from paywarden.policy.fx import ceil_fraction
 from paywarden.ports import ApprovalRow, IdSource, LedgerTx
 
 
@@ -104,6 +107,14 @@ def _hold(
     traces: list[BudgetTrace],
 ) -> Decision:
     pending = decision.outcome == "require_approval"
+    if pending:
+        full = _queue_full(tx, ctx)
+        if full is not None:
+            setting, reason = full
+            decision.outcome, decision.reason_code = "deny", "approval_queue_full"
+            decision.reason = reason
+            decision.rule_ids = (*decision.rule_ids, f"approvals:{setting}")
+            return decision
     ttl_us = (
         approvals.ttl_seconds(ctx.policy, decision) * 1_000_000 if pending else (ctx.hold_ttl_us)
     )
@@ -121,6 +132,55 @@ def _hold(
     if pending:
         decision.approval_id = _request(tx, ctx, decision, binding, hold.expires_us)
     return decision
+
+
+def _queue_full(tx: LedgerTx, ctx: Context) -> tuple[str, str] | None:
+    """The cap of the policy's `approvals:` that one more request of this agent would pass,
+    and why, or None. Counted in the write transaction that would insert the request, so
+    concurrent requests (threads, processes) can never take an agent past a cap."""
+    settings, agent = ctx.policy.approvals, ctx.intent.agent
+    totals = tx.approvals_pending_totals(agent, ctx.now_us)
+    count = sum(row_count for _, row_count, _ in totals)
+    if count >= settings.pending_max_per_agent:
+        return "pending_max_per_agent", (
+            f"agent `{agent}` already has {count} approval requests waiting, the most the "
+            f"policy allows (`approvals.pending_max_per_agent`); wait until operators decide "
+            f"them or they expire"
+        )
+    cap = settings.pending_amount_max_per_agent
+    if cap is None:
+        return None
+    waiting_minor = _pending_minor(ctx, cap, totals)
+    intent_minor = _pending_minor(ctx, cap, [(ctx.intent.currency, 1, ctx.intent.amount_minor)])
+    if waiting_minor is None or intent_minor is None:
+        what = "an amount it has waiting" if waiting_minor is None else str(ctx.intent.amount)
+        return "pending_amount_max_per_agent", (
+            f"agent `{agent}`: {what} has no FX rate to {cap.currency}, so it counts as over "
+            f"the policy's cap of {cap} (`approvals.pending_amount_max_per_agent`)"
+        )
+    if waiting_minor + intent_minor > cap.amount_minor:
+        waiting = f"{format_minor(waiting_minor, cap.exponent)} {cap.currency}"
+        return "pending_amount_max_per_agent", (
+            f"agent `{agent}` already has {waiting} waiting for approval; {ctx.intent.amount} "
+            f"more would pass the policy's cap of {cap} (`approvals.pending_amount_max_per_agent`)"
+        )
+    return None
+
+
+def _pending_minor(ctx: Context, cap: Money, totals: list[tuple[str, int, int]]) -> int | None:
+    """The amounts in minor units of the cap's currency, each currency's total converted with
+    the policy's FX rates and rounded up; None when a currency cannot be converted."""
+    policy, result = ctx.policy, 0
+    for currency, _, amount_minor in totals:
+        if currency not in policy.currencies:
+            return None
+        converted = policy.fx.convert_minor(
+            amount_minor, currency, policy.currencies.exponent(currency), cap.currency, cap.exponent
+        )
+        if converted is None:
+            return None
+        result += ceil_fraction(converted)
+    return result
 
 
 def _request(tx: LedgerTx, ctx: Context, decision: Decision, binding: str, expires_us: int) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 from paywarden import limits
 from paywarden.policy.compiler import CompiledPolicy, check_policy
 from paywarden.policy.report import CompileReport
+from paywarden.ports import LedgerTx
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,3 +53,18 @@ def _read(policy: str | Path) -> tuple[str, str | None]:
         if isinstance(policy, str) and ":" in policy and not path.suffix:
             return "policy", policy
         return str(path), None
+
+
+POLICY_VERSION_KEY = "policy_version"
+POLICY_TEXT_KEY = "policy_text:"
+
+
+def record_version(tx: LedgerTx, loaded: LoadedPolicy) -> None:
+    """Record `loaded` as the policy in force, with its text, so that every process sharing
+    the store decides with it from this transaction on."""
+    if loaded.policy is None:
+        return
+    version = loaded.policy.version
+    if loaded.text is not None:
+        tx.meta_set(POLICY_TEXT_KEY + version, loaded.text)
+    tx.meta_set(POLICY_VERSION_KEY, version)

@@ -12,6 +12,7 @@ The tree::
     │   ├── InvalidAmountError
     │   ├── InvalidCurrencyError
     │   └── InvalidIntentError
+    │       └── InvalidRecipientError   a recipient that is no valid payee
     ├── PolicyError
     │   └── PolicyCompileError      carries the CompileReport with every problem and its location
     ├── IdempotencyConflictError    same idempotency key, different intent
@@ -34,9 +35,14 @@ if TYPE_CHECKING:
 
 
 class PaywardenError(Exception):
-    """Base class of every paywarden exception."""
+    """Base class of every paywarden exception.
+
+    `decision_id` is set when the refusal was recorded as a decision in the audit log (a
+    request whose fields could not become a payment intent), so the caller can cite it.
+    """
 
     code: str = "paywarden_error"
+    decision_id: str | None = None
 
 
 class InvalidInputError(PaywardenError, ValueError):
@@ -61,6 +67,13 @@ class InvalidIntentError(InvalidInputError):
     """A payment intent field that is missing, malformed or out of bounds."""
 
     code = "invalid_intent"
+
+
+class InvalidRecipientError(InvalidIntentError):
+    """A recipient that cannot be parsed into a payee: a malformed host, a URL with user
+    information or an unsupported scheme, a bad checksum, invisible characters."""
+
+    code = "invalid_recipient"
 
 
 class PolicyError(PaywardenError):

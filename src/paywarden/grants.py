@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from paywarden import limits
 from paywarden.audit import records
 from paywarden.errors import InvalidInputError, NotFoundError
-from paywarden.intent import PaymentIntent, normalize_recipient_pattern
+from paywarden.intent import PaymentIntent
 from paywarden.money import Money
-from paywarden.policy.rules import PatternSet
+from paywarden.policy.recipients import PatternSet, cached_matcher, parse_pattern
 from paywarden.ports import GrantRow, LedgerTx
 
 
@@ -51,7 +51,7 @@ def create(
     tx: LedgerTx, request: GrantRequest, grant_id: str, operator_id: str, now_us: int
 ) -> GrantRow:
     request.validate()
-    recipients = [normalize_recipient_pattern(pattern) for pattern in request.recipients]
+    recipients = [parse_pattern(pattern).text for pattern in request.recipients]
     row = GrantRow(
         grant_id=grant_id,
         agent=request.agent,
@@ -119,8 +119,9 @@ def covers(row: GrantRow, intent: PaymentIntent) -> bool:
         return False
     if not PatternSet([row.action]).matches(intent.action):
         return False
-    recipients = json.loads(row.recipients)
-    return not recipients or PatternSet(recipients).matches(intent.recipient)
+    recipients = tuple(json.loads(row.recipients))
+    # Exact: a grant never covers a payee that differs from the one it names, case included.
+    return not recipients or cached_matcher(recipients).matches(intent.payee)
 
 
 def _summary(row: GrantRow) -> dict[str, object]:

@@ -5,27 +5,19 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import unicodedata
 from collections.abc import Mapping
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
-
-import idna
 
 from paywarden import limits
-from paywarden.errors import InvalidIntentError
+from paywarden.errors import InvalidIntentError, InvalidRecipientError
 from paywarden.money import DEFAULT_CURRENCIES, CurrencyTable, Money
+from paywarden.payee import Payee, parse_payee, reject_invisible
 
 _IDENTIFIER = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._:@/-]*\Z", re.ASCII)
 _ACTION = re.compile(r"\A[a-z0-9_-]+(\.[a-z0-9_-]+)*\Z", re.ASCII)
 _IDEMPOTENCY_KEY = re.compile(r"\A[\x21-\x7e]+\Z", re.ASCII)
-_DOMAIN_LIKE = re.compile(r"\A[^\s@/:]+\.[^\s@/:]+\Z")
-_WHITESPACE_RUN = re.compile(r"\s+")
-# UTS #46 label separators that NFKC leaves alone; IDNA would turn them into dots only after
-# the trailing-dot strip, so `pay.com。` would escape a deny rule on `pay.com`.
-_IDEOGRAPHIC_DOTS = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": "."})
 
 MetadataValue = str | int | bool | None
 
@@ -49,18 +41,31 @@ class PaymentIntent:
     """A request to move money, immutable once built.
 
     `amount` accepts text (`"120.50"`), a `Decimal` or an `int` of major units, never a float,
-    and becomes `Money`. `recipient` is normalised (Unicode NFKC, case folded, surrounding
-    whitespace and a trailing dot removed, domains converted with IDNA/UTS #46), so that
-    `X.EVIL.COM`, `x.evil.com.` and `x.evil.com` are one recipient. The text the agent sent is
-    kept in `recipient_original` for rails whose identifiers are case-sensitive.
+    and becomes `Money`. `recipient` is parsed once into a typed `Payee` with one canonical
+    identity (see `paywarden.payee`): `X.EVIL.COM.`, `https://x.evil.com:443/` and `x.evil.com/`
+    are one payee, and `acct_1AbC` keeps its case. `recipient` is the payee's canonical text;
+    the text the agent sent is kept in `recipient_original`, only for the audit record.
+
+    Every text field is bounded in bytes and refuses control, invisible and bidi characters.
+    Secrets are removed by `Warden` before anything is fingerprinted or stored (see
+    `paywarden.admission`); `redacted` lists the paths it replaced.
     """
 
-    __slots__ = (*_FIELDS, "_fingerprint", "recipient_original")
+    __slots__ = (
+        *_FIELDS,
+        "_fingerprint",
+        "payee",
+        "recipient_original",
+        "redacted",
+        "secret_digest",
+        "raw_identifiers",
+    )
 
     agent: str
     action: str
     amount: Money
     recipient: str
+    payee: Payee
     recipient_original: str
     environment: str | None
     category: str | None
@@ -70,6 +75,9 @@ class PaymentIntent:
     session_id: str | None
     idempotency_key: str | None
     metadata: Mapping[str, MetadataValue]
+    redacted: tuple[str, ...]
+    secret_digest: str | None
+    raw_identifiers: tuple[tuple[str, str], ...]
     _fingerprint: str | None
 
     def __init__(
@@ -79,7 +87,7 @@ class PaymentIntent:
         action: str,
         amount: str | int | Decimal | Money,
         currency: str | None = None,
-        recipient: str,
+        recipient: str | Payee,
         environment: str | None = None,
         category: str | None = None,
         purpose: str | None = None,
@@ -91,20 +99,37 @@ class PaymentIntent:
         currencies: CurrencyTable = DEFAULT_CURRENCIES,
         amount_minor_max: int = limits.amount_minor_max,
     ) -> None:
+        payee = parse_payee(recipient)
         values: dict[str, object] = {
             "agent": _identifier("agent", agent),
             "action": _action(action),
             "amount": _money(amount, currency, currencies, amount_minor_max),
-            "recipient": normalize_recipient(recipient),
-            "recipient_original": _text("recipient", recipient, limits.recipient_chars_max),
+            "payee": payee,
+            "recipient": payee.text,
+            "recipient_original": recipient if isinstance(recipient, str) else payee.text,
             "environment": _optional_identifier("environment", environment, lower=True),
             "category": _optional_identifier("category", category, lower=True),
-            "purpose": _optional_text("purpose", purpose),
-            "recipient_name": _optional_text("recipient_name", recipient_name),
+            "purpose": free_text("purpose", purpose, limits.free_text_bytes_max),
+            "recipient_name": free_text(
+                "recipient_name", recipient_name, limits.name_bytes_max, line_breaks=False
+            ),
             "rail": _optional_identifier("rail", rail, lower=True),
             "session_id": _optional_identifier("session_id", session_id),
             "idempotency_key": _idempotency_key(idempotency_key),
             "metadata": _metadata(metadata),
+            "redacted": (),
+            "secret_digest": None,
+            # The identifiers as sent, before any case folding, for the Warden's secret check
+            # (paywarden.admission); in memory only, never stored.
+            "raw_identifiers": _raw_identifiers(
+                recipient=recipient if isinstance(recipient, str) else None,
+                action=action,
+                category=category,
+                rail=rail,
+                session_id=session_id,
+                idempotency_key=idempotency_key,
+                metadata_keys=" ".join(str(key) for key in metadata) if metadata else None,
+            ),
         }
         for name, value in values.items():
             object.__setattr__(self, name, value)
@@ -124,27 +149,34 @@ class PaymentIntent:
     def replace(self, **changes: Any) -> PaymentIntent:
         """A copy with some fields changed, validated again."""
         fields: dict[str, Any] = {name: getattr(self, name) for name in _FIELDS}
-        fields["recipient"] = self.recipient_original
+        fields["recipient"] = self.payee
         fields.update(changes)
         if "currency" in changes and "amount" not in changes:
             fields["amount"] = self.amount.to_decimal()
         elif "currency" not in changes and not isinstance(fields["amount"], Money):
             fields["currency"] = self.amount.currency  # a new amount as text keeps the currency
-        return PaymentIntent(**fields)
+        copy = PaymentIntent(**fields)
+        if "recipient" in changes:
+            return copy
+        return copy.with_fields(recipient_original=self.recipient_original)
+
+    def with_fields(self, **values: object) -> PaymentIntent:
+        """A copy with already-checked values set as they are (the Warden's boundary steps:
+        the deployment's environment, redacted text); the fingerprint is computed again."""
+        copy = object.__new__(PaymentIntent)
+        for name in PaymentIntent.__slots__:
+            object.__setattr__(copy, name, values.get(name, getattr(self, name)))
+        object.__setattr__(copy, "_fingerprint", None)
+        return copy
 
     def with_environment(self, environment: str) -> PaymentIntent:
         """A copy with the deployment's environment filled in (only that field is checked)."""
         value = _optional_identifier("environment", environment, lower=True)
-        copy = object.__new__(PaymentIntent)
-        for name in PaymentIntent.__slots__:
-            object.__setattr__(copy, name, getattr(self, name))
-        object.__setattr__(copy, "environment", value)
-        object.__setattr__(copy, "_fingerprint", None)
-        return copy
+        return self.with_fields(environment=value)
 
     def canonical(self) -> dict[str, object]:
         """The normalised fields as plain JSON values; the basis of the fingerprint."""
-        return {
+        data: dict[str, object] = {
             "agent": self.agent,
             "action": self.action,
             "amount_minor": self.amount.amount_minor,
@@ -158,6 +190,10 @@ class PaymentIntent:
             "session_id": self.session_id,
             "metadata": dict(sorted(self.metadata.items())),
         }
+        if self.secret_digest is not None:
+            # Redacted values differ only here: a keyed HMAC of them, never the values.
+            data["secret_digest"] = self.secret_digest
+        return data
 
     def fingerprint(self) -> str:
         """SHA-256 over the canonical fields (the idempotency key itself is excluded)."""
@@ -189,104 +225,43 @@ class PaymentIntent:
         )
 
 
+def _raw_identifiers(**fields: object) -> tuple[tuple[str, str], ...]:
+    return tuple((name, value) for name, value in fields.items() if isinstance(value, str))
+
+
 def normalize_recipient(value: object) -> str:
-    """Canonical form of a recipient, used by every rule, budget and fingerprint."""
-    text = _text("recipient", value, limits.recipient_chars_max)
-    _reject_invisible("recipient", text)
-    folded = _fold(text)
-    if not folded:
-        raise InvalidIntentError("recipient must not be empty")
-    if "://" in folded:
-        return _normalize_url(folded)
-    folded = folded.rstrip(". ")
-    if not folded:
-        raise InvalidIntentError(f"recipient `{text}` has no name, only dots")
-    if "@" in folded and " " not in folded:
-        local, _, domain = folded.rpartition("@")
-        return f"{local}@{_normalize_domain(domain)}"
-    if _DOMAIN_LIKE.match(folded):
-        return _normalize_domain(folded)
-    if not folded.isascii():
-        raise InvalidIntentError(
-            f"recipient `{text}` contains non-ASCII characters outside a domain name"
-        )
-    return folded
-
-
-_GLOB_CHARS = "*?["
+    """The canonical text of a recipient (`Payee.text`), used by every rule, counter and
+    fingerprint; raises `InvalidRecipientError` for a recipient that is no valid payee."""
+    return parse_payee(value).text
 
 
 def normalize_recipient_pattern(pattern: object) -> str:
-    """Canonical form of a recipient pattern in a policy, comparable with `normalize_recipient`.
+    """The canonical form of a recipient pattern in a policy or grant (see
+    `paywarden.policy.recipients`)."""
+    from paywarden.policy.recipients import parse_pattern
 
-    A pattern without wildcards is normalised as a recipient. A glob (`*.evil.com`,
-    `*@example.com`) gets the same folding, and each non-ASCII domain label its IDNA form, so
-    `*.münchen.de` matches `pay.xn--mnchen-3ya.de`. A label that mixes wildcards and non-ASCII
-    letters has no IDNA form and is rejected.
-    """
-    text = _text("recipient pattern", pattern, limits.recipient_chars_max)
-    if not any(char in text for char in _GLOB_CHARS):
-        return normalize_recipient(text)
-    _reject_invisible("recipient pattern", text)
-    folded = _fold(text)
-    if "://" in folded:
-        scheme, _, rest = folded.partition("://")
-        host, slash, path = rest.partition("/")
-        return f"{scheme}://{_pattern_domain(host, text)}{slash}{path}"
-    local, at, domain = folded.rstrip(".").rpartition("@")
-    return f"{local}{at}{_pattern_domain(domain, text)}"
+    return parse_pattern(pattern).text
 
 
-def _pattern_domain(domain: str, pattern: str) -> str:
-    if domain.isascii():
-        return domain
-    labels: list[str] = []
-    for label in domain.split("."):
-        if label.isascii():
-            labels.append(label)
-        elif any(char in label for char in _GLOB_CHARS):
-            raise InvalidIntentError(
-                f"recipient pattern `{pattern}` mixes wildcards and non-ASCII letters in one "
-                "label; write that label in its IDNA (xn--) form"
-            )
-        else:
-            name, colon, port = label.partition(":")
-            labels.append(_normalize_domain(name) + colon + port)
-    return ".".join(labels)
+def utf8_bytes(text: str) -> int:
+    """The size of `text` in UTF-8; lone surrogates (refused elsewhere) count 3 bytes."""
+    return len(text.encode("utf-8", "surrogatepass"))
 
 
-def _fold(text: str) -> str:
-    folded = unicodedata.normalize("NFKC", text).casefold().translate(_IDEOGRAPHIC_DOTS)
-    return _WHITESPACE_RUN.sub(" ", folded).strip()
-
-
-def _normalize_domain(domain: str) -> str:
+def free_text(field: str, value: object, bytes_max: int, *, line_breaks: bool = True) -> str | None:
+    """Free text shown to humans: at most `bytes_max` UTF-8 bytes, no control, invisible or
+    bidi characters, no lone surrogates (tabs and line breaks where `line_breaks`)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidIntentError(f"{field} must be a string, not {type(value).__name__}")
+    if utf8_bytes(value) > bytes_max:
+        raise InvalidIntentError(f"{field} is longer than {bytes_max} bytes (UTF-8)")
     try:
-        return idna.encode(domain.rstrip("."), uts46=True).decode("ascii")
-    except idna.IDNAError as error:
-        raise InvalidIntentError(f"recipient domain `{domain}` is not valid: {error}") from None
-
-
-def _normalize_url(url: str) -> str:
-    parts = urlsplit(url)
-    if not parts.hostname:
-        raise InvalidIntentError(f"recipient URL `{url}` has no host")
-    host = _normalize_domain(parts.hostname)
-    try:
-        port = parts.port
-    except ValueError as error:
-        raise InvalidIntentError(f"recipient URL `{url}` has an invalid port: {error}") from None
-    netloc = f"{host}:{port}" if port is not None else host
-    return urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
-
-
-def _reject_invisible(field: str, text: str) -> None:
-    for char in text:
-        category = unicodedata.category(char)
-        if category in ("Cc", "Cf", "Cs", "Co", "Cn") and char not in "\t\n\r ":
-            raise InvalidIntentError(
-                f"{field} contains the invisible or control character U+{ord(char):04X}"
-            )
+        reject_invisible(field, value, line_breaks=line_breaks)
+    except InvalidRecipientError as error:
+        raise InvalidIntentError(str(error)) from None
+    return value
 
 
 def _text(field: str, value: object, chars_max: int) -> str:
@@ -295,14 +270,6 @@ def _text(field: str, value: object, chars_max: int) -> str:
     if len(value) > chars_max:
         raise InvalidIntentError(f"{field} is longer than {chars_max} characters")
     return value
-
-
-def _optional_text(field: str, value: object) -> str | None:
-    if value is None:
-        return None
-    text = _text(field, value, limits.free_text_chars_max)
-    _reject_invisible(field, text.replace("\n", " "))
-    return text
 
 
 def _identifier(field: str, value: object, *, lower: bool = False) -> str:
@@ -369,14 +336,34 @@ def _metadata(value: object) -> Mapping[str, MetadataValue]:
     if len(value) > limits.metadata_entries_max:
         raise InvalidIntentError(f"metadata has more than {limits.metadata_entries_max} entries")
     result: dict[str, MetadataValue] = {}
+    size = 0
     for key, item in value.items():
-        if not isinstance(key, str) or not _IDENTIFIER.match(key) or len(key) > 64:
+        if not isinstance(key, str) or len(key) > limits.metadata_key_chars_max:
+            raise InvalidIntentError(f"metadata key `{key!s:.80}` must be a short ASCII identifier")
+        if not _IDENTIFIER.match(key):
             raise InvalidIntentError(f"metadata key `{key}` must be a short ASCII identifier")
-        if isinstance(item, float):
-            raise InvalidIntentError(f"metadata `{key}` is a float; use text or an integer")
-        if item is not None and not isinstance(item, str | int | bool):
-            raise InvalidIntentError(f"metadata `{key}` must be text, an integer, a bool or null")
-        if isinstance(item, str):
-            _text(f"metadata `{key}`", item, limits.metadata_value_chars_max)
-        result[key] = item
+        result[key] = _metadata_value(key, item)
+        size += len(key) + (utf8_bytes(item) if isinstance(item, str) else 8)
+    if size > limits.metadata_bytes_max:
+        raise InvalidIntentError(
+            f"metadata is larger than {limits.metadata_bytes_max} bytes (keys and values, UTF-8)"
+        )
     return MappingProxyType(result)  # read-only: the fingerprint is cached
+
+
+def _metadata_value(key: str, item: object) -> MetadataValue:
+    if isinstance(item, float):
+        raise InvalidIntentError(f"metadata `{key}` is a float; use text or an integer")
+    if item is None or isinstance(item, bool):
+        return item
+    if isinstance(item, int):
+        if abs(item) > limits.metadata_int_abs_max:
+            raise InvalidIntentError(
+                f"metadata `{key}` is an integer beyond ±2**53; send large numbers as text"
+            )
+        return item
+    if isinstance(item, str):
+        text = free_text(f"metadata `{key}`", item, limits.metadata_value_bytes_max)
+        assert text is not None
+        return text
+    raise InvalidIntentError(f"metadata `{key}` must be text, an integer, a bool or null")

@@ -14,7 +14,7 @@ from pathlib import Path
 from paywarden import keys
 from paywarden.audit import records
 from paywarden.audit.chain import AuditEntry
-from paywarden.bootstrap import LoadedPolicy, load_policy
+from paywarden.bootstrap import LoadedPolicy, load_policy, record_version
 from paywarden.clock import Clock, to_us
 from paywarden.errors import (
     AuthenticationError,
@@ -55,6 +55,12 @@ class KeyActions:
                 f"the key secret must be at least {keys.SERVER_SECRET_BYTES_MIN} bytes"
             )
         self._key_secret = secret
+
+    def server_secret(self) -> bytes:
+        """The deployment's server secret (`PAYWARDEN_KEY_SECRET`, else the file beside the
+        database): the key of API key hashes, and the root of paywarden's other keyed digests
+        (request fingerprints, secret digests), each derived from it for its own purpose."""
+        return self._server_secret()
 
     def _server_secret(self) -> bytes:
         if self._key_secret is None:
@@ -165,8 +171,8 @@ class KeyActions:
             if tx.meta_get("policy_version") != version:  # another process may have recorded it
                 body = _policy_body(loaded, actor, current.version if current else None)
                 records.append(tx, now_us, "policy.loaded", version, body)
-                tx.meta_set("policy_version", version)
-        self._loaded = loaded
+                record_version(tx, loaded)
+            self._loaded = loaded  # in the same transaction: no decision between the two
         return loaded
 
     # Request idempotency (the REST `Idempotency-Key` header) -------------------------------

@@ -30,14 +30,25 @@ currency_exponent_max: Final = 18
 identifier_chars_max: Final = 128
 # Recipients can be URLs (x402 resources) or e-mail addresses, so they get more room.
 recipient_chars_max: Final = 512
+# ... and as many bytes in UTF-8, so what is stored stays bounded whatever the script.
+recipient_bytes_max: Final = 512
 # Free text (purpose, recipient_name) is shown to humans, never interpreted.
 free_text_chars_max: Final = 1024
+# Stored sizes are bounded in bytes, whatever the script: a purpose of 1024 CJK characters
+# would otherwise be 3 KB in an append-only log. A payee's display name needs far less.
+free_text_bytes_max: Final = 1024
+name_bytes_max: Final = 256
 # Matches Stripe's idempotency key length limit.
 idempotency_key_chars_max: Final = 255
 # Metadata is for correlation ids, not documents.
 metadata_entries_max: Final = 32
 metadata_key_chars_max: Final = 64
 metadata_value_chars_max: Final = 512
+metadata_value_bytes_max: Final = 512
+# All keys and values together: a denied request adds at most a few KB to the log.
+metadata_bytes_max: Final = 4096
+# Integers beyond 2**53 do not survive JSON parsers that read numbers as doubles.
+metadata_int_abs_max: Final = 2**53
 
 # Policy -------------------------------------------------------------------------------------
 
@@ -46,6 +57,14 @@ policy_file_bytes_max: Final = 1_000_000
 policy_rules_count_max: Final = 2_000
 # Patterns per list condition (allowlists of recipients can be long, but not unbounded).
 policy_patterns_per_condition_max: Final = 10_000
+# A recorded proof trace lists every rule of a policy up to this size; beyond it, only the rules
+# that matched or failed (the policy version reproduces the rest), so a decision record stays a
+# few KB whatever the policy's size.
+trace_rules_listed_max: Final = 64
+# When many rules decide one intent, its reason quotes the first few (and counts the others).
+decision_reasons_max: Final = 8
+# A rule's reason is one sentence for humans; a longer one is cut (with a compile warning).
+rule_reason_chars_max: Final = 500
 # CEL expressions are one-liners; long ones belong in structured conditions.
 policy_expression_chars_max: Final = 4_096
 

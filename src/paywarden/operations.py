@@ -7,8 +7,9 @@ that asked for a payment can never decide it.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import TYPE_CHECKING, Final
 
 from paywarden import approvals, grants, limits
 from paywarden.approvals import ApprovalView
@@ -22,6 +23,33 @@ from paywarden.policy.evaluator import evaluate
 from paywarden.policy.facts import StateSnapshot
 from paywarden.ports import ApprovalRow, GrantRow, HaltRow, IdSource, LedgerTx, OperatorRow, Store
 
+APPROVAL_STATUSES: Final = ("pending", "approved", "rejected", "expired", "consumed", "voided")
+# A page of the operators' inbox: a screenful by default, and never more than other lists.
+APPROVALS_PAGE_DEFAULT: Final = 100
+APPROVALS_PAGE_MAX: Final = limits.list_rows_max
+# Offsets beyond this are refused: nobody pages through a million requests.
+APPROVALS_OFFSET_MAX: Final = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalPage:
+    """One page of approval requests; `next_offset` is where the next page starts, or None
+    when this page is the last."""
+
+    views: tuple[ApprovalView, ...]
+    next_offset: int | None
+
+
+def _check_page(status: str | None, limit: int, offset: int) -> None:
+    if status is not None and status not in APPROVAL_STATUSES:
+        raise InvalidInputError(
+            f"unknown approval status `{status[:40]}`; one of {', '.join(APPROVAL_STATUSES)}"
+        )
+    if type(limit) is not int or not 1 <= limit <= APPROVALS_PAGE_MAX:
+        raise InvalidInputError(f"`limit` must be an integer from 1 to {APPROVALS_PAGE_MAX}")
+    if type(offset) is not int or not 0 <= offset <= APPROVALS_OFFSET_MAX:
+        raise InvalidInputError(f"`offset` must be an integer from 0 to {APPROVALS_OFFSET_MAX}")
+
 
 class OperatorActions:
     """Mixed into Warden, which provides these attributes."""
@@ -30,6 +58,10 @@ class OperatorActions:
     _clock: Clock
     _loaded: LoadedPolicy
     _ids: IdSource
+
+    if TYPE_CHECKING:
+
+        def clean_text(self, field: str, text: str) -> str: ...
 
     # Operators --------------------------------------------------------------------------------
 
@@ -64,11 +96,36 @@ class OperatorActions:
 
     # Approvals --------------------------------------------------------------------------------
 
-    def approvals(self, status: str | None = None, agent: str | None = None) -> list[ApprovalView]:
-        """Approval requests, newest first (at most `limits.list_rows_max`)."""
+    def approvals(
+        self,
+        status: str | None = None,
+        agent: str | None = None,
+        *,
+        limit: int = APPROVALS_PAGE_DEFAULT,
+        offset: int = 0,
+    ) -> list[ApprovalView]:
+        """One page of approval requests in the fair order of `approvals_page`."""
+        return list(self.approvals_page(status, agent, limit=limit, offset=offset).views)
+
+    def approvals_page(
+        self,
+        status: str | None = None,
+        agent: str | None = None,
+        *,
+        limit: int = APPROVALS_PAGE_DEFAULT,
+        offset: int = 0,
+    ) -> ApprovalPage:
+        """`limit` approval requests (1 to `APPROVALS_PAGE_MAX`) from `offset`, optionally of
+        one status or agent, in an order that no agent can flood: pending requests first,
+        agents taking turns (each agent's oldest pending request before any agent's second),
+        then the others the same way from the newest. Raises InvalidInputError for an unknown
+        status or a limit or offset out of range."""
+        _check_page(status, limit, offset)
         with self._store.read() as tx:
-            rows = tx.approvals(status, agent, limits.list_rows_max)
-            return [ApprovalView(row, tuple(tx.votes(row.approval_id))) for row in rows]
+            rows = tx.approvals_fair_page(status, agent, limit + 1, offset)
+            views = tuple(ApprovalView(row, tuple(tx.votes(row.approval_id))) for row in rows)
+        more = len(views) > limit
+        return ApprovalPage(views[:limit], offset + limit if more else None)
 
     def approval(self, approval_id: str) -> ApprovalView:
         with self._store.read() as tx:
@@ -78,9 +135,12 @@ class OperatorActions:
         """Approve as `operator`. Above the policy's four-eyes amount a second, distinct
         operator must approve too. When enough have, deny rules and budgets are checked again;
         the request becomes `approved` (the agent's next identical intent is allowed once) or
-        `rejected`. Raises ForbiddenError, ApprovalExpiredError or StateConflictError."""
+        `rejected`. Raises InvalidInputError for a blank reason (before anything else, so
+        nothing changes), NotFoundError, ForbiddenError, ApprovalExpiredError (the expiry is
+        recorded) or StateConflictError."""
         now = self._clock.now()
         now_us = to_us(now)
+        reason = self._vote_reason(reason)
         with self._store.write() as tx:
             row = approvals.vote(tx, approval_id, operator, "approve", reason, now_us)
             if row is not None:
@@ -93,8 +153,10 @@ class OperatorActions:
         return view
 
     def reject(self, approval_id: str, *, operator: str, reason: str) -> ApprovalView:
-        """Reject as `operator`: the request is closed and its hold released."""
+        """Reject as `operator`: the request is closed and its hold released. Raises what
+        `approve` raises."""
         now_us = to_us(self._clock.now())
+        reason = self._vote_reason(reason)
         with self._store.write() as tx:
             row = approvals.vote(tx, approval_id, operator, "reject", reason, now_us)
             if row is not None:
@@ -110,6 +172,11 @@ class OperatorActions:
         if row is None:
             raise ApprovalExpiredError(f"approval `{approval_id}` expired; its hold was released")
         return view
+
+    def _vote_reason(self, reason: str) -> str:
+        """A blank reason is refused by `approvals.vote` before anything else; any other is
+        kept bounded and without secrets."""
+        return self.clean_text("reason", reason) if reason.strip() else reason
 
     def _finalize(
         self, tx: LedgerTx, row: ApprovalRow, approvers: list[str], now: datetime
@@ -210,9 +277,11 @@ class OperatorActions:
         """Deny every new authorization (of `agent`, or of everyone) until `resume`.
 
         With `void_pending`, pending and approved-but-unused requests are voided and their
-        holds released. Returns the halt in force."""
+        holds released. Returns the halt of that scope: this one, or the first one when the
+        scope was already halted (an agent's own halt, even while all agents are halted)."""
         if not reason.strip():
             raise InvalidInputError("a halt needs a reason")
+        reason = self.clean_text("reason", reason)
         now_us = to_us(self._clock.now())
         scope = agent or "*"
         with self._store.write() as tx:
@@ -229,7 +298,7 @@ class OperatorActions:
                 for status in ("pending", "approved"):
                     for row in tx.approvals(status, agent, limits.list_rows_max):
                         self._close(tx, row, "voided", f"voided by halt: {reason}", now_us, actor)
-            halt = tx.halt_for(agent or "*")
+            halt = next((row for row in tx.halts() if row.scope == scope), None)
         if halt is None:  # pragma: no cover - set in this very transaction
             raise NotFoundError("halt not recorded")
         return halt

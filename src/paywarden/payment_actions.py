@@ -17,7 +17,7 @@ from paywarden.errors import NotFoundError, PaywardenError
 from paywarden.intent import PaymentIntent
 from paywarden.policy.decision import Decision
 from paywarden.ports import BreakerRow, IdSource, PaymentRow, RefundRow, Store
-from paywarden.rails import PaymentRail, load_rail
+from paywarden.rails import PaymentRail, load_rail, refusal
 
 
 def _too_fresh(row: PaymentRow, now_us: int) -> bool:
@@ -43,9 +43,17 @@ class PaymentActions:
 
     if TYPE_CHECKING:
 
-        def authorize(self, intent: PaymentIntent, *, actor: str | None = None) -> Decision: ...
+        def admit(self, intent: PaymentIntent) -> PaymentIntent: ...
+
+        def clean_text(self, field: str, text: str) -> str: ...
+
+        def _decide(self, intent: PaymentIntent, actor: str | None) -> Decision: ...
 
         def _with_environment(self, intent: PaymentIntent) -> tuple[PaymentIntent, str | None]: ...
+
+        def _refuse_on_rail(
+            self, intent: PaymentIntent, reason: str, actor: str | None
+        ) -> Decision: ...
 
     def rail(self, name: str) -> PaymentRail:
         """The rail called `name`: one passed to `open(rails=...)`, else the registered one."""
@@ -62,11 +70,14 @@ class PaymentActions:
         `unknown` when the outcome is ambiguous (see `reconcile`). Paying the same intent again
         with the same idempotency key returns the first payment and never pays twice.
         """
-        decision = self.authorize(intent, actor=actor)
-        if not decision.allowed or decision.hold_id is None:
-            return payments.PaymentOutcome(decision)
+        intent = self.admit(intent)
         rail_name = intent.rail or "sandbox"
-        rail = self.rail(rail_name)
+        rail, refused = self._rail_for(intent, rail_name)
+        if refused is not None:
+            return payments.PaymentOutcome(self._refuse_on_rail(intent, refused, actor))
+        decision = self._decide(intent, actor)
+        if not decision.allowed or decision.hold_id is None or rail is None:
+            return payments.PaymentOutcome(decision)  # rail is set whenever nothing refused
         now_us = to_us(self._clock.now())
         with self._store.write() as tx:
             recorded = self._with_environment(intent)[0]  # as authorized, with its environment
@@ -79,6 +90,30 @@ class PaymentActions:
         with self._store.write() as tx:
             row = payments.finish(tx, row, receipt, to_us(self._clock.now()))
         return payments.PaymentOutcome(decision, row, receipt)
+
+    def _rail_for(
+        self, intent: PaymentIntent, rail_name: str
+    ) -> tuple[PaymentRail | None, str | None]:
+        """The rail, or why it cannot take this payment: unknown, or not configured for this
+        payee or agent. Checked before anything is held; a retry of a payment already decided
+        under its idempotency key is not checked again (it replays, never pays twice)."""
+        try:
+            rail = self.rail(rail_name)
+        except PaywardenError as error:
+            return None, str(error)
+        if intent.idempotency_key is not None:
+            with self._store.read() as tx:
+                if tx.decision_by_key(intent.agent, intent.idempotency_key) is not None:
+                    return rail, None
+        reason = refusal(
+            rail,
+            agent=intent.agent,
+            action=intent.action,
+            payee=intent.payee,
+            amount_minor=intent.amount_minor,
+            currency=intent.currency,
+        )
+        return rail, reason
 
     def reconcile(self, batch_max: int = limits.reconcile_batch_max) -> list[PaymentRow]:
         """Ask the rails about every submitted or unknown payment, with the original keys, and
@@ -103,7 +138,9 @@ class PaymentActions:
                 current = tx.payment(row.payment_id)
                 if current is None or current.state not in ("submitted", "unknown"):
                     continue
-                updated = payments.finish(tx, current, receipt, to_us(self._clock.now()))
+                updated = payments.finish(
+                    tx, current, receipt, to_us(self._clock.now()), count_for_breaker=False
+                )
             if updated.state != row.state:
                 changed.append(updated)
         for refund in open_refunds:
@@ -133,7 +170,13 @@ class PaymentActions:
         now_us = to_us(self._clock.now())
         with self._store.write() as tx:
             payment, row = refunds.begin(
-                tx, payment_id, amount, reason, actor, self._ids("rfd"), now_us
+                tx,
+                payment_id,
+                amount,
+                self.clean_text("reason", reason),
+                actor,
+                self._ids("rfd"),
+                now_us,
             )
         return self._send_refund(payment, row)
 

@@ -9,7 +9,12 @@ receipt captures the hold; a definite failure voids it; `pending` and `unknown` 
 A circuit breaker per rail, kept in the store so every process sees it, opens after
 `breaker_failures_max` consecutive rail failures (errors and unknown outcomes; a decline is an
 answer, not a failure). While open, payments fail fast without calling the rail, and their
-holds are released; after the cool-down one probe goes through (half-open).
+holds are released. After the cool-down exactly one payment goes through as the probe
+(half-open) while every other one still fails fast; the rail's next answer closes the breaker
+or opens it again. A probe that never answers (its process died) does not wedge the breaker:
+one cool-down after the probe was let through, the next payment becomes a new probe. The gate
+reads and writes the breaker row inside the payment's write transaction, so across threads and
+processes only one payment can win each probe.
 """
 
 from __future__ import annotations
@@ -22,8 +27,10 @@ from dataclasses import dataclass, replace
 
 from paywarden import limits
 from paywarden.audit import records
+from paywarden.audit.canonical import canonical_text
 from paywarden.intent import PaymentIntent
 from paywarden.ledger import settle
+from paywarden.payee import parse_payee
 from paywarden.policy.decision import Decision
 from paywarden.ports import BreakerRow, LedgerTx, PaymentRow, PaymentState
 from paywarden.rails import PaymentRail, RailPayment, Receipt
@@ -45,6 +52,8 @@ class PaymentOutcome:
 
 
 def rail_request(row: PaymentRow) -> RailPayment:
+    """What the rail is asked: the canonical payee as authorized (parsing a payee's canonical
+    text gives the same payee), never the raw text the agent sent."""
     intent = json.loads(row.intent)
     return RailPayment(
         row.payment_id,
@@ -53,7 +62,7 @@ def rail_request(row: PaymentRow) -> RailPayment:
         intent["action"],
         row.amount_minor,
         row.currency,
-        intent["recipient_original"],
+        parse_payee(intent["recipient"]),
         intent.get("metadata") or {},
         row.rail_payment_id,
     )
@@ -79,7 +88,7 @@ def begin(
     if hold.state != "held":
         refusal = f"hold `{hold.hold_id}` is {hold.state}: authorize again"
     else:
-        refusal = f"circuit breaker for `{rail}` is open"
+        refusal = f"circuit breaker for `{rail}` is open (or its one probe is in flight)"
     row = PaymentRow(
         payment_id=payment_id,
         decision_id=str(decision.decision_id),
@@ -87,7 +96,7 @@ def begin(
         agent=intent.agent,
         rail=rail,
         rail_key=f"pw_{decision.hold_id}",
-        intent=json.dumps({**intent.canonical(), "recipient_original": intent.recipient_original}),
+        intent=canonical_text(intent.canonical()),
         amount_minor=intent.amount_minor,
         currency=intent.currency,
         state=state,
@@ -144,8 +153,19 @@ def _guarded(send: Callable[[], Receipt]) -> Receipt:
         return Receipt("unknown", None, f"rail raised {type(error).__name__}: {error}")
 
 
-def finish(tx: LedgerTx, row: PaymentRow, receipt: Receipt, now_us: int) -> PaymentRow:
-    """Apply a rail's answer to a submitted or unknown payment, once."""
+def finish(
+    tx: LedgerTx,
+    row: PaymentRow,
+    receipt: Receipt,
+    now_us: int,
+    *,
+    count_for_breaker: bool = True,
+) -> PaymentRow:
+    """Apply a rail's answer to a submitted or unknown payment, once.
+
+    A live payment's answer counts for the rail's breaker. Reconciliation passes
+    `count_for_breaker=False`: a rail that cannot know an old payment's outcome says nothing
+    about whether it can take new ones, and must not open (or close) the breaker."""
     targets: dict[str, PaymentState] = {
         "settled": "settled",
         "failed": "failed",
@@ -153,7 +173,8 @@ def finish(tx: LedgerTx, row: PaymentRow, receipt: Receipt, now_us: int) -> Paym
     }
     target = targets.get(receipt.status)
     rail_failure = receipt.status == "unknown" or (receipt.status == "failed" and receipt.retryable)
-    _breaker_record(tx, row.rail, failed=rail_failure, now_us=now_us)
+    if count_for_breaker:
+        _breaker_record(tx, row.rail, failed=rail_failure, now_us=now_us)
     if target is None and receipt.rail_payment_id and row.rail_payment_id is None:
         # Pending: the rail has it. Record its id, so reconcile knows the rail answered.
         tx.payment_transition(
@@ -203,18 +224,37 @@ def _release(tx: LedgerTx, row: PaymentRow, state: str, now_us: int) -> None:
 
 
 def _breaker_gate(tx: LedgerTx, rail: str, now_us: int) -> bool:
-    """Whether the rail may be called now; an open breaker past its cool-down lets one probe."""
+    """Whether the rail may be called now. Closed: yes. Open or half-open: only one probe, once
+    a cool-down has passed since the breaker opened or since the last probe was let through.
+
+    While half-open, `opened_us` is when the current probe was let through; a probe whose
+    process died before the rail answered is replaced after one more cool-down. Runs in the
+    payment's write transaction, so the read and the write below are one compare-and-set."""
     breaker = tx.breaker(rail)
-    if breaker.state != "open":
+    if breaker.state == "closed":
         return True
-    if now_us - (breaker.opened_us or 0) < limits.breaker_cooldown_seconds * 1_000_000:
-        return False
-    tx.breaker_save(replace(breaker, state="half_open"))
-    records.append(tx, now_us, "breaker.half_open", rail, {"actor": "system", "rail": rail})
+    if not _cooled_down(breaker, now_us):
+        return False  # open, or half-open with its probe still out: fail fast
+    replaced = breaker.state == "half_open"
+    tx.breaker_save(replace(breaker, state="half_open", opened_us=now_us))
+    records.append(
+        tx,
+        now_us,
+        "breaker.half_open",
+        rail,
+        {"actor": "system", "rail": rail, "probe_replaced": replaced},
+    )
     return True
 
 
+def _cooled_down(breaker: BreakerRow, now_us: int) -> bool:
+    since_us = breaker.opened_us if breaker.opened_us is not None else 0
+    return now_us - since_us >= limits.breaker_cooldown_seconds * 1_000_000
+
+
 def _breaker_record(tx: LedgerTx, rail: str, failed: bool, now_us: int) -> None:
+    """Count a rail answer: success closes the breaker; a failure while half-open (the probe's,
+    or any other call's) opens it again for a full cool-down, as do enough failures in a row."""
     breaker = tx.breaker(rail)
     if not failed:
         if breaker.state != "closed" or breaker.consecutive_failures:

@@ -440,6 +440,18 @@ class LedgerTx(Protocol):
     ) -> None: ...
     def idempotency_release(self, scope: str, key: str) -> None: ...
     def meta_set(self, key: str, value: str) -> None: ...
+    def approvals_pending_totals(self, agent: str, now_us: int) -> list[tuple[str, int, int]]:
+        """(currency, count, amount_minor) of the agent's pending requests that have not
+        expired at `now_us`, per currency of their holds, in one indexed query (the per-agent
+        caps of the policy's `approvals:`)."""
+        ...
+
+    def approvals_fair_page(
+        self, status: str | None, agent: str | None, limit: int, offset: int
+    ) -> list[ApprovalRow]:
+        """Approvals in the operators' fair order: pending first, each agent taking turns
+        (see docs/approvals.md, "The inbox"); `limit` rows from `offset`."""
+        ...
 
 
 class Store(Protocol):

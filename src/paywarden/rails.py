@@ -22,6 +22,7 @@ from importlib.metadata import entry_points
 from typing import Literal, Protocol
 
 from paywarden.errors import InvalidInputError
+from paywarden.payee import Payee
 
 ReceiptStatus = Literal["settled", "pending", "failed", "unknown"]
 ENTRY_POINT_GROUP = "paywarden.rails"
@@ -29,7 +30,13 @@ ENTRY_POINT_GROUP = "paywarden.rails"
 
 @dataclass(frozen=True, slots=True)
 class RailPayment:
-    """What a rail is asked to pay. `idempotency_key` is stable for the authorization."""
+    """What a rail is asked to pay. `idempotency_key` is stable for the authorization.
+
+    `payee` is the canonical payee every check saw (see `paywarden.payee`); a rail pays
+    exactly it, never the raw text the agent sent. `metadata` is the agent's, redacted, and
+    informational only: a rail must never let it choose where money goes, how much, or which
+    customer or payment method is charged; that comes from the deployment's configuration.
+    """
 
     payment_id: str
     idempotency_key: str
@@ -37,9 +44,14 @@ class RailPayment:
     action: str
     amount_minor: int
     currency: str
-    recipient: str
+    payee: Payee
     metadata: Mapping[str, object] = field(default_factory=dict)
     rail_payment_id: str | None = None  # the rail's own id, once a receipt carried one
+
+    @property
+    def recipient(self) -> str:
+        """The payee's canonical text."""
+        return self.payee.text
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +73,30 @@ class PaymentRail(Protocol):
     def status(self, payment: RailPayment) -> Receipt: ...
 
     def refund(self, payment: RailPayment, amount_minor: int, refund_key: str) -> Receipt: ...
+
+
+class CheckedRail(Protocol):
+    """A rail that can tell, before anything is held, that it cannot make a payment."""
+
+    def check(
+        self, *, agent: str, action: str, payee: Payee, amount_minor: int, currency: str
+    ) -> str | None:
+        """Why this rail cannot pay this (a payee with no configured route, an amount it cannot
+        send exactly, ...), or None. Called before the decision holds any money."""
+        ...
+
+
+def refusal(
+    rail: PaymentRail, *, agent: str, action: str, payee: Payee, amount_minor: int, currency: str
+) -> str | None:
+    """The rail's reason to refuse a payment up front, for rails that have a `check`."""
+    check = getattr(rail, "check", None)
+    if not callable(check):
+        return None
+    reason: str | None = check(
+        agent=agent, action=action, payee=payee, amount_minor=amount_minor, currency=currency
+    )
+    return reason
 
 
 def available_rails() -> list[str]:

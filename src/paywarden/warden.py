@@ -8,29 +8,38 @@ audit entry. Policy evaluation stays pure; this module is the only one that orde
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
-from paywarden import approvals, authorize, limits, payments
+from paywarden import admission, approvals, authorize, limits, payments, refusals
 from paywarden.adapters.notify.webhook import WebhookDispatcher, WebhookOptions, deliver_due
 from paywarden.adapters.storage.sqlite import SQLiteStore
 from paywarden.audit import records
 from paywarden.audit.chain import AuditEntry, Checkpoint, VerifyResult
 from paywarden.audit.checkpoint import SignedCheckpoint
+from paywarden.audit.redact import DEFAULT_REDACTOR, Redactor
 from paywarden.audit.service import AuditOptions, Checkpointer, verify_store
-from paywarden.bootstrap import LoadedPolicy, load_policy
+from paywarden.bootstrap import (
+    POLICY_TEXT_KEY,
+    POLICY_VERSION_KEY,
+    LoadedPolicy,
+    load_policy,
+    record_version,
+)
 from paywarden.clock import Clock, SystemClock, to_us
 from paywarden.errors import (
     IdempotencyConflictError,
+    InvalidInputError,
     NotFoundError,
     StateConflictError,
     StoreBusyError,
     StoreError,
 )
-from paywarden.intent import PaymentIntent
+from paywarden.intent import PaymentIntent, free_text
 from paywarden.key_actions import KeyActions
 from paywarden.ledger import settle
 from paywarden.ledger.status import BudgetStatus, budget_status
@@ -44,6 +53,8 @@ from paywarden.rails import PaymentRail
 from paywarden.workflow_actions import WorkflowActions
 
 __all__ = ["AuditOptions", "Warden"]
+_log = logging.getLogger("paywarden")
+DEFAULT_ENVIRONMENT = "production"
 
 
 def random_id(prefix: str) -> str:
@@ -84,7 +95,9 @@ class Warden(OperatorActions, PaymentActions, WorkflowActions, KeyActions):
         self._loaded = loaded
         self._store = store
         self._clock = clock
-        self._environment = environment.lower() if environment else None
+        # Every deployment has an environment: production unless it says otherwise, so a key or
+        # intent pinned to another environment is always checked, never waved through.
+        self._environment = (environment or DEFAULT_ENVIRONMENT).lower()
         self._hold_ttl_us = hold_ttl_seconds * 1_000_000
         self._ids = ids
         self._checkpoints = Checkpointer(store, audit or AuditOptions(), clock)
@@ -170,14 +183,96 @@ class Warden(OperatorActions, PaymentActions, WorkflowActions, KeyActions):
         """Decide one intent, hold its amount if allowed or pending, record and audit it.
 
         Raises `IdempotencyConflictError` when the intent's idempotency key was used before for
-        a different intent (nothing is changed). Store and internal failures never raise and
-        never allow: they deny with `store_busy`, `store_unavailable` or `internal_error`.
+        a different intent (nothing is changed), and `InvalidIntentError` when an identifier
+        or the payee carries what looks like a secret (the refusal is audited; its id is the
+        error's `decision_id`). Store and internal failures never raise and never allow: they
+        deny with `store_busy`, `store_unavailable` or `internal_error`.
         """
+        return self._decide(self.admit(intent), actor)
+
+    def admit(self, intent: PaymentIntent) -> PaymentIntent:
+        """The intent as paywarden records it: the deployment's environment filled in, secrets
+        redacted (see `paywarden.admission`). A refused intent is audited, then raised."""
+        try:
+            return admission.admit(intent, self._redactor(), self._digest_key)
+        except InvalidInputError as error:
+            self.refuse(
+                agent=intent.agent,
+                fields=admission.refusal_fields(intent, self.redactor),
+                error=error,
+                actor=f"agent:{intent.agent}",
+            )
+            raise
+
+    def refuse(
+        self,
+        *,
+        agent: str,
+        fields: Mapping[str, object],
+        error: InvalidInputError,
+        actor: str | None = None,
+    ) -> Decision:
+        """Record a request that could not become an intent (`invalid_input`): a deny decision
+        with an audit entry, and no other change. Sets `error.decision_id`. Entry points call
+        this when an agent's fields fail to parse; a store failure is logged instead."""
+        now = self._clock.now()
+        policy = self._loaded.policy
+        decision = deny_everything(
+            "invalid_input", str(error), policy.version if policy else "none", now
+        )
+        decision.decision_id = self._ids("dec")
+        try:
+            with self._store.write() as tx:
+                refusals.record(
+                    tx,
+                    decision,
+                    fields,
+                    self._redactor(),
+                    actor or f"agent:{agent}",
+                    now,
+                    error.code,
+                )
+        except StoreError as store_error:
+            _log.warning(
+                "refused request of agent %r not audited (%s): %s",
+                refusals.safe_text(agent, 128),
+                store_error,
+                error.code,
+            )
+            return decision
+        error.decision_id = decision.decision_id
+        return decision
+
+    @property
+    def redactor(self) -> Redactor:
+        """The redactor of the policy in force (the built-in one without a policy): what every
+        entry point uses to keep secrets out of what it stores."""
+        policy = self._loaded.policy
+        return policy.redaction if policy is not None else DEFAULT_REDACTOR
+
+    def _redactor(self) -> Redactor:
+        return self.redactor
+
+    def clean_text(self, field: str, text: str) -> str:
+        """Free text a caller gives (a refund, dispute, vote or halt reason) as it may be stored:
+        at most `limits.free_text_bytes_max` UTF-8 bytes, no invisible characters (else
+        `InvalidInputError`), and `[redacted]` when it holds a secret."""
+        checked = free_text(field, text, limits.free_text_bytes_max)
+        assert checked is not None
+        clean, _ = self.redactor.redact(checked)
+        return str(clean)
+
+    def _digest_key(self) -> bytes:
+        return admission.digest_key(self._server_secret())
+
+    def _decide(self, intent: PaymentIntent, actor: str | None) -> Decision:
+        """Hops 2 to 5 for an admitted intent, in one store transaction."""
         now = self._clock.now()
         policy = self._loaded.policy
         intent, mismatch = self._with_environment(intent)
         try:
             with self._store.write() as tx:
+                policy = self._policy_in_force(tx)
                 approvals.sweep(tx, to_us(now), limits.expire_per_authorize_max)
                 replay = self._replay(tx, intent)
                 if replay is not None:
@@ -202,16 +297,75 @@ class Warden(OperatorActions, PaymentActions, WorkflowActions, KeyActions):
         except StoreError as error:
             return self._failure_denial("store_unavailable", error, policy, now)
         except Exception as error:  # an internal fault must deny, never allow
-            return self._failure_denial("internal_error", error, policy, now)
+            denial = self._failure_denial("internal_error", error, policy, now)
+            return self._audit_failure(intent, denial, actor)
         self._checkpoints.maybe_checkpoint()
+        return decision
+
+    def _refuse_on_rail(self, intent: PaymentIntent, reason: str, actor: str | None) -> Decision:
+        """A payment its rail cannot take (unknown rail, no route for this payee or agent):
+        a deny decision, recorded and audited before anything is held. The idempotency key is
+        not recorded with it, so the same key can pay once the rail is configured."""
+        now = self._clock.now()
+        policy = self._loaded.policy
+        version = policy.version if policy is not None else "none"
+        decision = deny_everything("rail_refused", reason, version, now)
+        decision.decision_id = self._ids("dec")
+        recorded = self._with_environment(intent)[0].with_fields(idempotency_key=None)
+        try:
+            with self._store.write() as tx:
+                self._record(tx, recorded, decision, now, actor or f"agent:{intent.agent}")
+        except StoreBusyError as error:
+            return self._failure_denial("store_busy", error, policy, now)
+        except StoreError as error:
+            return self._failure_denial("store_unavailable", error, policy, now)
+        return decision
+
+    def _policy_in_force(self, tx: LedgerTx) -> CompiledPolicy | None:
+        """The policy of the version last recorded in the store, read inside the decision's
+        own transaction: once another process (or thread) has recorded a new version, every
+        decision committed after it uses that version, never the one this process had."""
+        loaded = self._loaded
+        if loaded.policy is None:
+            return None  # no usable policy here: deny, whatever others run
+        recorded = tx.meta_get(POLICY_VERSION_KEY)
+        if recorded is None or recorded == loaded.policy.version:
+            return loaded.policy
+        text = tx.meta_get(POLICY_TEXT_KEY + recorded)
+        newer = load_policy(text) if text is not None else None
+        if newer is None or newer.policy is None or newer.policy.version != recorded:
+            return loaded.policy  # recorded by an older paywarden, without its text
+        self._loaded = newer
+        return newer.policy
+
+    def _audit_failure(
+        self, intent: PaymentIntent, decision: Decision, actor: str | None
+    ) -> Decision:
+        """An `internal_error` leaves an audit entry too (in a transaction of its own); only a
+        store that cannot take it sends the record to the process log instead."""
+        decision.decision_id = self._ids("dec")
+        _log.error("internal error deciding for agent %r: %s", intent.agent, decision.reason)
+        try:
+            with self._store.write() as tx:
+                refusals.record(
+                    tx,
+                    decision,
+                    intent.canonical(),
+                    self._redactor(),
+                    actor or f"agent:{intent.agent}",
+                    self._clock.now(),
+                    "internal_error",
+                )
+        except Exception as error:  # the process log above is the record
+            _log.error("internal error not audited: %s", error)
         return decision
 
     def _with_environment(self, intent: PaymentIntent) -> tuple[PaymentIntent, str | None]:
         """The environment comes from the deployment; an intent may only repeat it."""
         deployment = self._environment
         if intent.environment is None:
-            return intent.with_environment(deployment or "production"), None
-        if deployment is not None and intent.environment != deployment:
+            return intent.with_environment(deployment), None
+        if intent.environment != deployment:
             return intent, (
                 f"intent environment `{intent.environment}` differs from this "
                 f"deployment's `{deployment}`"
@@ -238,7 +392,7 @@ class Warden(OperatorActions, PaymentActions, WorkflowActions, KeyActions):
         if decision.decision_id is None:
             decision = replace(decision, decision_id=self._ids("dec"))
         decision_id, now_us = str(decision.decision_id), to_us(now)
-        body = records.decision_body(intent, decision.to_dict(), actor)
+        body = records.decision_body(intent, decision.to_dict(), actor, self.redactor)
         entry = records.append(tx, now_us, "decision", decision_id, body)
         tx.insert_decision(
             NewDecision(
@@ -287,10 +441,13 @@ class Warden(OperatorActions, PaymentActions, WorkflowActions, KeyActions):
         }
         try:
             with self._store.write() as tx:
-                if tx.meta_get("policy_version") == version:
+                if tx.meta_get(POLICY_VERSION_KEY) == version:
                     return
                 records.append(tx, to_us(self._clock.now()), "policy.loaded", version, body)
-                tx.meta_set("policy_version", version)
+                if loaded.policy is None:
+                    tx.meta_set(POLICY_VERSION_KEY, version)  # `invalid:...`: nothing to share
+                else:
+                    record_version(tx, loaded)
         except StoreError:
             return  # every decision will deny with the store error; nothing more to do here
 
@@ -346,9 +503,12 @@ class Warden(OperatorActions, PaymentActions, WorkflowActions, KeyActions):
         return hold
 
     def decision(self, decision_id: str) -> Decision:
-        """A recorded decision with its proof trace."""
+        """A recorded decision with its proof trace (refused requests included)."""
         with self._store.read() as tx:
             body = tx.decision_body(decision_id)
+            if body is None:
+                refused = [e for e in tx.audit_by_ref(decision_id) if e.kind == refusals.KIND]
+                body = refused[0].body if refused else None
         if body is None:
             raise NotFoundError(f"no decision `{decision_id}`")
         return Decision.from_dict(json.loads(body)["decision"])

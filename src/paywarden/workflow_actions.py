@@ -60,6 +60,8 @@ class WorkflowActions:
             actor: str = "system",
         ) -> RefundRow: ...
 
+        def clean_text(self, field: str, text: str) -> str: ...
+
     def _now_us(self) -> int:
         return to_us(self._clock.now())
 
@@ -181,13 +183,13 @@ class WorkflowActions:
         """Open a case on a settled payment; its proof trace and audit entries are attached."""
         if not reason or not reason.strip():
             raise InvalidInputError("a dispute needs a reason")
+        text = self.clean_text("reason", reason.strip())
         with self._store.write() as tx:
-            return disputes.open_case(
-                tx, payment_id, reason.strip()[:2000], actor, self._ids("dsp"), self._now_us()
-            )
+            return disputes.open_case(tx, payment_id, text, actor, self._ids("dsp"), self._now_us())
 
     def review_dispute(self, dispute_id: str, *, operator: str, note: str = "") -> DisputeRow:
         """An operator takes the case: `open` -> `under_review`."""
+        note = self.clean_text("note", note)
         with self._store.write() as tx:
             check_operator(tx, operator)
             row = disputes.get(tx, dispute_id)
@@ -211,6 +213,7 @@ class WorkflowActions:
         with the refund attached; resolve again after `reconcile`."""
         if outcome not in ("refund", "reject", "withdraw"):
             raise InvalidInputError("outcome must be `refund`, `reject` or `withdraw`")
+        note = self.clean_text("note", note)
         actor = f"operator:{operator}"
         with self._store.write() as tx:
             check_operator(tx, operator)

@@ -126,8 +126,8 @@ def test_check_rejects_an_invalid_amount_with_exit_code_two(amount: str, message
     ("option", "value", "code"),
     [
         ("--currency", "XTS", "invalid_currency"),
-        ("--recipient", "paypal.com\u200b", "invalid_intent"),
-        ("--recipient", "https://api.example.com:99999/", "invalid_intent"),
+        ("--recipient", "paypal.com\u200b", "invalid_recipient"),
+        ("--recipient", "https://api.example.com:99999/", "invalid_recipient"),
         ("--agent", "bad agent", "invalid_intent"),
     ],
 )

@@ -420,6 +420,73 @@ def test_grants_add_with_an_invalid_amount_exits_2_like_other_invalid_input(ledg
     assert result.exit_code == 2, result.output
 
 
+def test_grants_add_refusals_of_bounds_exit_1_and_create_nothing(ledger: Path) -> None:
+    too_big = _run(
+        "grants", "add", "--agent", "agent-a", "--action", "payments.*",
+        "--max-per-payment", "7000", "--total", "6000", "--currency", "USD",
+        "--expires-in", "1h", "--operator", "alice", "--database", ledger,
+    )  # fmt: skip
+    _refused(too_big, "the per-payment ceiling cannot exceed the total")
+    _refused(_grant(ledger, "--uses", "0"), "uses must be at least 1")
+    too_long = _run(
+        "grants", "add", "--agent", "agent-a", "--action", "payments.*",
+        "--max-per-payment", "10", "--total", "10", "--currency", "USD",
+        "--expires-in", "29d", "--operator", "alice", "--database", ledger,
+    )  # fmt: skip
+    _refused(too_long, "a grant must expire within 28 days")
+    _refused(_grant(ledger, operator="mallory"), "not a registered operator")
+    assert json.loads(_run("grants", "list", "--database", ledger).stdout) == []
+
+
+@pytest.mark.parametrize(
+    ("per_payment", "currency", "fragment"),
+    [("10.001", "USD", "10.001"), ("0", "USD", "greater than zero"), ("10", "ABC", "ABC")],
+)
+def test_grants_add_amounts_and_currencies_that_check_refuses_exit_2(
+    ledger: Path, per_payment: str, currency: str, fragment: str
+) -> None:
+    result = _run(
+        "grants", "add", "--agent", "agent-a", "--action", "payments.*",
+        "--max-per-payment", per_payment, "--total", "100", "--currency", currency,
+        "--expires-in", "1h", "--operator", "alice", "--database", ledger,
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: ") and fragment in result.stderr
+    assert json.loads(_run("grants", "list", "--database", ledger).stdout) == []
+
+
+@pytest.mark.parametrize("verb", ["approve", "reject"])
+def test_a_blank_reason_is_refused_first_and_changes_nothing_even_when_overdue(
+    policy: Path, database: Path, ledger: Path, verb: str
+) -> None:
+    with _warden(policy, database, ago=3_600) as warden:  # an overdue request
+        approval_id = str(warden.authorize(_intent()).approval_id)
+    for operator in ("alice", "mallory"):
+        blank = _run(
+            "approvals", verb, approval_id, "--operator", operator, "--reason", "  ",
+            "--policy", policy, "--database", database,
+        )  # fmt: skip
+        _refused(blank, "a decision needs a reason")
+    shown = json.loads(_run("approvals", "show", approval_id, "--database", database).stdout)
+    assert (shown["status"], shown["votes"]) == ("pending", [])  # not even expired
+    _refused(_decide(verb, approval_id, "alice", database, "--policy", policy), "expired")
+
+
+def test_halting_one_agent_while_all_are_halted_prints_that_agents_halt(ledger: Path) -> None:
+    everyone = _run("halt", "--reason", "incident 7", "--actor", "alice", "--database", ledger)
+    assert everyone.exit_code == 0, everyone.output
+    one = _run(
+        "halt", "--agent", "agent-a", "--reason", "key leaked", "--actor", "bob",
+        "--database", ledger,
+    )  # fmt: skip
+    assert (one.exit_code, one.stdout) == (0, "halted agent agent-a: key leaked (by bob)\n")
+    again = _run(
+        "halt", "--agent", "agent-a", "--reason", "second", "--actor", "alice",
+        "--database", ledger,
+    )  # fmt: skip
+    assert (again.exit_code, again.stdout) == (0, "halted agent agent-a: key leaked (by bob)\n")
+
+
 # Halt and resume ---------------------------------------------------------------------------
 
 

@@ -66,7 +66,7 @@ def _emit(event: dict[str, Any]) -> None:
 def _install(killer: Killer, warden: Warden) -> None:
     """Wrap the steps of `pay` so that `killer` sees every boundary."""
     authorize, begin, call, finish = (
-        warden.authorize,
+        warden._decide,  # what `pay` runs after its checks: the decision and its hold
         payments.begin,
         payments.call,
         payments.finish,
@@ -98,7 +98,7 @@ def _install(killer: Killer, warden: Warden) -> None:
         put(page, key, entry)
         killer.reached("in_rail", key.removeprefix("pw_"))
 
-    warden.authorize = authorize_then
+    warden._decide = authorize_then  # type: ignore[method-assign]
     payments.begin = begin_then
     payments.call = call_around
     payments.finish = finish_then

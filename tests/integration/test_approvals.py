@@ -402,14 +402,25 @@ def test_an_approval_made_in_staging_never_authorizes_production(
         assert (used.outcome, used.approval_id) == ("allow", approval_id)
 
 
-def test_the_environment_named_in_the_intent_is_bound_too(warden: Warden) -> None:
-    approval_id = str(_pending(warden, _intent(environment="staging")).approval_id)
-    warden.approve(approval_id, operator="alice", reason="ok")
-    production = warden.authorize(_intent(environment="production"))
-    assert production.outcome == "require_approval" and production.approval_id != approval_id
-    unspecified = warden.authorize(_intent())  # defaults to production
-    assert unspecified.approval_id == production.approval_id
-    assert warden.authorize(_intent(environment="staging")).outcome == "allow"
+def test_the_environment_named_in_the_intent_is_bound_too(
+    database: Path, clock: FrozenClock
+) -> None:
+    """One ledger, two deployments: an approval given in staging never pays in production."""
+    with (
+        _open(database, clock, environment="staging") as staging,
+        _open(database, clock) as production,
+    ):
+        staging.add_operator("alice", name="Alice Example")
+        approval_id = str(_pending(staging, _intent(environment="staging")).approval_id)
+        staging.approve(approval_id, operator="alice", reason="ok")
+        in_production = production.authorize(_intent(environment="production"))
+        assert in_production.outcome == "require_approval"
+        assert in_production.approval_id != approval_id
+        unspecified = production.authorize(_intent())  # the deployment's own: production
+        assert unspecified.approval_id == in_production.approval_id
+        foreign = production.authorize(_intent(environment="staging"))
+        assert (foreign.outcome, foreign.reason_code) == ("deny", "environment_mismatch")
+        assert staging.authorize(_intent()).outcome == "allow"  # staging's own, approved
 
 
 @pytest.mark.parametrize(

@@ -376,7 +376,7 @@ def test_a_zero_limit_freezes_spending(database: Path, clock: FrozenClock) -> No
     assert _count(database, "holds") == 0
 
 
-def test_session_budget_puts_intents_without_a_session_in_one_shared_bucket(
+def test_session_budget_puts_an_agents_intents_without_a_session_in_one_bucket(
     database: Path, clock: FrozenClock
 ) -> None:
     policy = _policy(
@@ -390,8 +390,10 @@ budgets:
     )
     with _warden(policy, database, clock) as warden:
         assert warden.authorize(_intent("50.00", agent="agent-a")).outcome == "allow"
-        # No session id is its own bucket, never a way around the budget.
-        assert warden.authorize(_intent("1.00", agent="agent-b")).reason_code == "budget_exceeded"
+        # No session id is the agent's own bucket, never a way around the budget ...
+        assert warden.authorize(_intent("1.00", agent="agent-a")).reason_code == "budget_exceeded"
+        # ... and never another agent's: sessions (and their budgets) belong to their agent.
+        assert warden.authorize(_intent("1.00", agent="agent-b")).outcome == "allow"
         in_session = warden.authorize(
             PaymentIntent(
                 agent="agent-a",
@@ -404,8 +406,9 @@ budgets:
         )
     assert in_session.outcome == "allow"
     assert _counters(database) == {
-        ("per-session", "(none)"): (0, 5_000),
-        ("per-session", "s-1"): (0, 5_000),
+        ("per-session", "agent-a|(none)"): (0, 5_000),
+        ("per-session", "agent-b|(none)"): (0, 100),
+        ("per-session", "agent-a|s-1"): (0, 5_000),
     }
 
 

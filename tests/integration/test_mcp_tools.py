@@ -5,6 +5,7 @@ whose identity is the key, re-checked on every call, exactly as `paywarden mcp` 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -114,8 +115,10 @@ def test_only_agent_tools_are_listed_with_typed_outputs(warden: Warden, mode: st
 @pytest.mark.parametrize("mode", MODES)
 def test_a_payment_is_made_as_the_agent_of_the_key(warden: Warden, mode: str) -> None:
     async def body(client: Client) -> None:
-        # An `agent` argument is not a parameter of the tool: it cannot change who pays.
-        paid = _ok(await client.call_tool("request_payment", _pay_args(agent="agent-b")))
+        # An `agent` argument is not a parameter of the tool: it is refused, and pays nothing.
+        forged = await client.call_tool("request_payment", _pay_args(agent="agent-b"))
+        assert forged.is_error and "agent" in str(forged.content[0])
+        paid = _ok(await client.call_tool("request_payment", _pay_args()))
         assert (paid["status"], paid["reason_code"]) == ("paid", "allowed")
         assert paid["receipt"]["status"] == "settled"
         payment_id = paid["payment"]["payment_id"]
@@ -251,7 +254,15 @@ def test_operator_admin_and_revoked_keys_cannot_use_the_tools(warden: Warden, mo
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_budgets_and_limits_show_only_what_applies_to_the_agent(warden: Warden, mode: str) -> None:
+def test_budgets_and_limits_show_only_what_applies_to_the_agent(tmp_path: Path, mode: str) -> None:
+    staging = Warden.open(
+        POLICY, database=tmp_path / "ledger.db", clock=FrozenClock(), environment="staging"
+    )
+    with staging as warden:
+        _limits_of_a_staging_agent(warden, mode)
+
+
+def _limits_of_a_staging_agent(warden: Warden, mode: str) -> None:
     async def body(client: Client) -> None:
         _ok(await client.call_tool("request_payment", _pay_args("40.00")))
         budgets = _ok(await client.call_tool("get_budget_status", {}))
@@ -271,7 +282,7 @@ def test_budgets_and_limits_show_only_what_applies_to_the_agent(warden: Warden, 
 
     _run(_agent_server(warden, "agent-a", environment="staging"), mode, body)
     (row,) = warden.payments()
-    assert '"environment": "staging"' in row.intent
+    assert json.loads(row.intent)["environment"] == "staging"
 
 
 def test_inline_tool_bodies_decide_and_pay_the_same(warden: Warden) -> None:

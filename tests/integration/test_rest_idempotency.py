@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from rest_support import Gateway, intent_body, open_gateway, open_warden
 
 from paywarden.entrypoints.rest import Settings, create_app
-from paywarden.entrypoints.rest.deps import fingerprint
+from paywarden.entrypoints.rest.deps import fingerprint, fingerprint_key_of
 from paywarden.entrypoints.rest.models import PaymentRequest
 from paywarden.errors import StoreBusyError
 
@@ -104,7 +104,7 @@ def test_the_same_key_on_another_route_is_422(gateway: Gateway) -> None:
 
 def test_a_request_still_in_progress_is_409(gateway: Gateway) -> None:
     body = PaymentRequest.model_validate(intent_body())
-    digest = fingerprint("POST", "/v1/payments", body)
+    digest = fingerprint("POST", "/v1/payments", body, fingerprint_key_of(gateway.warden))
     assert gateway.warden.idempotency_begin("agent:agent-a", "order-5", digest, 120) is None
     response = _pay(gateway, "order-5", intent_body())
     assert response.status_code == 409

@@ -1,22 +1,33 @@
 """The Stripe rail against a fake Stripe API on loopback: what the official SDK sends (key,
 version, form body), how every Stripe answer becomes a receipt, idempotency keys reused on every
-SDK and paywarden retry and on reconciliation, and end-to-end payments through a Warden in which
-money moves exactly once. Method: `tests/fakes/stripe_server.py` is a real HTTP server that
+SDK and paywarden retry and on reconciliation, end-to-end payments through a Warden in which
+money moves exactly once, and routes: where money goes and what is charged come from the
+deployment's routes, never from the agent's metadata, and a payment no route takes is refused
+before anything is held. Method: `tests/fakes/stripe_server.py` is a real HTTP server that
 records every request and counts, per idempotency key, how many times money really moved."""
 
 from __future__ import annotations
 
+import json
+import re
 import socket
+import sqlite3
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import closing
+from dataclasses import replace as dataclass_replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import stripe
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from paywarden import FrozenClock, InvalidInputError, Warden
-from paywarden.adapters.rails.stripe import StripeRail, stripe_amount
+from paywarden.adapters.rails.stripe import StripeRail, StripeRoute, StripeRoutes, stripe_amount
+from paywarden.payee import parse_payee
 from paywarden.payments import PaymentOutcome
 from paywarden.rails import RailPayment, Receipt, load_rail
 from paywarden.testing import example_intent
@@ -25,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for the 
 from fakes.stripe_server import FakeStripe, Recorded
 
 KEY = "pw_hold_000001"
+AGENT = "agent-a"
 POLICY = """
 currency: USD
 rules:
@@ -32,8 +44,26 @@ rules:
 budgets:
   - {id: daily, limit: 100000, window: day}
 """
+PAYEES: dict[str, Any] = {
+    "api.example.com": {},  # a charge that settles in the platform's account
+    "acct_1VendorXyZ": {},  # a connected account, paid itself
+    "vendor.example.com": {"destination": "acct_9"},  # paid through the account it names
+}
 
 MakeRail = Callable[..., StripeRail]
+OpenWarden = Callable[..., Warden]
+
+
+def _routes(
+    *, payees: dict[str, Any] | None = None, any_account: bool = False, **agent_route: str
+) -> dict[str, Any]:
+    """Routes as an operator writes them: `PAYEES`, and `agent-a` charging `pm_card_visa`
+    unless `payment_method=` / `customer=` say otherwise."""
+    return {
+        "payees": PAYEES if payees is None else payees,
+        "agents": {AGENT: agent_route or {"payment_method": "pm_card_visa"}},
+        "allow_any_connected_account": any_account,
+    }
 
 
 @pytest.fixture(autouse=True)
@@ -57,6 +87,7 @@ def make_rail(server: FakeStripe) -> Iterator[MakeRail]:
             "api_key": "sk_test_x",
             "api_base": server.url,
             "max_network_retries": 0,
+            "routes": _routes(),
         }
         settings.update(options)
         rail = StripeRail(**settings)
@@ -77,15 +108,38 @@ def _payment(**changes: Any) -> RailPayment:
     fields: dict[str, Any] = {
         "payment_id": "pay_000001",
         "idempotency_key": KEY,
-        "agent": "agent-a",
+        "agent": AGENT,
         "action": "payments.charge",
         "amount_minor": 1250,
         "currency": "USD",
-        "recipient": "api.example.com",
-        "metadata": {"stripe_payment_method": "pm_card_visa"},
+        "payee": "api.example.com",
+        "metadata": {},
     }
     fields.update(changes)
+    fields["payee"] = parse_payee(fields["payee"])
     return RailPayment(**fields)
+
+
+def _check(rail: StripeRail, **changes: Any) -> str | None:
+    """`rail.check` of `_payment(**changes)`."""
+    payment = _payment(**changes)
+    return rail.check(
+        agent=payment.agent,
+        action=payment.action,
+        payee=payment.payee,
+        amount_minor=payment.amount_minor,
+        currency=payment.currency,
+    )
+
+
+def _stripe_metadata(action: str = "payments.charge", payee: str = "api.example.com") -> Any:
+    return {
+        "paywarden_payment_id": "pay_000001",
+        "paywarden_key": KEY,
+        "paywarden_agent": AGENT,
+        "paywarden_action": action,
+        "paywarden_payee": payee,
+    }
 
 
 def _only(requests: list[Recorded]) -> Recorded:
@@ -115,24 +169,35 @@ def test_a_charge_is_one_confirmed_payment_intent_sent_with_the_payment_key(
         "payment_method": "pm_card_visa",
         "error_on_requires_action": "true",
         "automatic_payment_methods": {"enabled": "true", "allow_redirects": "never"},
-        "metadata": {
-            "paywarden_payment_id": "pay_000001",
-            "paywarden_key": KEY,
-            "paywarden_agent": "agent-a",
-            "paywarden_action": "payments.charge",
-        },
+        "metadata": _stripe_metadata(),
     }
     assert server.moved(KEY) == 1
 
 
 def test_a_customers_saved_payment_method_is_charged_off_session(
+    server: FakeStripe, make_rail: MakeRail
+) -> None:
+    rail = make_rail(routes=_routes(payment_method="pm_card_visa", customer="cus_123"))
+    assert rail.pay(_payment()).status == "settled"
+    form = _only(server.requests).form
+    assert (form["customer"], form["payment_method"], form["off_session"]) == (
+        "cus_123",
+        "pm_card_visa",
+        "true",
+    )
+    assert "error_on_requires_action" not in form
+
+
+def test_a_charge_to_a_payee_whose_route_names_an_account_is_a_destination_charge(
     server: FakeStripe, rail: StripeRail
 ) -> None:
-    metadata = {"stripe_payment_method": "pm_card_visa", "stripe_customer": "cus_123"}
-    assert rail.pay(_payment(metadata=metadata)).status == "settled"
-    form = _only(server.requests).form
-    assert (form["customer"], form["off_session"]) == ("cus_123", "true")
-    assert "error_on_requires_action" not in form
+    assert rail.pay(_payment(payee="vendor.example.com")).status == "settled"
+    sent = _only(server.requests)
+    assert sent.path == "/v1/payment_intents"
+    assert sent.form["transfer_data"] == {"destination": "acct_9"}
+    assert sent.form["payment_method"] == "pm_card_visa"
+    assert sent.form["metadata"] == _stripe_metadata(payee="vendor.example.com")
+    assert server.moved(KEY) == 1
 
 
 def test_the_api_version_and_connected_account_are_sent_when_configured(
@@ -178,18 +243,52 @@ def test_amounts_are_sent_in_stripes_unit_and_currencies_in_lower_case(
 def test_amounts_stripe_cannot_take_exactly_are_refused_before_anything_is_sent(
     server: FakeStripe, rail: StripeRail, currency: str, amount_minor: int, reason: str
 ) -> None:
+    assert reason in str(_check(rail, currency=currency, amount_minor=amount_minor))
     receipt = rail.pay(_payment(currency=currency, amount_minor=amount_minor))
     assert (receipt.status, receipt.retryable) == ("failed", False)
     assert reason in str(receipt.error)
     assert server.requests == []
 
 
-def test_a_charge_without_a_payment_method_or_customer_is_refused_before_sending(
-    server: FakeStripe, rail: StripeRail
+@pytest.mark.parametrize(
+    ("routes", "payee", "reason"),
+    [
+        (_routes(), "shop.example.com", "no route for payee `shop.example.com`"),
+        (
+            {"payees": PAYEES, "agents": {"agent-b": {"payment_method": "pm_card_visa"}}},
+            "api.example.com",
+            "agent `agent-a` has no Stripe payment method",  # another agent's is not its own
+        ),
+        ({}, "api.example.com", "no route for payee `api.example.com`"),
+    ],
+)
+def test_a_charge_without_a_route_is_refused_by_check_and_by_pay_before_sending(
+    server: FakeStripe, make_rail: MakeRail, routes: dict[str, Any], payee: str, reason: str
 ) -> None:
-    receipt = rail.pay(_payment(metadata={}))
-    assert receipt.status == "failed" and "stripe_payment_method" in str(receipt.error)
+    rail = make_rail(routes=routes)
+    assert reason in str(_check(rail, payee=payee))
+    receipt = rail.pay(_payment(payee=payee))  # defence in depth: pay checks again
+    assert (receipt.status, receipt.rail_payment_id, receipt.retryable) == ("failed", None, False)
+    assert reason in str(receipt.error)
     assert server.requests == []
+
+
+@pytest.mark.parametrize(
+    ("payee", "action", "path"),
+    [
+        ("api.example.com", "payments.charge", "/v1/payment_intents"),
+        ("vendor.example.com", "payments.charge", "/v1/payment_intents"),
+        ("vendor.example.com", "payments.transfer", "/v1/transfers"),
+        ("acct_1VendorXyZ", "vendor.payout", "/v1/transfers"),
+    ],
+)
+def test_what_check_lets_through_pay_sends(
+    server: FakeStripe, rail: StripeRail, payee: str, action: str, path: str
+) -> None:
+    assert _check(rail, payee=payee, action=action) is None
+    assert rail.pay(_payment(payee=payee, action=action)).status == "settled"
+    assert _only(server.requests).path == path
+    assert server.moved(KEY) == 1
 
 
 # Charge outcomes ----------------------------------------------------------------------------
@@ -204,11 +303,11 @@ def test_a_charge_without_a_payment_method_or_customer_is_refused_before_sending
     ],
 )
 def test_a_decline_is_a_definite_failure_that_keeps_the_decline_code(
-    server: FakeStripe, rail: StripeRail, method: str, fault: Any, decline_code: str
+    server: FakeStripe, make_rail: MakeRail, method: str, fault: Any, decline_code: str
 ) -> None:
     if fault:
         server.inject(fault)
-    receipt = rail.pay(_payment(metadata={"stripe_payment_method": method}))
+    receipt = make_rail(routes=_routes(payment_method=method)).pay(_payment())
     assert (receipt.status, receipt.retryable) == ("failed", False)
     assert f"decline_code={decline_code}" in str(receipt.error)
     assert "CardError HTTP 402" in str(receipt.error)
@@ -246,38 +345,58 @@ def test_a_payment_intent_waiting_for_the_customer_is_canceled_then_failed(
 
 
 @pytest.mark.parametrize(
-    ("action", "recipient", "metadata", "destination"),
+    ("action", "payee", "destination"),
     [
-        ("payments.charge", "acct_1VendorXyZ", {}, "acct_1VendorXyZ"),
-        ("vendor.payout", "acct_1VendorXyZ", {}, "acct_1VendorXyZ"),
-        ("payments.transfer", "vendor.example.com", {"stripe_destination": "acct_9"}, "acct_9"),
+        ("payments.charge", "acct_1VendorXyZ", "acct_1VendorXyZ"),
+        ("vendor.payout", "acct_1VendorXyZ", "acct_1VendorXyZ"),
+        ("payments.transfer", "vendor.example.com", "acct_9"),  # the payee route's account
     ],
 )
 def test_a_payout_is_a_transfer_to_the_connected_account(
-    server: FakeStripe,
-    rail: StripeRail,
-    action: str,
-    recipient: str,
-    metadata: dict[str, object],
-    destination: str,
+    server: FakeStripe, rail: StripeRail, action: str, payee: str, destination: str
 ) -> None:
-    receipt = rail.pay(_payment(action=action, recipient=recipient, metadata=metadata))
+    receipt = rail.pay(_payment(action=action, payee=payee))
     assert receipt.status == "settled" and str(receipt.rail_payment_id).startswith("tr_")
     sent = _only(server.requests)
     assert (sent.path, sent.idempotency_key) == ("/v1/transfers", KEY)
-    assert sent.form["destination"] == destination  # exactly as sent: ids are case-sensitive
-    assert (sent.form["amount"], sent.form["currency"]) == ("1250", "usd")
-    assert sent.form["transfer_group"] == KEY
-    assert sent.form["metadata"]["paywarden_key"] == KEY
+    assert sent.form == {
+        "amount": "1250",
+        "currency": "usd",
+        "destination": destination,  # exactly as configured: ids are case-sensitive
+        "transfer_group": KEY,
+        "metadata": _stripe_metadata(action, payee),
+    }
     assert server.moved(KEY) == 1
 
 
-def test_a_payout_without_a_connected_account_is_refused_before_sending(
-    server: FakeStripe, rail: StripeRail
+@pytest.mark.parametrize(
+    ("payee", "reason"),
+    [
+        ("api.example.com", "needs a connected account"),  # routed, but names no account
+        ("shop.example.com", "no route for payee `shop.example.com`"),
+        ("acct_1Unrouted", "no route for payee `acct_1Unrouted`"),
+    ],
+)
+def test_a_payout_without_a_routed_connected_account_is_refused_before_sending(
+    server: FakeStripe, rail: StripeRail, payee: str, reason: str
 ) -> None:
-    receipt = rail.pay(_payment(action="payments.transfer", metadata={}))
-    assert receipt.status == "failed" and "acct_" in str(receipt.error)
+    assert reason in str(_check(rail, action="payments.transfer", payee=payee))
+    receipt = rail.pay(_payment(action="payments.transfer", payee=payee))
+    assert (receipt.status, receipt.retryable) == ("failed", False)
+    assert reason in str(receipt.error)
     assert server.requests == []
+
+
+def test_any_connected_account_is_paid_only_when_the_routes_allow_it(
+    server: FakeStripe, make_rail: MakeRail
+) -> None:
+    payout = _payment(action="vendor.payout", payee="acct_1Anyone")
+    assert "no route" in str(make_rail().pay(payout).error)
+    assert server.requests == []
+    open_rail = make_rail(routes=_routes(any_account=True))
+    assert "no route" in str(_check(open_rail, payee="shop.example.com"))  # accounts only
+    assert open_rail.pay(payout).status == "settled"
+    assert _only(server.requests).form["destination"] == "acct_1Anyone"
 
 
 # Errors -----------------------------------------------------------------------------------
@@ -318,7 +437,8 @@ def test_client_errors_are_definite_failures(server: FakeStripe, make_rail: Make
     assert (receipt.status, receipt.retryable) == ("failed", False)
     assert "AuthenticationError HTTP 401" in str(receipt.error)
     assert "sk_test_wrong" not in str(receipt.error)
-    missing = make_rail().pay(_payment(recipient="acct_missing"))
+    any_account = make_rail(routes=_routes(any_account=True))
+    missing = any_account.pay(_payment(payee="acct_missing"))
     assert (missing.status, missing.retryable) == ("failed", False)
     assert "InvalidRequestError HTTP 400 code=resource_missing" in str(missing.error)
 
@@ -451,7 +571,7 @@ def test_status_of_a_processing_payment_reads_its_current_state(
 def test_status_of_a_transfer_whose_answer_was_lost_lists_its_group(
     server: FakeStripe, rail: StripeRail
 ) -> None:
-    payout = _payment(recipient="acct_1VendorXyZ", metadata={})
+    payout = _payment(payee="acct_1VendorXyZ")
     server.inject("drop_after")
     assert rail.pay(payout).status == "unknown"
     receipt = rail.status(payout)
@@ -463,6 +583,27 @@ def test_status_of_a_transfer_whose_answer_was_lost_lists_its_group(
         KEY,
     )
     assert server.moved(KEY) == 1
+
+
+@pytest.mark.parametrize(
+    ("payment", "listing"),
+    [
+        (_payment(), "/v1/payment_intents/search"),  # search lags: the charge is not seen
+        (_payment(payee="vendor.example.com", action="payments.transfer"), "/v1/transfers"),
+    ],
+)
+def test_status_never_calls_a_payment_failed_because_its_route_was_removed(
+    server: FakeStripe, rail: StripeRail, payment: RailPayment, listing: str
+) -> None:
+    server.inject("drop_before")  # never arrived: nothing the lookup could find
+    assert rail.pay(payment).status == "unknown"
+    server.search_visible = False
+    rail.routes = StripeRoutes()  # the operator removed every route since
+    receipt = rail.status(payment)
+    # A re-send the routes refuse proves nothing about the first request: still open.
+    assert receipt.status == "unknown" and "not sent again" in str(receipt.error)
+    assert [(r.method, r.path) for r in server.requests[1:]] == [("GET", listing)]
+    assert server.moved(KEY) == 0
 
 
 # Refunds ----------------------------------------------------------------------------------
@@ -526,11 +667,9 @@ def test_a_refund_finds_the_charge_by_its_key_when_the_rail_id_is_unknown(
 
 
 def test_a_payout_is_refunded_by_transfer_reversals(server: FakeStripe, rail: StripeRail) -> None:
-    payout = _payment(recipient="acct_1VendorXyZ", metadata={})
+    payout = _payment(payee="acct_1VendorXyZ")
     paid = rail.pay(payout)
-    settled = _payment(
-        recipient="acct_1VendorXyZ", metadata={}, rail_payment_id=paid.rail_payment_id
-    )
+    settled = _payment(payee="acct_1VendorXyZ", rail_payment_id=paid.rail_payment_id)
     part = rail.refund(settled, 250, "rv_1")
     assert rail.refund(settled, 250, "rv_1") == part  # found by its key, not sent again
     rest = rail.refund(settled, 1000, "rv_2")
@@ -565,26 +704,45 @@ def test_a_refund_that_cannot_look_is_unknown_not_failed(
 
 
 def test_the_registered_rail_configures_itself_from_the_environment(
-    server: FakeStripe, monkeypatch: pytest.MonkeyPatch
+    server: FakeStripe, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    routes = tmp_path / "routes.json"
+    routes.write_text(json.dumps(_routes()), encoding="utf-8")
     monkeypatch.setenv("STRIPE_API_KEY", "sk_test_x")
     monkeypatch.setenv("PAYWARDEN_STRIPE_API_BASE", server.url + "/")
+    monkeypatch.setenv("PAYWARDEN_STRIPE_ROUTES", str(routes))
     rail = load_rail("stripe")
     assert isinstance(rail, StripeRail) and rail.name == "stripe"
     with rail:
         assert rail.api_base == server.url
+        assert rail.routes == StripeRoutes.from_mapping(_routes())
         assert rail.pay(_payment()).status == "settled"
     assert _only(server.requests).headers["authorization"] == "Bearer sk_test_x"
 
 
 def test_arguments_win_over_the_environment(
-    server: FakeStripe, monkeypatch: pytest.MonkeyPatch
+    server: FakeStripe, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("STRIPE_API_KEY", "sk_test_from_env")
     monkeypatch.setenv("PAYWARDEN_STRIPE_API_BASE", "https://stripe.invalid")
-    with StripeRail(api_key="sk_test_x", api_base=server.url, max_network_retries=0) as rail:
+    monkeypatch.setenv("PAYWARDEN_STRIPE_ROUTES", str(tmp_path / "absent.yaml"))
+    with StripeRail(
+        api_key="sk_test_x", api_base=server.url, max_network_retries=0, routes=_routes()
+    ) as rail:
         assert rail.pay(_payment()).status == "settled"
     assert _only(server.requests).headers["authorization"] == "Bearer sk_test_x"
+
+
+def test_without_routes_the_rail_pays_no_one(
+    server: FakeStripe, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PAYWARDEN_STRIPE_ROUTES", raising=False)
+    with StripeRail(api_key="sk_test_x", api_base=server.url, max_network_retries=0) as rail:
+        assert rail.routes == StripeRoutes()
+        for payee, action in [("api.example.com", "payments.charge"), ("acct_1X", "v.payout")]:
+            assert "no route for payee" in str(_check(rail, payee=payee, action=action))
+            assert rail.pay(_payment(payee=payee, action=action)).status == "failed"
+    assert server.requests == []
 
 
 def test_a_missing_api_key_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -613,13 +771,13 @@ def test_unsafe_or_invalid_settings_are_refused(options: dict[str, Any], message
 
 
 @pytest.fixture
-def open_warden(tmp_path: Path) -> Iterator[Callable[[StripeRail], Warden]]:
+def open_warden(tmp_path: Path) -> Iterator[OpenWarden]:
     opened: list[Warden] = []
 
-    def open_(rail: StripeRail) -> Warden:
+    def open_(rail: StripeRail, database: Path | None = None) -> Warden:
         warden = Warden.open(
             POLICY,
-            database=tmp_path / f"ledger{len(opened)}.db",
+            database=database or tmp_path / f"ledger{len(opened)}.db",
             clock=FrozenClock(),
             rails={"stripe": rail},
             sleep=lambda seconds: None,
@@ -632,12 +790,11 @@ def open_warden(tmp_path: Path) -> Iterator[Callable[[StripeRail], Warden]]:
         warden.close()
 
 
-def _pay(warden: Warden, method: str = "pm_card_visa", **changes: Any) -> PaymentOutcome:
+def _pay(warden: Warden, **changes: Any) -> PaymentOutcome:
     fields: dict[str, Any] = {
         "action": "payments.charge",
         "rail": "stripe",
         "recipient": "api.example.com",
-        "metadata": {"stripe_payment_method": method},
     }
     fields.update(changes)
     return warden.pay(example_intent("12.50", **fields))
@@ -649,7 +806,7 @@ def _budget(warden: Warden) -> tuple[int, int]:
 
 
 def test_a_warden_payment_settles_and_captures_its_hold(
-    server: FakeStripe, rail: StripeRail, open_warden: Callable[[StripeRail], Warden]
+    server: FakeStripe, rail: StripeRail, open_warden: OpenWarden
 ) -> None:
     warden = open_warden(rail)
     outcome = _pay(warden)
@@ -664,10 +821,10 @@ def test_a_warden_payment_settles_and_captures_its_hold(
 
 
 def test_a_declined_warden_payment_voids_its_hold(
-    server: FakeStripe, rail: StripeRail, open_warden: Callable[[StripeRail], Warden]
+    server: FakeStripe, make_rail: MakeRail, open_warden: OpenWarden
 ) -> None:
-    warden = open_warden(rail)
-    outcome = _pay(warden, "pm_card_chargeDeclined")
+    warden = open_warden(make_rail(routes=_routes(payment_method="pm_card_chargeDeclined")))
+    outcome = _pay(warden)
     assert outcome.payment is not None and outcome.state == "failed"
     assert "card_declined" in str(outcome.payment.error)
     assert warden.hold(str(outcome.decision.hold_id)).state == "voided"
@@ -682,7 +839,7 @@ def test_a_declined_warden_payment_voids_its_hold(
 def test_retries_by_the_sdk_and_by_paywarden_reuse_the_rail_key(
     server: FakeStripe,
     make_rail: MakeRail,
-    open_warden: Callable[[StripeRail], Warden],
+    open_warden: OpenWarden,
     fault: Any,
     sdk_retries: int,
 ) -> None:
@@ -701,7 +858,7 @@ def test_retries_by_the_sdk_and_by_paywarden_reuse_the_rail_key(
 def test_a_lost_answer_keeps_the_hold_and_reconcile_settles_it_once(
     server: FakeStripe,
     rail: StripeRail,
-    open_warden: Callable[[StripeRail], Warden],
+    open_warden: OpenWarden,
     search_lags: bool,
 ) -> None:
     warden = open_warden(rail)
@@ -722,7 +879,7 @@ def test_a_lost_answer_keeps_the_hold_and_reconcile_settles_it_once(
 
 
 def test_a_stored_5xx_is_reconciled_to_the_payment_that_did_run(
-    server: FakeStripe, rail: StripeRail, open_warden: Callable[[StripeRail], Warden]
+    server: FakeStripe, rail: StripeRail, open_warden: OpenWarden
 ) -> None:
     warden = open_warden(rail)
     server.inject("500_stored")
@@ -734,10 +891,10 @@ def test_a_stored_5xx_is_reconciled_to_the_payment_that_did_run(
 
 
 def test_a_processing_payment_stays_submitted_until_reconcile_settles_it(
-    server: FakeStripe, rail: StripeRail, open_warden: Callable[[StripeRail], Warden]
+    server: FakeStripe, make_rail: MakeRail, open_warden: OpenWarden
 ) -> None:
-    warden = open_warden(rail)
-    outcome = _pay(warden, "pm_usBankAccount")
+    warden = open_warden(make_rail(routes=_routes(payment_method="pm_usBankAccount")))
+    outcome = _pay(warden)
     assert outcome.payment is not None and outcome.state == "submitted"
     assert outcome.receipt is not None and outcome.receipt.status == "pending"
     assert _budget(warden) == (0, 1250)
@@ -748,10 +905,10 @@ def test_a_processing_payment_stays_submitted_until_reconcile_settles_it(
 
 
 def test_a_warden_payout_to_a_connected_account_is_a_transfer(
-    server: FakeStripe, rail: StripeRail, open_warden: Callable[[StripeRail], Warden]
+    server: FakeStripe, rail: StripeRail, open_warden: OpenWarden
 ) -> None:
     warden = open_warden(rail)
-    outcome = _pay(warden, action="payments.transfer", recipient="acct_1VendorXyZ", metadata={})
+    outcome = _pay(warden, action="payments.transfer", recipient="acct_1VendorXyZ")
     assert outcome.payment is not None and outcome.state == "settled"
     assert str(outcome.payment.rail_payment_id).startswith("tr_")
     sent = _only(server.requests)
@@ -761,7 +918,7 @@ def test_a_warden_payout_to_a_connected_account_is_a_transfer(
 
 
 def test_a_warden_refund_goes_to_stripe_with_the_refunds_own_key(
-    server: FakeStripe, rail: StripeRail, open_warden: Callable[[StripeRail], Warden]
+    server: FakeStripe, rail: StripeRail, open_warden: OpenWarden
 ) -> None:
     warden = open_warden(rail)
     outcome = _pay(warden)
@@ -776,3 +933,345 @@ def test_a_warden_refund_goes_to_stripe_with_the_refunds_own_key(
     )
     assert warden.payment(outcome.payment.payment_id).refunded_minor == 500
     assert server.moved(refund.rail_key) == 1
+
+
+# Adversarial: the agent never steers money ------------------------------------------------
+
+# What an agent might put in its metadata to choose who is paid or what is charged.
+HOSTILE_METADATA: dict[str, Any] = {
+    "stripe_destination": "acct_1Attacker",
+    "stripe_customer": "cus_Attacker",
+    "stripe_payment_method": "pm_card_attacker",
+    "stripe_transfer_group": "grp_attacker",
+    "destination": "acct_1Attacker",
+    "customer": "cus_Attacker",
+    "payment_method": "pm_card_attacker",
+    "transfer_data": "acct_1Attacker",
+    "on_behalf_of": "acct_1Attacker",
+    "application_fee_amount": 1249,
+    "amount": 1,
+    "currency": "jpy",
+    "paywarden_key": "pw_forged",
+    "paywarden_payee": "acct_1Attacker",
+}
+# The same through the rail port directly, where metadata may hold anything, nested too.
+NESTED_METADATA: dict[str, Any] = {
+    **HOSTILE_METADATA,
+    "transfer_data": {"destination": "acct_1Attacker", "amount": 1},
+    "metadata": {"paywarden_payee": "acct_1Attacker"},
+}
+CHARGE_FORM: dict[str, Any] = {
+    "amount": "1250",
+    "currency": "usd",
+    "confirm": "true",
+    "payment_method": "pm_card_visa",
+    "error_on_requires_action": "true",
+    "automatic_payment_methods": {"enabled": "true", "allow_redirects": "never"},
+}
+
+
+def _expected_form(action: str, payee: str, key: str = KEY) -> dict[str, Any]:
+    """The exact form the routes send for `_payment(action=, payee=)`."""
+    metadata = {**_stripe_metadata(action, payee), "paywarden_key": key}
+    if action == "payments.charge":
+        return {**CHARGE_FORM, "metadata": metadata}
+    return {
+        "amount": "1250",
+        "currency": "usd",
+        "destination": "acct_9",
+        "transfer_group": key,
+        "metadata": metadata,
+    }
+
+
+@pytest.mark.parametrize(
+    ("action", "path"),
+    [("payments.charge", "/v1/payment_intents"), ("payments.transfer", "/v1/transfers")],
+)
+@pytest.mark.parametrize("metadata", [HOSTILE_METADATA, NESTED_METADATA])
+def test_agent_metadata_cannot_change_what_stripe_receives(
+    server: FakeStripe, rail: StripeRail, action: str, path: str, metadata: dict[str, Any]
+) -> None:
+    payee = "api.example.com" if action == "payments.charge" else "vendor.example.com"
+    payment = _payment(action=action, payee=payee, metadata=metadata)
+    assert _check(rail, action=action, payee=payee) is None
+    assert rail.pay(payment).status == "settled"
+    sent = _only(server.requests)
+    assert (sent.path, sent.idempotency_key) == (path, KEY)
+    assert sent.form == _expected_form(action, payee)
+    assert "acct_1Attacker" not in json.dumps(server.objects("transfer"))
+    assert server.moved(KEY) == 1
+
+
+@pytest.mark.parametrize(
+    ("action", "recipient"),
+    [("payments.charge", "api.example.com"), ("payments.transfer", "vendor.example.com")],
+)
+def test_an_agents_metadata_through_a_warden_changes_nothing_stripe_receives(
+    server: FakeStripe, rail: StripeRail, open_warden: OpenWarden, action: str, recipient: str
+) -> None:
+    warden = open_warden(rail)
+    outcome = _pay(warden, action=action, recipient=recipient, metadata=HOSTILE_METADATA)
+    assert outcome.payment is not None and outcome.state == "settled"
+    key = outcome.payment.rail_key
+    expected = _expected_form(action, recipient, key)
+    expected["metadata"]["paywarden_payment_id"] = outcome.payment.payment_id
+    assert _only(server.requests).form == expected
+    assert server.moved(key) == 1 and _budget(warden) == (1250, 0)
+
+
+@pytest.mark.parametrize("metadata", [HOSTILE_METADATA, NESTED_METADATA])
+def test_agent_metadata_cannot_open_a_route_the_operator_did_not(
+    server: FakeStripe, rail: StripeRail, metadata: dict[str, Any]
+) -> None:
+    for action, payee in [("payments.transfer", "shop.example.com"), ("payments.charge", "x.io")]:
+        payment = _payment(action=action, payee=payee, metadata=metadata)
+        assert "no route for payee" in str(_check(rail, action=action, payee=payee))
+        assert rail.pay(payment).status == "failed"
+    unrouted_agent = _payment(agent="agent-b", metadata=metadata)
+    assert "agent `agent-b` has no Stripe payment method" in str(rail.pay(unrouted_agent).error)
+    assert server.requests == []
+
+
+_METADATA_KEYS = st.sampled_from(sorted(NESTED_METADATA)) | st.from_regex(
+    r"\A[a-z][a-z0-9_]{0,20}\Z"
+)
+_METADATA_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.sampled_from(["acct_1Attacker", "pm_x"]),
+    lambda inner: st.dictionaries(_METADATA_KEYS, inner, max_size=3),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=30, deadline=timedelta(seconds=5))
+@given(
+    metadata=st.dictionaries(_METADATA_KEYS, _METADATA_VALUES, max_size=8),
+    transfer=st.booleans(),
+)
+def test_no_metadata_changes_the_form_sent(metadata: dict[str, Any], transfer: bool) -> None:
+    action = "payments.transfer" if transfer else "payments.charge"
+    payee = "vendor.example.com" if transfer else "api.example.com"
+    with (
+        FakeStripe(api_key="sk_test_x") as server,
+        StripeRail(
+            api_key="sk_test_x", api_base=server.url, max_network_retries=0, routes=_routes()
+        ) as rail,
+    ):
+        receipt = rail.pay(_payment(action=action, payee=payee, metadata=metadata))
+        assert receipt.status == "settled"
+        assert _only(server.requests).form == _expected_form(action, payee)
+
+
+def _ledger_rows(database: Path, table: str) -> int:
+    with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+        (count,) = db.execute(f"SELECT count(*) FROM {table}").fetchone()
+    return int(count)
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"recipient": "shop.example.com"}, "no route for payee `shop.example.com`"),
+        (
+            {"recipient": "shop.example.com", "action": "payments.transfer"},
+            "no route for payee `shop.example.com`",
+        ),
+        ({"agent": "agent-b"}, "agent `agent-b` has no Stripe payment method"),
+    ],
+)
+def test_a_payment_no_route_takes_is_denied_before_anything_is_held(
+    server: FakeStripe,
+    rail: StripeRail,
+    open_warden: OpenWarden,
+    tmp_path: Path,
+    changes: dict[str, Any],
+    reason: str,
+) -> None:
+    database = tmp_path / "refused.db"
+    warden = open_warden(rail, database)
+    outcome = _pay(warden, metadata=HOSTILE_METADATA, **changes)
+    decision = outcome.decision
+    assert (decision.outcome, decision.reason_code) == ("deny", "rail_refused")
+    assert reason in decision.reason
+    assert (decision.hold_id, outcome.payment, outcome.receipt) == (None, None, None)
+    assert server.requests == []
+    assert [(b.spent_minor, b.held_minor) for b in warden.budgets() if b.held_minor] == []
+    assert (_ledger_rows(database, "holds"), _ledger_rows(database, "payments")) == (0, 0)
+    assert decision.decision_id is not None
+    trail = warden.audit_trail(decision.decision_id)
+    assert trail and {entry.ref_id for entry in trail} == {decision.decision_id}
+    assert "rail_refused" in trail[0].body
+    assert warden.decision(decision.decision_id).reason_code == "rail_refused"
+    assert warden.verify_audit().ok
+    routed = _pay(warden)  # the budget counts what is held: the refusal held nothing
+    assert routed.state == "settled" and _budget(warden) == (1250, 0)
+    assert (_ledger_rows(database, "holds"), _ledger_rows(database, "payments")) == (1, 1)
+
+
+def test_a_refused_key_pays_once_the_operator_adds_the_route(
+    server: FakeStripe, rail: StripeRail, open_warden: OpenWarden
+) -> None:
+    warden = open_warden(rail)
+    refused = _pay(warden, recipient="shop.example.com", idempotency_key="order-7")
+    assert refused.decision.reason_code == "rail_refused" and server.requests == []
+    rail.routes = StripeRoutes.from_mapping(_routes(payees={**PAYEES, "shop.example.com": {}}))
+    paid = _pay(warden, recipient="shop.example.com", idempotency_key="order-7")
+    assert paid.payment is not None and paid.state == "settled"
+    assert _only(server.requests).form["metadata"]["paywarden_payee"] == "shop.example.com"
+    assert _budget(warden) == (1250, 0)
+
+
+def test_a_route_for_an_account_never_pays_the_same_id_in_another_case(
+    server: FakeStripe, make_rail: MakeRail, open_warden: OpenWarden
+) -> None:
+    rail = make_rail(routes=_routes(payees={"acct_1AbC": {}}))
+    assert _check(rail, action="vendor.payout", payee="acct_1AbC") is None
+    for other in ("acct_1aBc", "acct_1ABC", "acct_1abc"):
+        assert f"no route for payee `{other}`" in str(
+            _check(rail, action="vendor.payout", payee=other)
+        )
+        receipt = rail.pay(_payment(action="vendor.payout", payee=other))
+        assert receipt.status == "failed" and "no route" in str(receipt.error)
+    outcome = _pay(open_warden(rail), action="vendor.payout", recipient="acct_1aBc")
+    assert (outcome.decision.outcome, outcome.decision.reason_code) == ("deny", "rail_refused")
+    assert server.requests == []
+    assert rail.pay(_payment(action="vendor.payout", payee="acct_1AbC")).status == "settled"
+    assert _only(server.requests).form["destination"] == "acct_1AbC"
+
+
+# Route files ------------------------------------------------------------------------------
+
+ROUTES_YAML = """\
+payees:                       # by payee, as paywarden canonicalises it
+  acct_1VendorXyZ: {}         # transfers go to this connected account itself
+  vendor.example.com: {destination: acct_9}
+  api.example.com:            # charges settle in this (the platform's) account
+agents:                       # what each agent may charge
+  agent-a: {payment_method: pm_card_visa}
+  research-01: {customer: cus_123, payment_method: pm_456}
+allow_any_connected_account: false   # true: any `acct_...` payee needs no entry of its own
+"""
+ROUTES_JSON = json.dumps(
+    {
+        "payees": {
+            "acct_1VendorXyZ": {},
+            "vendor.example.com": {"destination": "acct_9"},
+            "api.example.com": None,
+        },
+        "agents": {
+            "agent-a": {"payment_method": "pm_card_visa"},
+            "research-01": {"customer": "cus_123", "payment_method": "pm_456"},
+        },
+        "allow_any_connected_account": False,
+    }
+)
+
+
+@pytest.mark.parametrize(("name", "text"), [("routes.yaml", ROUTES_YAML), ("r.json", ROUTES_JSON)])
+def test_a_route_file_named_by_the_environment_routes_payments(
+    server: FakeStripe, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str, text: str
+) -> None:
+    (tmp_path / name).write_text(text, encoding="utf-8")
+    monkeypatch.setenv("PAYWARDEN_STRIPE_ROUTES", str(tmp_path / name))
+    with StripeRail(api_key="sk_test_x", api_base=server.url, max_network_retries=0) as rail:
+        assert rail.routes == StripeRoutes(
+            payees={
+                "acct_1VendorXyZ": StripeRoute(),
+                "vendor.example.com": StripeRoute(destination="acct_9"),
+                "api.example.com": StripeRoute(),
+            },
+            agents={
+                "agent-a": StripeRoute(payment_method="pm_card_visa"),
+                "research-01": StripeRoute(customer="cus_123", payment_method="pm_456"),
+            },
+        )
+        assert rail.pay(_payment()).status == "settled"
+        payout = _payment(action="payments.transfer", payee="vendor.example.com")
+        assert rail.pay(dataclass_replace(payout, idempotency_key="pw_hold_2")).status == "settled"
+    charge, transfer = server.requests
+    assert charge.form == _expected_form("payments.charge", "api.example.com")
+    assert transfer.form == _expected_form("payments.transfer", "vendor.example.com", "pw_hold_2")
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("r.yaml", "- acct_1A\n- acct_1B\n", "must be a mapping with `payees`"),
+        ("r.yaml", "", "must be a mapping with `payees`"),
+        ("r.yaml", "payee: {acct_1A: {}}\n", "must be a mapping with `payees`"),
+        ("r.yaml", "payees: [acct_1A]\n", "`payees` must be a mapping"),
+        ("r.yaml", "agents: agent-a\n", "`agents` must be a mapping"),
+        ("r.yaml", "payees: {acct_1A: acct_1B}\n", "`acct_1A` in `payees` must map to a mapping"),
+        ("r.yaml", "payees: {acct_1A: {destinaton: acct_1B}}\n", "unknown key `destinaton`"),
+        ("r.yaml", "payees: {x.com: {customer: cus_1}}\n", "unknown key `customer`"),
+        ("r.yaml", "agents: {a: {destination: acct_1}}\n", "unknown key `destination`"),
+        ("r.yaml", "agents: {a: {}}\n", "agent `a` needs a `customer` or a `payment_method`"),
+        ("r.yaml", "payees: {x.com: {destination: cus_1}}\n", "must be a `acct_...` id"),
+        ("r.yaml", "payees: {x.com: {destination: 42}}\n", "must be a `acct_...` id"),
+        ("r.yaml", "agents: {a: {customer: acct_1}}\n", "`customer` must be a `cus_...` id"),
+        ("r.yaml", "agents: {a: {payment_method: card_1}}\n", "must be a `pm_...` id"),
+        ("r.yaml", "allow_any_connected_account: 'true'\n", "must be true or false"),
+        ("r.yaml", "payees: {'ftp://x.com': {}}\n", "payee `ftp://x.com` is not a payee"),
+        (
+            "r.yaml",
+            "payees: {Vendor.Example.COM.: {}, vendor.example.com: {destination: acct_1}}\n",
+            "are the same payee `vendor.example.com`",
+        ),
+        ("r.json", '{"payees": {', "do not parse"),
+        ("r.yaml", "payees: {a: [\n", "do not parse"),
+        ("r.json", '["acct_1A"]', "must be a mapping with `payees`"),
+        ("absent.yaml", None, "cannot read the Stripe routes"),
+    ],
+)
+def test_a_bad_route_file_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str, text: str | None, message: str
+) -> None:
+    path = tmp_path / name
+    if text is not None:
+        path.write_text(text, encoding="utf-8")
+    monkeypatch.setenv("PAYWARDEN_STRIPE_ROUTES", str(path))
+    with pytest.raises(InvalidInputError, match=re.escape(message)):
+        StripeRail(api_key="sk_test_x")
+    with pytest.raises(InvalidInputError, match=re.escape(message)):
+        StripeRoutes.load(path)
+
+
+def test_payee_keys_in_a_route_file_are_canonicalised_like_any_payee(
+    server: FakeStripe, make_rail: MakeRail, tmp_path: Path
+) -> None:
+    path = tmp_path / "routes.yaml"
+    path.write_text(
+        "payees:\n"
+        "  Vendor.Example.COM.: {destination: acct_9}\n"
+        "  'https://Shop.Example.com:443/checkout?x=1': {}\n"
+        "  acct_1AbC: {}\n"
+        "agents: {agent-a: {payment_method: pm_card_visa}}\n",
+        encoding="utf-8",
+    )
+    rail = make_rail(routes=path)
+    assert set(rail.routes.payees) == {"vendor.example.com", "shop.example.com", "acct_1AbC"}
+    # A route names who is paid: a URL payee is its host, whatever its scheme, port or path.
+    for spelling in (
+        "vendor.example.com",
+        "VENDOR.example.com.",
+        "https://vendor.example.com/pay",
+        "vendor.example.com:8443/invoices/7",
+        "//Vendor.Example.com",
+        "ｖｅｎｄｏｒ.example.com",
+    ):
+        assert _check(rail, action="payments.transfer", payee=spelling) is None, spelling
+    for other in (
+        "evil-vendor.example.com",
+        "vendor.example.com.evil.com",
+        "sub.vendor.example.com",
+        "example.com",
+        "billing@vendor.example.com",
+        "vendor-example.com",
+    ):
+        assert "no route" in str(_check(rail, action="payments.transfer", payee=other)), other
+    assert _check(rail, payee="http://shop.example.com/other") is None
+    payee = "https://Vendor.Example.com/pay?session=9"
+    assert rail.pay(_payment(action="payments.transfer", payee=payee)).status == "settled"
+    sent = _only(server.requests).form
+    assert sent["destination"] == "acct_9"
+    assert sent["metadata"]["paywarden_payee"] == "https://vendor.example.com/pay"

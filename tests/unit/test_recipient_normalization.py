@@ -118,15 +118,15 @@ def test_rejects_invisible_and_bidi_control_characters(recipient: str, code_poin
 @pytest.mark.parametrize(
     ("raw", "canonical"),
     [
-        ("Straße.de", "strasse.de"),
+        ("Straße.de", "xn--strae-oqa.de"),  # UTS #46 non-transitional, as browsers do
         ("MÜNCHEN.de", "xn--mnchen-3ya.de"),
         ("Bob@Example.COM", "bob@example.com"),
         ("Bob@Example.COM.", "bob@example.com"),
-        ("https://API.Example.com/v1?q=1#frag", "https://api.example.com/v1?q=1"),
+        ("https://API.Example.com/v1?q=1#frag", "https://api.example.com/v1"),
         ("https://api.example.com", "https://api.example.com/"),
         ("https://api.example.com:8443/x", "https://api.example.com:8443/x"),
-        ("Vendor-Corp-123", "vendor-corp-123"),
-        ("acct_1ABC", "acct_1abc"),
+        ("Vendor-Corp-123", "Vendor-Corp-123"),  # opaque ids keep their case
+        ("acct_1ABC", "acct_1ABC"),
     ],
 )
 def test_normalises_domains_mailboxes_urls_and_account_ids(raw: str, canonical: str) -> None:
@@ -175,9 +175,12 @@ def test_rejects_a_recipient_made_only_of_dots(recipient: str) -> None:
         normalize_recipient(recipient)
 
 
-@pytest.mark.parametrize(
-    "url", ["https://api.example.com:99999/", "https://api.example.com:x/", "b://a::"], ids=repr
-)
+@pytest.mark.parametrize("url", ["https://api.example.com:99999/", "https://api.example.com:x/"])
 def test_rejects_a_url_with_an_invalid_port_as_invalid_input(url: str) -> None:
     with pytest.raises(InvalidIntentError, match="invalid port"):
         normalize_recipient(url)
+
+
+def test_rejects_urls_of_other_schemes_as_invalid_input() -> None:
+    with pytest.raises(InvalidIntentError, match="only http and https"):
+        normalize_recipient("b://a::")

@@ -24,4 +24,10 @@ def test_capfence_fintech_policy_loads_unchanged_and_decides_three_tiers() -> No
     assert warden.authorize(_transfer("120")).outcome == "allow"
     assert warden.authorize(_transfer("15000")).outcome == "deny"
     assert warden.authorize(_transfer("2500")).outcome == "require_approval"
-    assert warden.authorize(_transfer("60", environment="staging")).rule_ids == ("deny[1]",)
+    # The default deployment is production: a staging intent never reaches the rules there.
+    mismatch = warden.authorize(_transfer("60", environment="staging"))
+    assert (mismatch.outcome, mismatch.reason_code) == ("deny", "environment_mismatch")
+    staging = Warden.open(
+        example_policy_text("fintech_policy.yaml"), clock=FrozenClock(), environment="staging"
+    )
+    assert staging.authorize(_transfer("60", environment="staging")).rule_ids == ("deny[1]",)

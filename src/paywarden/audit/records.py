@@ -10,18 +10,19 @@ from __future__ import annotations
 
 from paywarden.audit.canonical import canonical_text
 from paywarden.audit.chain import AuditEntry, link
-from paywarden.audit.redact import redact
+from paywarden.audit.redact import DEFAULT_REDACTOR, Redactor
 from paywarden.intent import PaymentIntent
 from paywarden.ports import HoldRow, LedgerTx
 
 
 def intent_summary(intent: PaymentIntent) -> dict[str, object]:
-    return {
+    summary: dict[str, object] = {
         "agent": intent.agent,
         "action": intent.action,
         "amount_minor": intent.amount_minor,
         "currency": intent.currency,
         "recipient": intent.recipient,
+        "payee": {"kind": intent.payee.kind, "identity": intent.payee.identity},
         "environment": intent.environment,
         "category": intent.category,
         "session_id": intent.session_id,
@@ -32,28 +33,42 @@ def intent_summary(intent: PaymentIntent) -> dict[str, object]:
         "recipient_name": intent.recipient_name,
         "metadata": dict(intent.metadata),
     }
+    if intent.recipient_original != intent.recipient:
+        summary["recipient_original"] = intent.recipient_original  # scrubbed on admission
+    if intent.secret_digest is not None:
+        summary["secret_digest"] = intent.secret_digest
+    return summary
 
 
 def decision_body(
-    intent: PaymentIntent, decision: dict[str, object], actor: str
+    intent: PaymentIntent,
+    decision: dict[str, object],
+    actor: str,
+    redactor: Redactor = DEFAULT_REDACTOR,
 ) -> dict[str, object]:
-    """The entry of a decision: who asked, the (redacted) intent, and the whole decision with
-    its proof trace (outcome, reason code, rule ids, policy version, budgets seen)."""
-    summary, redacted = redact_intent(intent)
-    decision, scrubbed = redact_decision_text(decision)
-    if scrubbed:
-        redacted = sorted(redacted + scrubbed)
-    return {"actor": actor, "intent": summary, "decision": decision, "redacted": redacted}
+    """The entry of a decision: who asked, the intent as admitted (its secrets were redacted at
+    the boundary, `paywarden.admission`), and the whole decision with its proof trace (outcome,
+    reason code, rule ids, policy version, budgets seen)."""
+    decision, scrubbed = redact_decision_text(decision, redactor)
+    redacted = sorted({*intent.redacted, *scrubbed})
+    return {
+        "actor": actor,
+        "intent": intent_summary(intent),
+        "decision": decision,
+        "redacted": redacted,
+    }
 
 
-def redact_decision_text(decision: dict[str, object]) -> tuple[dict[str, object], list[str]]:
+def redact_decision_text(
+    decision: dict[str, object], redactor: Redactor = DEFAULT_REDACTOR
+) -> tuple[dict[str, object], list[str]]:
     """The decision with secrets removed from its free text: the reason and rule errors can
     quote an intent value (a `when` expression that failed on it), so they are scrubbed too."""
     redacted: list[str] = []
     clean = dict(decision)
     reason = clean.get("reason")
     if isinstance(reason, str):
-        clean["reason"], paths = redact(reason, "$.decision.reason")
+        clean["reason"], paths = redactor.redact(reason, "$.decision.reason")
         redacted.extend(paths)
     trace = clean.get("trace")
     rules = trace.get("rules") if isinstance(trace, dict) else None
@@ -66,24 +81,14 @@ def redact_decision_text(decision: dict[str, object]) -> tuple[dict[str, object]
         if errors:
             rules = list(rules)
             for index, rule in errors:
-                error, paths = redact(rule["error"], f"$.decision.trace.rules[{index}].error")
+                error, paths = redactor.redact(
+                    rule["error"], f"$.decision.trace.rules[{index}].error"
+                )
                 if paths:
                     rules[index] = {**rule, "error": error}
                     redacted.extend(paths)
             clean["trace"] = {**trace, "rules": rules}
     return clean, redacted
-
-
-def redact_intent(intent: PaymentIntent) -> tuple[dict[str, object], list[str]]:
-    """The intent summary with secrets removed from the agent-supplied free-text fields."""
-    summary = intent_summary(intent)
-    free_text = {key: summary[key] for key in ("purpose", "recipient_name", "metadata")}
-    if not any(free_text.values()):
-        return summary, []
-    clean, redacted = redact(free_text, "$.intent")
-    assert isinstance(clean, dict)  # redact returns the same shape it was given
-    summary.update(clean)
-    return summary, redacted
 
 
 def hold_body(

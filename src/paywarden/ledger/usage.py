@@ -24,16 +24,23 @@ ROLLING_HEAD_US = -1  # the counter row that serialises a rolling budget's reser
 
 
 def scope_key(scope: Scope, intent: PaymentIntent) -> str:
-    """The bucket an intent counts in. A missing value is its own shared bucket, never a pass."""
+    """The bucket an intent counts in. A missing value is its own shared bucket, never a pass.
+
+    A session belongs to its agent: the key is `agent|session` (`|` is in no identifier), so
+    another agent naming the same session id neither spends from nor reads its budget. A payee
+    counts under its identity (a URL under its host), so every spelling shares one counter.
+    """
     value: str | None
     if scope == "global":
         return "*"
     if scope == "agent":
         value = intent.agent
     elif scope == "session":
-        value = intent.session_id
+        if intent.session_id is None:
+            return f"{intent.agent}|{NO_VALUE}"
+        value = f"{intent.agent}|{intent.session_id}"
     elif scope == "recipient":
-        value = intent.recipient
+        value = intent.payee.identity
     elif scope == "category":
         value = intent.category
     else:

@@ -21,7 +21,8 @@ from zoneinfo import ZoneInfo
 from paywarden.errors import InvalidInputError
 from paywarden.money import Money
 from paywarden.policy.document import LocList, LocMap, Mark
-from paywarden.policy.rules import PatternSet, RuleContext, parse_threshold, string_list
+from paywarden.policy.recipients import PatternSet
+from paywarden.policy.rules import RuleContext, parse_threshold, string_list
 
 Scope = Literal["global", "agent", "session", "recipient", "category", "action"]
 SCOPES: tuple[Scope, ...] = ("global", "agent", "session", "recipient", "category", "action")

@@ -17,6 +17,7 @@ from fractions import Fraction
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from paywarden import limits
+from paywarden.audit.redact import DEFAULT_REDACTOR, Redactor
 from paywarden.errors import InvalidInputError, PolicyCompileError
 from paywarden.money import CurrencyTable
 from paywarden.policy import dialects
@@ -31,6 +32,7 @@ from paywarden.policy.document import DocumentError, LocList, LocMap, Mark, load
 from paywarden.policy.facts import Facts
 from paywarden.policy.fx import EMPTY_FX, FxTable
 from paywarden.policy.matcher import MatchAll, generate
+from paywarden.policy.redaction_settings import compile_redaction_settings
 from paywarden.policy.report import CompileReport
 from paywarden.policy.rules import (
     COMPARISONS,
@@ -72,6 +74,7 @@ TOP_LEVEL_KEYS = frozenset(
         "refunds",
         "compensation",
         "approvals",
+        "redaction",
     }
 )
 # List conditions: every accepted spelling -> (intent field, negated).
@@ -191,6 +194,7 @@ class CompiledPolicy:
     deny_rules: tuple[int, ...] = field(default=())
     approval_rules: tuple[int, ...] = field(default=())
     allow_rules: tuple[int, ...] = field(default=())
+    redaction: Redactor = field(default=DEFAULT_REDACTOR)
 
     def rule(self, rule_id: str) -> CompiledRule | None:
         return next((rule for rule in self.rules if rule.rule_id == rule_id), None)
@@ -256,6 +260,9 @@ def _compile_native(document: LocMap, dialect: str, report: CompileReport) -> Co
     compensation = compile_compensation(
         document.get("compensation"), report, document.mark_of("compensation")
     )
+    redaction = compile_redaction_settings(
+        document.get("redaction"), report, document.mark_of("redaction")
+    )
     if timezone is None or not report.ok:
         return None
     name = document.get("name")
@@ -281,6 +288,7 @@ def _compile_native(document: LocMap, dialect: str, report: CompileReport) -> Co
         deny_rules=tuple(i for i, r in enumerate(rules) if r.effect == "deny"),
         approval_rules=tuple(i for i, r in enumerate(rules) if r.effect == "require_approval"),
         allow_rules=tuple(i for i, r in enumerate(rules) if r.effect == "allow"),
+        redaction=redaction,
     )
 
 
@@ -411,11 +419,20 @@ def _compile_rule(
         return None
     if not checks:
         ctx.report.warning("rule has no conditions and matches every intent", entry.mark, rule_id)
-    reason = (
+    reason = str(
         entry.get("reason")
         or entry.get("description")
         or _default_reason(rule_id, effect, conditions)
     )
+    if len(reason) > limits.rule_reason_chars_max:
+        reason = reason[: limits.rule_reason_chars_max - 1] + "…"
+        if entry.get("reason") or entry.get("description"):
+            ctx.report.warning(
+                f"`reason` is longer than {limits.rule_reason_chars_max} characters; "
+                "decisions quote it cut short",
+                entry.mark_of("reason") if "reason" in entry else entry.mark,
+                rule_id,
+            )
     ttl = None
     if "approval_ttl" in entry:
         if effect != "require_approval":

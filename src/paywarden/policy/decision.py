@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from paywarden import limits
+
 Outcome = Literal["allow", "deny", "require_approval"]
 Effect = Literal["deny", "require_approval", "allow"]
 
@@ -21,6 +23,7 @@ REASON_CODES: Mapping[str, str] = {
     "internal_error": "an unexpected internal fault; paywarden denies rather than guess",
     "halted": "payments are halted by the kill switch",
     "environment_mismatch": "the intent names an environment other than the deployment's",
+    "rail_refused": "the rail cannot take this payment (unknown, or no route for this payee)",
     "idempotency_key_reused": "the idempotency key was used before for a different intent",
     "phase_required": "the policy requires payments to come from a tracked session",
     "phase_not_allowed": "the agent's session is not in a phase where payments are allowed",
@@ -31,6 +34,7 @@ REASON_CODES: Mapping[str, str] = {
     "budget_halt": "the budget would pass its halt gate",
     "rate_limit_exceeded": "too many payments in the velocity window",
     "cooldown_active": "the cooldown since the previous payment has not passed",
+    "approval_queue_full": "the agent's waiting approval requests reach the policy's cap",
     "approval_required": "a require_approval rule matched; a human decides (see approval_id)",
     "budget_restricted": "the budget would pass its restrict gate, so approval is required",
     "approved": "an operator approved this exact intent; the approval is now consumed",
@@ -157,12 +161,20 @@ class Trace:
         )
 
     def to_dict(self) -> dict[str, object]:
-        return {
+        """The trace as JSON values. A policy of more than `limits.trace_rules_listed_max`
+        rules lists only the rules that matched or failed (at most that many), and counts the
+        others (`rules_not_listed`): the policy version and the facts reproduce them, and a
+        decision record stays a few KB whatever the size of the policy."""
+        rules = self.rules
+        listed = rules
+        if len(rules) > limits.trace_rules_listed_max:
+            listed = tuple(r for r in rules if r.matched or r.error is not None)
+        data: dict[str, object] = {
             "policy_version": self.policy_version,
             "evaluated_at": self.evaluated_at.isoformat(),
             "rules": [
                 {"rule_id": r.rule_id, "effect": r.effect, "matched": r.matched, "error": r.error}
-                for r in self.rules
+                for r in listed[: limits.trace_rules_listed_max]
             ],
             "budgets": [
                 {
@@ -180,6 +192,10 @@ class Trace:
             "phase": self.phase,
             "notes": list(self.notes),
         }
+        shown = min(len(listed), limits.trace_rules_listed_max)
+        if shown != len(rules):
+            data["rules_not_listed"] = len(rules) - shown
+        return data
 
 
 @dataclass(slots=True)

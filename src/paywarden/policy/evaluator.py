@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+from paywarden import limits
 from paywarden.intent import PaymentIntent
 from paywarden.policy.compiler import CompiledPolicy, CompiledRule
 from paywarden.policy.decision import Decision, Outcome, RuleTrace, Trace
@@ -135,8 +136,14 @@ def _decision(
     if len(rules) == 1:  # the common case, without building joins and tuples
         rule = rules[0]
         return Decision(outcome, reason_code, rule.reason, rule.id_tuple, trace)
-    reason = "; ".join([rule.reason for rule in rules])
-    return Decision(outcome, reason_code, reason, tuple([rule.rule_id for rule in rules]), trace)
+    # Many matching rules: the first few reasons and ids decide the record's size, not the
+    # policy's (the trace reproduces the rest).
+    shown = rules[: limits.decision_reasons_max]
+    reason = "; ".join([rule.reason for rule in shown])
+    if len(rules) > len(shown):
+        reason += f"; and {len(rules) - len(shown)} more rules"
+    ids = tuple([rule.rule_id for rule in rules[: limits.trace_rules_listed_max]])
+    return Decision(outcome, reason_code, reason, ids, trace)
 
 
 def deny_everything(reason_code: str, reason: str, policy_version: str, now: datetime) -> Decision:

@@ -7,10 +7,9 @@ a deny. Builders report problems into the compile report instead of raising.
 
 from __future__ import annotations
 
-import fnmatch
 import operator
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import time
 from decimal import Decimal
@@ -22,12 +21,12 @@ import cel
 
 from paywarden import limits
 from paywarden.errors import InvalidInputError
-from paywarden.intent import normalize_recipient_pattern
 from paywarden.money import CurrencyTable, Money
 from paywarden.policy.document import LocMap, Mark
 from paywarden.policy.facts import CEL_VARIABLES, WEEKDAYS, Facts, RuleEvaluationError
 from paywarden.policy.fx import FxTable
 from paywarden.policy.matcher import INLINE_FIELDS, inline
+from paywarden.policy.recipients import PatternSet, compile_patterns
 from paywarden.policy.report import CompileReport
 
 Check = Callable[[Facts], bool]
@@ -57,31 +56,6 @@ class RuleContext:
 # List conditions --------------------------------------------------------------------------
 
 
-class PatternSet:
-    """Exact values in a frozenset plus glob patterns in one regex; matching is O(1) + one scan."""
-
-    __slots__ = ("exact", "regex")
-
-    def __init__(self, patterns: Iterable[str]) -> None:
-        exact: set[str] = set()
-        globs: list[str] = []
-        for pattern in patterns:
-            if any(c in pattern for c in "*?["):
-                globs.append(pattern)
-            else:
-                exact.add(pattern)
-        self.exact = frozenset(exact)
-        joined = "|".join(fnmatch.translate(g) for g in globs)
-        self.regex = re.compile(joined) if globs else None
-
-    def matches(self, value: str | None) -> bool:
-        if value is None:
-            return False
-        if value in self.exact:
-            return True
-        return self.regex is not None and self.regex.match(value) is not None
-
-
 def string_list(value: object, name: str, ctx: RuleContext, mark: Mark) -> list[str] | None:
     items = value if isinstance(value, list) else [value]
     if not items or len(items) > limits.policy_patterns_per_condition_max:
@@ -107,10 +81,10 @@ def list_check(
     negated list the answer is `unknown_matches`: true in deny and approval rules, false in
     allow rules, so a missing value can only ever make a decision stricter.
     """
+    if field == "recipient":
+        return recipient_check(patterns, negate=negate, restrictive=unknown_matches)
     values = [normalize(p) for p in patterns] if normalize else patterns
     pattern_set = PatternSet(values)
-    if field == "recipient":
-        return _recipient_check(pattern_set, negate)
     if field != "phase" and pattern_set.regex is None:
         return _exact_check(field, pattern_set.exact, negate, unknown_matches)
     getter: Callable[[Facts], str | None]
@@ -159,31 +133,23 @@ def _exact_check(field: str, exact: frozenset[str], negate: bool, unknown_matche
     return negated
 
 
-def _recipient_check(pattern_set: PatternSet, negate: bool) -> Check:
-    """Recipients match on the whole normalised recipient or on its host, so a URL or an
-    e-mail address on a listed domain is on that list: `*.evil.com` also stops
-    `https://x.evil.com/pay` and `bob@x.evil.com`."""
+def recipient_check(patterns: list[str], *, negate: bool, restrictive: bool) -> Check:
+    """The payee is (or is not) one of `patterns` (see `paywarden.policy.recipients`).
+
+    Case-sensitive ids (rail accounts, opaque ids) are compared ignoring case only where that
+    makes the decision stricter: a positive list in a deny or approval rule, a `_not` list in an
+    allow rule. So `ACCT_1ABC` cannot escape a deny on `acct_1AbC`, and cannot join an allow
+    list that names `acct_1AbC`.
+    """
+    matcher = compile_patterns(patterns)
+    ignore_case = restrictive != negate
 
     def listed(facts: Facts) -> bool:
-        recipient = facts.intent.recipient
-        if pattern_set.matches(recipient):
-            return True
-        host = recipient_host(recipient)
-        return host is not None and pattern_set.matches(host)
+        return matcher.matches(facts.intent.payee, ignore_id_case=ignore_case)
 
     if negate:
         return lambda facts: not listed(facts)
     return listed
-
-
-def recipient_host(recipient: str) -> str | None:
-    """The domain of a URL or e-mail recipient (already normalised), else None."""
-    if "://" in recipient:
-        netloc = recipient.split("://", 1)[1].split("/", 1)[0]
-        return netloc.rsplit(":", 1)[0] if ":" in netloc else netloc
-    if "@" in recipient:
-        return recipient.rsplit("@", 1)[1]
-    return None
 
 
 def _phase_of(facts: Facts) -> str | None:
@@ -191,8 +157,6 @@ def _phase_of(facts: Facts) -> str | None:
 
 
 def normalizer_for(field: str, ctx: RuleContext) -> Callable[[str], str] | None:
-    if field == "recipient":
-        return normalize_recipient_pattern
     if field == "currency":
         return ctx.currencies.normalize
     if field == "phase":

@@ -4,8 +4,9 @@ Events are written to the outbox in the same transaction as the approval change 
 so none is lost and none is sent for a change that rolled back. A dispatcher thread delivers
 them later: a POST of the JSON body (it carries a Slack-compatible `text`), signed with
 HMAC-SHA256 over `timestamp.body` in the `X-Paywarden-Signature: t=<unix>,v1=<hex>` header,
-retried with exponential backoff and jitter up to a bounded number of attempts. Delivery never
-blocks or changes a decision.
+retried with exponential backoff and jitter up to a bounded number of attempts. A failure
+retrying cannot fix (a URL that cannot be sent) ends the event after one attempt; redirects are
+not followed. Delivery never blocks or changes a decision.
 """
 
 from __future__ import annotations
@@ -14,28 +15,78 @@ import hashlib
 import hmac
 import http.client
 import logging
+import math
 import random
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
+from typing import Any
 
 from paywarden import limits
 from paywarden.clock import Clock, to_us
+from paywarden.errors import InvalidInputError
 from paywarden.ports import OutboxRow, Store
 
 _log = logging.getLogger("paywarden.webhooks")
 
 
+# The next attempt of an event given up on: never (its error stays on the row).
+GIVEN_UP_US = 2**62
+# The longest wait between two delivery passes that failed as a whole (the store was down).
+PASS_RETRY_SECONDS_MAX = 60.0
+
+
+def url_problem(url: object) -> str | None:
+    """Why `url` cannot receive webhooks, or None: it must be an absolute http or https URL
+    with a host (no other scheme, no relative path, no spaces or control characters). The
+    reason never repeats the URL: webhook URLs often carry a token (Slack's do)."""
+    if not isinstance(url, str) or not url:
+        return "the webhook URL must be a non-empty string"
+    if not url.isprintable() or any(char.isspace() for char in url):
+        return "the webhook URL may not contain spaces or control characters"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError as error:
+        return f"the webhook URL is not a valid URL: {error}"
+    if parts.scheme.lower() not in ("http", "https"):
+        shown = f"`{parts.scheme[:20]}:`" if parts.scheme else "no scheme"
+        return f"the webhook URL has {shown}; only http and https URLs are allowed"
+    if not parts.hostname:
+        return "the webhook URL has no host"
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class WebhookOptions:
+    """Where and how approval events are delivered; invalid options raise InvalidInputError."""
+
     url: str
     secret: str
     attempts_max: int = limits.webhook_attempts_max
     backoff_seconds: float = limits.webhook_backoff_seconds
     timeout_seconds: float = limits.webhook_timeout_seconds
     poll_seconds: float = 0.2
+
+    def __post_init__(self) -> None:
+        problem = url_problem(self.url)
+        if problem is not None:
+            raise InvalidInputError(problem)
+        if not isinstance(self.secret, str) or not self.secret:
+            raise InvalidInputError("the webhook secret must be a non-empty string")
+        if isinstance(self.attempts_max, bool) or not (
+            isinstance(self.attempts_max, int) and self.attempts_max >= 1
+        ):
+            raise InvalidInputError("webhook `attempts_max` must be an integer of at least 1")
+        for name in ("backoff_seconds", "timeout_seconds", "poll_seconds"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise InvalidInputError(f"webhook `{name}` must be a number above 0")
+            if not math.isfinite(value):
+                raise InvalidInputError(f"webhook `{name}` must be finite")
 
 
 def signature(secret: str, timestamp: int, body: bytes) -> str:
@@ -73,8 +124,29 @@ def verify_signature(
     return abs(current - timestamp) <= tolerance_seconds
 
 
-def _post(options: WebhookOptions, row: OutboxRow) -> str | None:
-    """Deliver one event; None on success (any 2xx), else a short reason."""
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why an attempt failed; a permanent failure is not retried."""
+
+    reason: str
+    permanent: bool = False
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is a failed attempt: the event is not re-sent (as a GET, or elsewhere)."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
+def _post(options: WebhookOptions, row: OutboxRow) -> Failure | None:
+    """Deliver one event; None on success (any 2xx), else why not."""
+    problem = url_problem(options.url)  # options from before validation, or changed since
+    if problem is not None:
+        return Failure(problem, permanent=True)
     body = row.body.encode("utf-8")
     request = urllib.request.Request(
         options.url,
@@ -89,13 +161,15 @@ def _post(options: WebhookOptions, row: OutboxRow) -> str | None:
         },
     )
     try:
-        with urllib.request.urlopen(request, timeout=options.timeout_seconds) as response:
+        with _OPENER.open(request, timeout=options.timeout_seconds) as response:
             status = int(response.status)
     except urllib.error.HTTPError as error:
-        return f"HTTP {error.code}"
-    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as error:
-        return f"{type(error).__name__}: {error}"
-    return None if 200 <= status < 300 else f"HTTP {status}"
+        return Failure(f"HTTP {error.code}")
+    except ValueError as error:  # the URL cannot be sent at all: retrying cannot help
+        return Failure(f"{type(error).__name__}: {error}", permanent=True)
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
+        return Failure(f"{type(error).__name__}: {error}")
+    return None if 200 <= status < 300 else Failure(f"HTTP {status}")
 
 
 def deliver_due(
@@ -114,21 +188,31 @@ def deliver_due(
     for row in due:
         if stop is not None and stop.is_set():
             break
-        error = _post(options, row)
-        attempts = row.attempts + 1
-        if error is None:
+        failure = _post(options, row)
+        attempted_us = to_us(clock.now())
+        if failure is None:
             delivered += 1
-            next_us = now_us
-        elif attempts >= options.attempts_max:
-            next_us = 2**62  # given up; the error stays on the row for operators to see
-        else:
-            delay = min(
-                options.backoff_seconds * 2 ** (attempts - 1), limits.webhook_backoff_seconds_max
-            )
-            next_us = now_us + int(delay * random.uniform(0.5, 1.0) * 1_000_000)
         with store.write() as tx:
-            tx.outbox_mark(row.event_id, now_us if error is None else None, next_us, error)
+            tx.outbox_mark(
+                row.event_id,
+                attempted_us if failure is None else None,
+                _next_attempt_us(options, row.attempts + 1, attempted_us, failure),
+                None if failure is None else failure.reason,
+            )
     return delivered
+
+
+def _next_attempt_us(
+    options: WebhookOptions, attempts: int, attempted_us: int, failure: Failure | None
+) -> int:
+    """When to try again after `attempts` attempts: never once delivered, failed for good or
+    out of attempts; else after an exponential backoff with jitter."""
+    if failure is None:
+        return attempted_us
+    if failure.permanent or attempts >= options.attempts_max:
+        return GIVEN_UP_US  # given up; the error stays on the row for operators to see
+    delay = min(options.backoff_seconds * 2 ** (attempts - 1), limits.webhook_backoff_seconds_max)
+    return attempted_us + max(1, int(delay * random.uniform(0.5, 1.0) * 1_000_000))
 
 
 class WebhookDispatcher:
@@ -141,12 +225,17 @@ class WebhookDispatcher:
         self._thread.start()
 
     def _run(self) -> None:
+        failed_passes = 0
         while not self._stop.is_set():
+            wait_seconds = self._options.poll_seconds
             try:
                 deliver_due(self._store, self._options, self._clock, stop=self._stop)
+                failed_passes = 0
             except Exception:  # delivery problems are logged; they never touch decisions
-                _log.exception("webhook delivery pass failed; retrying")
-            self._stop.wait(self._options.poll_seconds)
+                failed_passes += 1
+                wait_seconds = min(wait_seconds * 2**failed_passes, PASS_RETRY_SECONDS_MAX)
+                _log.exception("webhook delivery pass failed; retrying in %.2f s", wait_seconds)
+            self._stop.wait(wait_seconds)
 
     def stop(self) -> None:
         self._stop.set()

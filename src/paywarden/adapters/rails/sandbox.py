@@ -15,11 +15,19 @@ how many times money really moved for a key, which is what tests assert on.
 | `pending_then_settled` | pending | settled |
 | `duplicate_settlement` | settled; a second settlement of the same key is refused | settled |
 | `slow` | settled after `delay_seconds`; past `timeout_seconds` it is `unknown` | settled |
+| (a key never received) | - | `state_path`: failed, key closed; in memory: unknown (below) |
 
-`status()` of a key the sandbox never received is a definite `failed` ("no payment with this
-key was received"): nothing moved, so reconciliation may release the hold. The answer stays
-true: it closes the key, so a request with that key arriving later (from a worker that was
-still about to send when the payment was reconciled) gets the same `failed` and moves nothing.
+`status()` of a key the sandbox never received depends on what it can know. With durable state
+(`state_path`) it knows every key any process ever sent it, so the answer is a definite
+`failed` ("no payment with this key was received"): nothing moved, so reconciliation may
+release the hold. The answer stays true: it closes the key, so a request with that key arriving
+later (from a worker that was still about to send when the payment was reconciled) gets the
+same `failed` and moves nothing. In memory, an instance knows only what it received itself: a
+key it has not seen may have been paid through another instance (another process, or before a
+restart), so the answer is `unknown` (`NOT_SEEN`): reconciliation keeps the hold and the key
+stays open. The exception is a key this instance recorded as never sent
+(`timeout_before_send`, the first 503 of `error_then_success`): that stays a definite `failed`
+and closes the key.
 
 State lives in process memory unless `state_path` names a small SQLite file (WAL). Then every
 process opened on that file shares what the sandbox has seen: each key's receipt, whether and
@@ -58,6 +66,10 @@ SCENARIOS = (
 STATE_ENV = "PAYWARDEN_SANDBOX_STATE"
 SCENARIO_ENV = "PAYWARDEN_SANDBOX_SCENARIO"
 NOT_RECEIVED = "no payment with this key was received"
+NOT_SEEN = (
+    "this in-memory sandbox never saw this key; it may have been paid through another"
+    " instance (set state_path to share state)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,12 +345,19 @@ class SandboxRail:
         self.calls.append(("status", key))
         with self._state.transaction() as page:
             entry = page.entry(key)
+            if entry is None and self._cannot_know(page, key):
+                return Receipt("unknown", None, NOT_SEEN)  # keeps the hold; the key stays open
             if entry is None:  # a definite answer: the key is closed, it can never pay now
                 return _store(page, key, Receipt("failed", None, NOT_RECEIVED), settled=False)
             if entry.settled and entry.receipt.status != "settled":
                 entry = replace(entry, receipt=Receipt("settled", entry.receipt.rail_payment_id))
                 page.put(key, entry)  # pending (or unknown to the caller) has now settled
             return entry.receipt
+
+    def _cannot_know(self, page: _Page, key: str) -> bool:
+        """Whether `key` may have been paid somewhere this instance cannot see: in memory, a key
+        it never received (not even an attempt that failed before sending)."""
+        return self.state_path is None and page.attempts(key) == 0
 
     def refund(self, payment: RailPayment, amount_minor: int, refund_key: str) -> Receipt:
         key = payment.idempotency_key

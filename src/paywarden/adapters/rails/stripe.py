@@ -5,15 +5,34 @@
 (optional: another API base, such as a fake Stripe server in tests). Arguments win over the
 environment. The rail uses its own `stripe.StripeClient`, never the SDK's global settings.
 
+Where money goes comes from the deployment, never from the intent. The rail pays exactly the
+canonical payee every check saw, through routes an operator configures (`routes=`, or a YAML
+or JSON file named by `PAYWARDEN_STRIPE_ROUTES`):
+
+```yaml
+payees:                       # by payee, as paywarden canonicalises it
+  acct_1VendorXyZ: {}         # transfers go to this connected account itself
+  vendor.example.com: {destination: acct_1VendorXyZ}
+  shop.example.com: {}        # charges settle in this (the platform's) account
+agents:                       # what each agent may charge
+  research-01: {customer: cus_123, payment_method: pm_456}
+allow_any_connected_account: false   # true: any `acct_...` payee needs no entry of its own
+```
+
 Which Stripe object a payment becomes:
 
-- a Transfer (`POST /v1/transfers`) when the recipient is a connected account (`acct_...`), when
-  metadata `stripe_destination` names one, or when the action contains `payout` or `transfer`;
-  `destination` is the recipient, else metadata `stripe_destination`;
-- otherwise a PaymentIntent (`POST /v1/payment_intents`) with `confirm=true`, `payment_method` and
-  `customer` from metadata `stripe_payment_method` / `stripe_customer`, `off_session=true` with a
-  customer (a saved payment method charged while the customer is away), else
-  `error_on_requires_action=true`; redirect-based payment methods are never allowed.
+- a Transfer (`POST /v1/transfers`) when the payee is a connected account (`acct_...`) or the
+  action contains `payout` or `transfer`; `destination` is the payee's route `destination`,
+  else the payee itself when it is an `acct_...` id;
+- otherwise a PaymentIntent (`POST /v1/payment_intents`) with `confirm=true`, the agent's
+  route `payment_method` and `customer`, `off_session=true` with a customer (a saved payment
+  method charged while the customer is away), else `error_on_requires_action=true`; redirect-
+  based payment methods are never allowed; with a payee route `destination`, a destination
+  charge (`transfer_data[destination]`).
+
+A payee with no route, a charge by an agent with no route, or an amount Stripe cannot take
+exactly is refused by `check` before paywarden holds any money (reason code `rail_refused`).
+The agent's metadata is never read for any of this.
 
 Amounts are integer minor units already; they are converted only where Stripe's unit differs
 from ISO 4217 (ISK is two-decimal in Stripe's API, MGA zero-decimal) and refused, never rounded,
@@ -42,12 +61,13 @@ Receipts:
 `status(payment)` finds the Stripe object without creating anything when it can: by
 `rail_payment_id`, else by the Search API for PaymentIntents (metadata `paywarden_key`; a hit is
 read again by id, as search results lag) or the transfer list filtered by `transfer_group` (the
-rail key, unless metadata `stripe_transfer_group` sets another). When nothing is found it sends
+rail key). When nothing is found it sends
 the same create again with the same key: a lookup can never prove a payment absent (search lags
 up to a minute, an hour in an outage, and the original request may still be running), but the
 key can. If the original ran, Stripe replays it; if it is still running, Stripe answers 409
 (unknown, asked again later); if it never arrived, the payment is made now, once. A lookup
-error, search unavailable included, answers unknown and sends nothing. The one gap: Stripe may
+error, search unavailable included, answers unknown and sends nothing, and so does a re-send the
+routes now refuse (changed since the payment was made). The one gap: Stripe may
 forget a key after 24 hours, so a payment older than that which neither the search nor the list
 can see could be paid again; search sees objects within a minute.
 
@@ -62,15 +82,21 @@ a payment: with no Stripe object found for the payment, nothing is refunded.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
+from dataclasses import replace as dataclass_replace
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import requests
 import stripe
 import urllib3
+import yaml
 from stripe.params import (
     PaymentIntentCreateParams,
     RefundCreateParams,
@@ -80,14 +106,15 @@ from stripe.params import (
 
 from paywarden.errors import InvalidInputError
 from paywarden.money import ISO_4217_EXPONENTS
+from paywarden.payee import Payee, parse_payee
 from paywarden.rails import RailPayment, Receipt
 
 API_KEY_ENV = "STRIPE_API_KEY"
 API_BASE_ENV = "PAYWARDEN_STRIPE_API_BASE"
-METADATA_PAYMENT_METHOD = "stripe_payment_method"
-METADATA_CUSTOMER = "stripe_customer"
-METADATA_DESTINATION = "stripe_destination"
-METADATA_TRANSFER_GROUP = "stripe_transfer_group"
+ROUTES_ENV = "PAYWARDEN_STRIPE_ROUTES"
+# The keys each section's routes take, with the prefix of the Stripe id each one names.
+_PAYEE_FIELDS = {"destination": "acct_"}
+_AGENT_FIELDS = {"customer": "cus_", "payment_method": "pm_"}
 
 # Stripe's unit for API amounts (docs.stripe.com/currencies): zero-decimal and three-decimal
 # currencies are listed; every other currency is two-decimal in the API, ISK included (ISO 4217
@@ -128,6 +155,126 @@ def stripe_amount(amount_minor: int, currency: str) -> int:
             f"Stripe needs three-decimal {code} amounts to end in 0; {amount} does not"
         )
     return amount
+
+
+@dataclass(frozen=True, slots=True)
+class StripeRoute:
+    """One configured route: a connected account to pay (`destination`), or the customer and
+    payment method an agent charges. Ids are Stripe's, case-sensitive."""
+
+    destination: str | None = None
+    customer: str | None = None
+    payment_method: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StripeRoutes:
+    """The operator's mapping of payees and agents to Stripe objects (see the module doc)."""
+
+    payees: Mapping[str, StripeRoute] = dataclass_field(default_factory=dict)
+    agents: Mapping[str, StripeRoute] = dataclass_field(default_factory=dict)
+    allow_any_connected_account: bool = False
+
+    @classmethod
+    def from_mapping(cls, data: object) -> StripeRoutes:
+        """Routes from parsed YAML/JSON; payee keys are canonicalised like any recipient."""
+        if not isinstance(data, Mapping) or set(data) - {
+            "payees",
+            "agents",
+            "allow_any_connected_account",
+        }:
+            raise InvalidInputError(
+                "Stripe routes must be a mapping with `payees`, `agents` and/or "
+                "`allow_any_connected_account`"
+            )
+        any_account = data.get("allow_any_connected_account", False)
+        if not isinstance(any_account, bool):
+            raise InvalidInputError("`allow_any_connected_account` must be true or false")
+        payees = _payee_routes(_routes(data.get("payees"), "payees", _PAYEE_FIELDS))
+        agents = _routes(data.get("agents"), "agents", _AGENT_FIELDS)
+        for agent, route in agents.items():
+            if route.customer is None and route.payment_method is None:
+                raise InvalidInputError(
+                    f"Stripe route for agent `{agent}` needs a `customer` or a `payment_method`"
+                )
+        return cls(payees, agents, any_account)
+
+    @classmethod
+    def load(cls, path: str | Path) -> StripeRoutes:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as error:
+            raise InvalidInputError(f"cannot read the Stripe routes `{path}`: {error}") from None
+        try:
+            data = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
+        except (ValueError, yaml.YAMLError) as error:
+            raise InvalidInputError(f"the Stripe routes `{path}` do not parse: {error}") from None
+        return cls.from_mapping(data)
+
+    def payee_route(self, payee: Payee) -> StripeRoute | None:
+        route = self.payees.get(payee.identity)
+        if route is None and self.allow_any_connected_account and _connected(payee):
+            return StripeRoute()
+        return route
+
+
+def _routes(value: object, name: str, fields: Mapping[str, str]) -> dict[str, StripeRoute]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidInputError(f"Stripe routes `{name}` must be a mapping")
+    routes: dict[str, StripeRoute] = {}
+    for key, entry in value.items():
+        entry = {} if entry is None else entry
+        if not isinstance(key, str) or not isinstance(entry, Mapping):
+            raise InvalidInputError(f"Stripe route `{key}` in `{name}` must map to a mapping")
+        unknown = {str(item) for item in entry} - set(fields)
+        if unknown:
+            raise InvalidInputError(
+                f"Stripe route `{key}` in `{name}` has unknown key `{min(unknown)}` "
+                f"(it takes {', '.join(f'`{known}`' for known in fields)})"
+            )
+        for field_name, prefix in fields.items():
+            item = entry.get(field_name)
+            if item is not None and not (isinstance(item, str) and item.startswith(prefix)):
+                raise InvalidInputError(
+                    f"Stripe route `{key}`: `{field_name}` must be a `{prefix}...` id"
+                )
+        routes[key] = StripeRoute(**{k: entry.get(k) for k in fields})
+    return routes
+
+
+def _payee_routes(routes: Mapping[str, StripeRoute]) -> dict[str, StripeRoute]:
+    """Payee routes keyed by canonical identity; two keys naming one payee are refused, since
+    which of them would win is a guess (`Vendor.example.com` and `vendor.example.com.`)."""
+    by_identity: dict[str, StripeRoute] = {}
+    spelled: dict[str, str] = {}
+    for key, route in routes.items():
+        try:
+            identity = parse_payee(key).identity
+        except InvalidInputError as error:
+            raise InvalidInputError(f"Stripe route payee `{key}` is not a payee: {error}") from None
+        if identity in spelled:
+            raise InvalidInputError(
+                f"Stripe route payees `{spelled[identity]}` and `{key}` are the same payee "
+                f"`{identity}`; keep one"
+            )
+        by_identity[identity] = route
+        spelled[identity] = key
+    return by_identity
+
+
+def _connected(payee: Payee) -> bool:
+    return payee.kind == "account" and payee.identity.startswith("acct_")
+
+
+def _routes_from(value: StripeRoutes | Mapping[str, object] | str | Path | None) -> StripeRoutes:
+    if isinstance(value, StripeRoutes):
+        return value
+    if isinstance(value, Mapping):
+        return StripeRoutes.from_mapping(value)
+    path = value if value is not None else os.environ.get(ROUTES_ENV)
+    return StripeRoutes.load(path) if path else StripeRoutes()
 
 
 class _Trace(threading.local):
@@ -210,6 +357,7 @@ class StripeRail:
         max_network_retries: int = 2,
         stripe_version: str | None = None,
         account: str | None = None,
+        routes: StripeRoutes | Mapping[str, object] | str | Path | None = None,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get(API_KEY_ENV, "")
         if not key:
@@ -226,6 +374,7 @@ class StripeRail:
         if max_network_retries < 0:
             raise InvalidInputError("`max_network_retries` must be 0 or more")
         self.api_base = base or stripe.DEFAULT_API_BASE
+        self.routes = _routes_from(routes)
         self._http = _TracingHTTPClient(timeout_seconds)
         self._client = stripe.StripeClient(
             key,
@@ -246,20 +395,40 @@ class StripeRail:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    def check(
+        self, *, agent: str, action: str, payee: Payee, amount_minor: int, currency: str
+    ) -> str | None:
+        """Why this payment cannot go through Stripe (no route, inexact amount), or None."""
+        try:
+            stripe_amount(amount_minor, currency)
+            if _is_transfer(action, payee):
+                _destination(self.routes, payee)
+            else:
+                _charge_route(self.routes, agent, payee)
+        except InvalidInputError as refused:
+            return str(refused)
+        return None
+
     def pay(self, payment: RailPayment) -> Receipt:
         """Charge (a confirmed PaymentIntent) or pay out (a Transfer), with the payment's key."""
+        try:
+            return self._create(payment)
+        except InvalidInputError as refused:  # checked here: nothing was sent
+            return Receipt("failed", None, str(refused))
+
+    def _create(self, payment: RailPayment) -> Receipt:
+        """Send the payment's create; raises `InvalidInputError`, sending nothing, when the
+        routes or the amount refuse it."""
         options: stripe.RequestOptions = {"idempotency_key": payment.idempotency_key}
         try:
-            if _is_transfer(payment):
-                transfer_params = _transfer_params(payment)
+            if _is_transfer(payment.action, payment.payee):
+                transfer_params = _transfer_params(self.routes, payment)
                 self._http.begin()
                 transfer = self._client.v1.transfers.create(transfer_params, options)
                 return Receipt("settled", transfer.id)
-            charge_params = _charge_params(payment)
+            charge_params = _charge_params(self.routes, payment)
             self._http.begin()
             intent = self._client.v1.payment_intents.create(charge_params, options)
-        except InvalidInputError as refused:  # checked here: nothing was sent
-            return Receipt("failed", None, str(refused))
         except stripe.StripeError as error:
             return self._error_receipt(error)
         return self._intent_receipt(intent, payment.idempotency_key)
@@ -275,7 +444,12 @@ class StripeRail:
             return Receipt("settled", found.id)
         if found is not None:
             return self._intent_receipt(found, payment.idempotency_key)
-        receipt = self.pay(payment)  # the same create, the same key: a replay or the only run
+        try:
+            receipt = self._create(payment)  # the same create, the same key: a replay or the run
+        except InvalidInputError as refused:
+            # Not sent (the routes changed since it was paid): that proves nothing about the
+            # original request, which may have run. It stays open until a route takes it.
+            return Receipt("unknown", payment.rail_payment_id, f"not sent again: {refused}")
         if receipt.status == "failed" and receipt.retryable:
             return Receipt("unknown", receipt.rail_payment_id, receipt.error)
         if receipt.status == "pending" and receipt.rail_payment_id is not None:
@@ -341,11 +515,11 @@ class StripeRail:
         """The Stripe object made with this payment's key, found without creating anything."""
         rail_id = payment.rail_payment_id
         key = payment.idempotency_key
-        if _is_transfer(payment):
+        if _is_transfer(payment.action, payment.payee):
             if rail_id:
                 return self._client.v1.transfers.retrieve(rail_id)
             listed = self._client.v1.transfers.list(
-                {"transfer_group": _transfer_group(payment), "limit": 100}
+                {"transfer_group": payment.idempotency_key, "limit": 100}
             )
             return next((item for item in listed.auto_paging_iter() if _tagged(item, key)), None)
         if rail_id:
@@ -413,19 +587,46 @@ class StripeRail:
         return Receipt("unknown", None, described)
 
 
-def _is_transfer(payment: RailPayment) -> bool:
-    action = payment.action.lower()
-    return (
-        payment.recipient.startswith("acct_")
-        or "payout" in action
-        or "transfer" in action
-        or METADATA_DESTINATION in payment.metadata
+def _is_transfer(action: str, payee: Payee) -> bool:
+    lowered = action.lower()
+    return _connected(payee) or "payout" in lowered or "transfer" in lowered
+
+
+def _destination(routes: StripeRoutes, payee: Payee) -> str:
+    """The connected account a transfer to `payee` goes to: configured, never the agent's."""
+    route = routes.payee_route(payee)
+    if route is None:
+        raise InvalidInputError(
+            f"the Stripe rail has no route for payee `{payee.text}`; an operator adds it to "
+            f"the Stripe routes (`{ROUTES_ENV}`)"
+        )
+    if route.destination is not None:
+        return route.destination
+    if _connected(payee):
+        return payee.identity
+    raise InvalidInputError(
+        f"a Stripe transfer needs a connected account: payee `{payee.text}` is none and its "
+        "route names no `destination`"
     )
 
 
-def _text(metadata: Mapping[str, object], key: str) -> str | None:
-    value = metadata.get(key)
-    return value if isinstance(value, str) and value else None
+def _charge_route(
+    routes: StripeRoutes, agent: str, payee: Payee
+) -> tuple[StripeRoute, StripeRoute]:
+    """(payee route, agent route) of a charge; both must be configured."""
+    payee_route = routes.payee_route(payee)
+    if payee_route is None:
+        raise InvalidInputError(
+            f"the Stripe rail has no route for payee `{payee.text}`; an operator adds it to "
+            f"the Stripe routes (`{ROUTES_ENV}`)"
+        )
+    agent_route = routes.agents.get(agent)
+    if agent_route is None or agent_route == StripeRoute():
+        raise InvalidInputError(
+            f"agent `{agent}` has no Stripe payment method to charge; an operator sets its "
+            "`customer` and `payment_method` in the Stripe routes"
+        )
+    return payee_route, agent_route
 
 
 def _metadata(payment: RailPayment) -> dict[str, str]:
@@ -434,39 +635,22 @@ def _metadata(payment: RailPayment) -> dict[str, str]:
         "paywarden_key": payment.idempotency_key,
         "paywarden_agent": payment.agent[:500],
         "paywarden_action": payment.action[:500],
+        "paywarden_payee": payment.payee.text[:500],
     }
 
 
-def _transfer_group(payment: RailPayment) -> str:
-    return _text(payment.metadata, METADATA_TRANSFER_GROUP) or payment.idempotency_key
-
-
-def _transfer_params(payment: RailPayment) -> TransferCreateParams:
-    destination = payment.recipient
-    if not destination.startswith("acct_"):
-        destination = _text(payment.metadata, METADATA_DESTINATION) or ""
-    if not destination.startswith("acct_"):
-        raise InvalidInputError(
-            "a Stripe transfer needs a connected account (`acct_...`) as the recipient or in "
-            f"metadata `{METADATA_DESTINATION}`"
-        )
+def _transfer_params(routes: StripeRoutes, payment: RailPayment) -> TransferCreateParams:
     return {
         "amount": stripe_amount(payment.amount_minor, payment.currency),
         "currency": payment.currency.lower(),
-        "destination": destination,
-        "transfer_group": _transfer_group(payment),
+        "destination": _destination(routes, payment.payee),
+        "transfer_group": payment.idempotency_key,
         "metadata": _metadata(payment),
     }
 
 
-def _charge_params(payment: RailPayment) -> PaymentIntentCreateParams:
-    method = _text(payment.metadata, METADATA_PAYMENT_METHOD)
-    customer = _text(payment.metadata, METADATA_CUSTOMER)
-    if method is None and customer is None:
-        raise InvalidInputError(
-            f"a Stripe charge needs metadata `{METADATA_PAYMENT_METHOD}` (a `pm_...` id), with "
-            f"`{METADATA_CUSTOMER}` for a customer's saved payment method"
-        )
+def _charge_params(routes: StripeRoutes, payment: RailPayment) -> PaymentIntentCreateParams:
+    payee_route, agent_route = _charge_route(routes, payment.agent, payment.payee)
     params: PaymentIntentCreateParams = {
         "amount": stripe_amount(payment.amount_minor, payment.currency),
         "currency": payment.currency.lower(),
@@ -474,13 +658,15 @@ def _charge_params(payment: RailPayment) -> PaymentIntentCreateParams:
         "automatic_payment_methods": {"enabled": True, "allow_redirects": "never"},
         "metadata": _metadata(payment),
     }
-    if method is not None:
-        params["payment_method"] = method
-    if customer is not None:
-        params["customer"] = customer
+    if agent_route.payment_method is not None:
+        params["payment_method"] = agent_route.payment_method
+    if agent_route.customer is not None:
+        params["customer"] = agent_route.customer
         params["off_session"] = True  # a saved payment method, charged without the customer
     else:
         params["error_on_requires_action"] = True  # fail rather than wait for the customer
+    if payee_route.destination is not None:
+        params["transfer_data"] = {"destination": payee_route.destination}
     return params
 
 
@@ -498,17 +684,7 @@ def _refund_tagged(metadata: stripe.StripeObject | None, refund_key: str) -> boo
 
 
 def _with_id(payment: RailPayment, rail_payment_id: str) -> RailPayment:
-    return RailPayment(
-        payment.payment_id,
-        payment.idempotency_key,
-        payment.agent,
-        payment.action,
-        payment.amount_minor,
-        payment.currency,
-        payment.recipient,
-        payment.metadata,
-        rail_payment_id,
-    )
+    return dataclass_replace(payment, rail_payment_id=rail_payment_id)
 
 
 def _refund_receipt(refund: stripe.Refund) -> Receipt:

@@ -108,6 +108,36 @@ class ApprovalStatements:
         ).fetchall()
         return [ApprovalRow(*row) for row in rows]
 
+    def approvals_fair_page(
+        self, status: str | None, agent: str | None, limit: int, offset: int
+    ) -> list[ApprovalRow]:
+        """Pending first, then the rest; within each group agents take turns: each agent's
+        requests are numbered (pending from the oldest, the rest from the newest), and rows
+        are ordered by that number, then by age the same way, then by id."""
+        rows = self._db.execute(
+            f"SELECT {_APPROVAL} FROM (SELECT {_APPROVAL}, status != 'pending' AS closed,"
+            " CASE WHEN status = 'pending' THEN created_us ELSE -created_us END AS age,"
+            " ROW_NUMBER() OVER (PARTITION BY agent, status != 'pending'"
+            " ORDER BY CASE WHEN status = 'pending' THEN created_us ELSE -created_us END,"
+            " approval_id) AS turn"
+            " FROM approvals WHERE (? IS NULL OR status = ?) AND (? IS NULL OR agent = ?))"
+            " ORDER BY closed, turn, age, approval_id LIMIT ? OFFSET ?",
+            (status, status, agent, agent, limit, offset),
+        ).fetchall()
+        return [ApprovalRow(*row) for row in rows]
+
+    def approvals_pending_totals(self, agent: str, now_us: int) -> list[tuple[str, int, int]]:
+        """Count and sum the agent's live pending requests per currency (the partial index
+        `approvals_pending_agent` covers the scan; each hold is one primary-key lookup)."""
+        rows = self._db.execute(
+            "SELECT holds.currency, COUNT(*), SUM(holds.amount_minor) FROM approvals"
+            " JOIN holds ON holds.hold_id = approvals.hold_id"
+            " WHERE approvals.agent = ? AND approvals.status = 'pending'"
+            " AND approvals.expires_us > ? GROUP BY holds.currency ORDER BY holds.currency",
+            (agent, now_us),
+        ).fetchall()
+        return [(str(currency), int(count), int(total)) for currency, count, total in rows]
+
     def approval_by_hold(self, hold_id: str) -> ApprovalRow | None:
         row = self._db.execute(
             f"SELECT {_APPROVAL} FROM approvals WHERE hold_id = ?", (hold_id,)

@@ -324,6 +324,15 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
         ) STRICT, WITHOUT ROWID;
         """,
     ),
+    # One agent's waiting requests, counted and summed in one indexed query inside the write
+    # transaction that would add another (the per-agent caps of the policy's `approvals:`).
+    (
+        7,
+        """
+        CREATE INDEX approvals_pending_agent ON approvals (agent, expires_us, hold_id)
+            WHERE status = 'pending';
+        """,
+    ),
 )
 
 

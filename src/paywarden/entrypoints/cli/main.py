@@ -100,7 +100,9 @@ def check(
             as_json,
             "invalid_input",
         )
-    with Warden.open(Path(policy_path), database=database or ":memory:") as warden:
+    with Warden.open(
+        Path(policy_path), database=database or ":memory:", environment=environment
+    ) as warden:
         if phase is not None:
             intent = _in_previewed_phase(warden, intent, phase)
         decision = warden.authorize(intent)

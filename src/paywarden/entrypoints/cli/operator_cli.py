@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
@@ -15,6 +16,7 @@ from paywarden.approvals import ApprovalView
 from paywarden.errors import InvalidInputError, PaywardenError
 from paywarden.grants import GrantRequest, to_dict
 from paywarden.money import Money
+from paywarden.operations import APPROVALS_OFFSET_MAX, APPROVALS_PAGE_DEFAULT, APPROVALS_PAGE_MAX
 from paywarden.policy.budgets import parse_window
 from paywarden.warden import Warden
 
@@ -51,9 +53,16 @@ def _policy_option(required: bool) -> Callable[[Callable[..., None]], Callable[.
     )
 
 
+def _usage_error(message: str) -> NoReturn:
+    """Invalid input: one line on standard error, exit 2, before the ledger is opened."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(EXIT_USAGE)
+
+
 @contextmanager
 def _warden(database: str, policy_path: str | None) -> Iterator[Warden]:
-    """Open the ledger; a refusal (forbidden, expired, conflict) exits 1 with one line."""
+    """Open the ledger; a refusal (forbidden, expired, conflict, a blank reason, grant bounds)
+    exits 1 with one line, and the refused command changed nothing."""
     if not Path(database).exists():
         click.echo(f"error: no ledger at `{database}`", err=True)
         sys.exit(EXIT_USAGE)
@@ -122,19 +131,38 @@ def approvals() -> None:
     help="Only this status.",
 )
 @click.option("--agent", default=None, help="Only this agent's requests.")
+@click.option(
+    "--limit",
+    default=APPROVALS_PAGE_DEFAULT,
+    show_default=True,
+    type=click.IntRange(1, APPROVALS_PAGE_MAX),
+    help="At most this many requests (one page).",
+)
+@click.option(
+    "--offset",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, APPROVALS_OFFSET_MAX),
+    help="Skip this many requests first (the next page starts at the offset it prints).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_database_option
-def approvals_list(status: str | None, agent: str | None, as_json: bool, database: str) -> None:
-    """List approval requests, newest first."""
+def approvals_list(
+    status: str | None, agent: str | None, limit: int, offset: int, as_json: bool, database: str
+) -> None:
+    """List approval requests: pending first, agents taking turns (each agent's oldest
+    pending request before any agent's second), then the others from the newest."""
     with _warden(database, None) as warden:
-        views = warden.approvals(status, agent)
+        page = warden.approvals_page(status, agent, limit=limit, offset=offset)
     if as_json:
-        click.echo(json.dumps([view.to_dict() for view in views], indent=2))
-        return
-    for view in views:
-        _print_approval(view)
-    if not views:
-        click.echo("(no approval requests)")
+        click.echo(json.dumps([view.to_dict() for view in page.views], indent=2))
+    else:
+        for view in page.views:
+            _print_approval(view)
+        if not page.views:
+            click.echo("(no approval requests)")
+    if page.next_offset is not None:
+        click.echo(f"more requests follow: run again with --offset {page.next_offset}", err=True)
 
 
 @approvals.command("show")
@@ -200,26 +228,20 @@ def grants_add(
     operator: str,
     database: str,
 ) -> None:
-    """Grant an agent bounded permission in place of per-payment approvals."""
+    """Grant an agent bounded permission in place of per-payment approvals.
+
+    Text that is not a duration, an amount or a currency is invalid input (exit 2, as in
+    `check`); bounds the grant refuses, an unknown operator or a self-grant exit 1."""
     window = parse_window(expires_in)
     if window is None or window.kind != "rolling":
-        click.echo("error: --expires-in must be a duration such as 1h or 7d", err=True)
-        sys.exit(EXIT_USAGE)
+        _usage_error("--expires-in must be a duration such as 1h or 7d")
     try:
-        request = GrantRequest(
-            agent,
-            action,
-            Money.parse(max_per_payment, currency),
-            Money.parse(total, currency),
-            window.seconds,
-            uses,
-            recipients,
-        )
-        request.validate()
+        per_payment = Money.parse(max_per_payment, currency)
+        ceiling = Money.parse(total, currency)
     except InvalidInputError as error:
-        click.echo(f"error: {error}", err=True)
-        sys.exit(EXIT_USAGE)
-    with _warden(database, None) as warden:
+        _usage_error(str(error))
+    request = GrantRequest(agent, action, per_payment, ceiling, window.seconds, uses, recipients)
+    with _warden(database, None) as warden:  # bounds are checked in the grant's transaction
         row = warden.grant(request, operator=operator)
     click.echo(json.dumps(to_dict(row), indent=2))
 

@@ -49,7 +49,31 @@ EXIT_USAGE = 2
 @click.option(
     "--access-log/--no-access-log",
     default=None,
-    help="Log every request (default on).",
+    help="Log every request, without its query string (default on).",
+)
+@click.option(
+    "--connections-max",
+    default=None,
+    type=int,
+    help="Open connections per process above which requests get 503 (default 1000).",
+)
+@click.option(
+    "--header-timeout-seconds",
+    default=None,
+    type=float,
+    help="Close a connection whose request line and headers take longer (default 10).",
+)
+@click.option(
+    "--body-timeout-seconds",
+    default=None,
+    type=float,
+    help="Answer 408 when a request body takes longer to arrive (default 30).",
+)
+@click.option(
+    "--keep-alive-timeout-seconds",
+    default=None,
+    type=int,
+    help="Close an idle keep-alive connection after this many seconds (default 5).",
 )
 def serve(
     config: str | None,
@@ -61,6 +85,10 @@ def serve(
     workers: int | None,
     log_level: str | None,
     access_log: bool | None,
+    connections_max: int | None,
+    header_timeout_seconds: float | None,
+    body_timeout_seconds: float | None,
+    keep_alive_timeout_seconds: int | None,
 ) -> None:
     """Run the REST gateway (API keys, /v1 routes, OpenAPI at /docs) until interrupted."""
     overrides = {
@@ -72,6 +100,10 @@ def serve(
         "workers": workers,
         "log_level": log_level,
         "access_log": access_log,
+        "connections_max": connections_max,
+        "header_timeout_seconds": header_timeout_seconds,
+        "body_timeout_seconds": body_timeout_seconds,
+        "keep_alive_timeout_seconds": keep_alive_timeout_seconds,
     }
     try:
         settings = load_settings(config, os.environ, overrides)
@@ -107,25 +139,19 @@ def run(settings: Settings, environ: Mapping[str, str]) -> None:
     """Serve until interrupted: one process, or `workers` processes sharing the ledger."""
     import uvicorn
 
+    from paywarden.entrypoints.rest.server import uvicorn_options
+
     logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s: %(message)s")
+    options = uvicorn_options(settings)
     if settings.workers == 1:
         from paywarden.entrypoints.rest.app import create_app
 
-        uvicorn.run(
-            create_app(settings),
-            host=settings.host,
-            port=settings.port,
-            log_level=settings.log_level,
-            access_log=settings.access_log,
-        )
+        uvicorn.run(create_app(settings), **options)
         return
     os.environ.update({**environ, **settings.to_environ()})  # how the workers get them
     uvicorn.run(
         "paywarden.entrypoints.rest.app:create_app_from_environment",
         factory=True,
         workers=settings.workers,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=settings.access_log,
+        **options,
     )

@@ -11,6 +11,7 @@ threads.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -115,9 +116,26 @@ class AgentTools:
 
     # Paying -----------------------------------------------------------------------------------
 
+    def refuse(
+        self, caller: Caller, fields: Mapping[str, object], error: InvalidInputError
+    ) -> None:
+        """Record a request whose arguments could not become an intent (sets its decision id)."""
+        warden = resolve(self._source)
+        warden.refuse(agent=caller.agent, fields=fields, error=error, actor=caller.actor)
+
     def request_payment(self, caller: Caller, args: PaymentArgs) -> PaymentRequestResult:
         warden, currencies, _ = self._open()
-        intent = PaymentIntent(
+        try:
+            intent = self._intent(caller, args, currencies)
+        except InvalidInputError as error:
+            self.refuse(caller, dataclasses.asdict(args), error)
+            raise
+        outcome = warden.pay(intent, actor=caller.actor)
+        return self._result(outcome, currencies)
+
+    @staticmethod
+    def _intent(caller: Caller, args: PaymentArgs, currencies: CurrencyTable) -> PaymentIntent:
+        return PaymentIntent(
             agent=caller.agent,
             environment=caller.environment,
             action=args.action,
@@ -133,8 +151,6 @@ class AgentTools:
             metadata=args.metadata,
             currencies=currencies,
         )
-        outcome = warden.pay(intent, actor=caller.actor)
-        return self._result(outcome, currencies)
 
     def _result(self, outcome: PaymentOutcome, currencies: CurrencyTable) -> PaymentRequestResult:
         decision = outcome.decision
@@ -331,6 +347,16 @@ def _denied_step(code: str) -> str:
         return (
             "It does not fit your budget. See get_budget_status for the room left, and pay "
             "less or later (when the window resets)."
+        )
+    if code == "approval_queue_full":
+        return (
+            "Too many of your requests already wait for a human: wait until some are decided "
+            "(get_approval_status), then ask again."
+        )
+    if code == "rail_refused":
+        return (
+            "The rail cannot take this payment (unknown rail, or no route for this payee): "
+            "ask your operator, or use another rail."
         )
     return (
         "Do not retry the same payment unchanged. Adapt it (see describe_my_limits) or ask "

@@ -19,8 +19,8 @@ from paywarden.policy.budgets import BudgetSpec, VelocitySpec
 from paywarden.policy.compiler import LIST_CONDITIONS, CompiledPolicy
 from paywarden.policy.decision import Effect
 from paywarden.policy.document import DocumentError, LocMap, load_document
+from paywarden.policy.recipients import PatternSet
 from paywarden.policy.report import CompileReport
-from paywarden.policy.rules import PatternSet
 
 from .models import BudgetView, LimitsView, RuleView, VelocityView
 

@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import contextvars
 from collections.abc import Callable
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import anyio.to_thread
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import PydanticCustomError
 
 from paywarden import __version__
-from paywarden.errors import PaywardenError
+from paywarden.errors import InvalidInputError, PaywardenError
 from paywarden.intent import MetadataValue
 from paywarden.keys import Principal
 
@@ -83,6 +85,22 @@ class _Runner:
     def _run(self, work: Callable[[Caller], Model]) -> Model:
         return work(caller_of(self._identity()))
 
+    def refuse_arguments(self, arguments: object, error: ValidationError) -> str:
+        """Audit `request_payment` arguments that are not even the right types; the text of
+        the tool error (with the refusal's decision id)."""
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}"
+            for item in error.errors()[:5]
+        )
+        refusal = InvalidInputError(f"invalid arguments: {problems}")
+        fields = dict(arguments) if isinstance(arguments, dict) else {"arguments": arguments}
+        try:
+            caller = caller_of(self._identity())
+            self.tools.refuse(caller, fields, refusal)
+        except PaywardenError as failure:  # not an agent key, or the store failed: no record
+            return f"{failure.code}: {failure}"
+        return f"invalid_input: {refusal} (refusal recorded as decision `{refusal.decision_id}`)"
+
     async def call(self, work: Callable[[Caller], Model]) -> CallToolResult:
         try:
             if self._offload:
@@ -92,7 +110,10 @@ class _Runner:
             else:
                 model = self._run(work)
         except PaywardenError as error:
-            return tool_failure(error.code, str(error))
+            message = str(error)
+            if error.decision_id is not None:  # the refusal was recorded: name it
+                message += f" (refusal recorded as decision `{error.decision_id}`)"
+            return tool_failure(error.code, message)
         return CallToolResult(
             content=[TextContent(type="text", text=model.model_dump_json())],
             structured_content=model.model_dump(mode="json"),
@@ -119,7 +140,42 @@ def build_server(
     _add_request_payment(server, runner)
     _add_payment_reads(server, runner)
     _add_approval_and_budget_reads(server, runner)
+    _strict_arguments(server, runner)
     return server
+
+
+def _strict_arguments(server: MCPServer, runner: _Runner) -> None:
+    """Every tool refuses arguments it does not declare and coerces nothing: no `true` or `1.0`
+    for an integer amount, no number for a text field, no float in metadata. The SDK builds
+    each tool's argument model leniently; this replaces it with a strict subclass (and
+    publishes the stricter schema), like the REST API's request models. Arguments of
+    `request_payment` that fail are a refused request: audited like any other."""
+    for tool in server._tool_manager.list_tools():  # the SDK offers no public hook for this
+        lenient = tool.fn_metadata.arg_model
+        namespace: dict[str, object] = {
+            "model_config": ConfigDict(extra="forbid", strict=True, arbitrary_types_allowed=True),
+            "__module__": lenient.__module__,
+        }
+        if tool.name == "request_payment":
+            namespace["model_validate"] = classmethod(_audited_validate(runner))
+        strict: type[ArgModelBase] = type(lenient.__name__, (lenient,), namespace)
+        tool.fn_metadata.arg_model = strict
+        tool.parameters = strict.model_json_schema(by_alias=True)
+
+
+def _audited_validate(runner: _Runner) -> Callable[..., ArgModelBase]:
+    def model_validate(cls: type[ArgModelBase], obj: object, **options: Any) -> ArgModelBase:
+        try:
+            return super(cls, cls).model_validate(obj, **options)
+        except ValidationError as error:
+            refused = runner.refuse_arguments(obj, error)
+            # A ValidationError again, so that the SDK reports it to the agent as its mistake.
+            raise ValidationError.from_exception_data(
+                cls.__name__,
+                [{"type": PydanticCustomError("invalid_input", refused), "loc": (), "input": obj}],
+            ) from None
+
+    return model_validate
 
 
 def _add_request_payment(server: MCPServer, runner: _Runner) -> None:
@@ -137,7 +193,11 @@ def _add_request_payment(server: MCPServer, runner: _Runner) -> None:
     async def request_payment(
         action: Annotated[str, Field(description="What you pay for, e.g. payments.transfer.")],
         amount: Annotated[
-            str | int, Field(description='Major units as decimal text, e.g. "12.50".')
+            str | int,
+            Field(
+                description='Major units as decimal text, e.g. "12.50", or a whole number; '
+                "never a float, a bool or exponent text."
+            ),
         ],
         currency: Annotated[str, Field(description="ISO 4217 code or configured token.")],
         recipient: Annotated[str, Field(description="Payee: account id, domain, e-mail, URL.")],

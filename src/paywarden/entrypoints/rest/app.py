@@ -3,6 +3,8 @@
 The app opens one Warden for its process (or uses the one it is given), reconciles payments
 left open by a previous run once at start, watches the policy file, and serves the routes under
 `/v1` plus `/healthz` and `/readyz`. Every error is RFC 9457 problem+json (see problems.py).
+Before any route, a request must frame its body one way only and deliver it in time
+(http_guard.py); paths are never redirected (a redirect would be built from the Host header).
 """
 
 from __future__ import annotations
@@ -14,13 +16,15 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import Depends, FastAPI, HTTPException
+import anyio.to_thread
+from fastapi import Depends, FastAPI, HTTPException, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from paywarden import __version__, limits
 from paywarden.entrypoints.mcp.http import McpHttpApp
 from paywarden.entrypoints.rest import problems
 from paywarden.entrypoints.rest.deps import reject_unknown_query
+from paywarden.entrypoints.rest.http_guard import BodyDeadline, FramingGuard
 from paywarden.entrypoints.rest.policy_watch import PolicyWatcher
 from paywarden.entrypoints.rest.routes_admin import health_router
 from paywarden.entrypoints.rest.routes_admin import router as admin_router
@@ -74,6 +78,8 @@ def create_app(settings: Settings | None = None, *, warden: Warden | None = None
                 host=settings.host,
                 stateless=settings.workers > 1,
                 json_response=settings.workers > 1,
+                sessions_per_key_max=settings.mcp_sessions_per_key_max,
+                session_idle_seconds=settings.mcp_session_idle_seconds,
             )
             async with mcp_app.lifespan():
                 app.state.mcp_app = mcp_app
@@ -90,6 +96,9 @@ def create_app(settings: Settings | None = None, *, warden: Warden | None = None
         description=DESCRIPTION,
         lifespan=lifespan,
         dependencies=[Depends(reject_unknown_query)],
+        # No redirect from `/path/` to `/path`: Starlette builds it from the request's Host
+        # header, so a forged Host would send clients elsewhere. Such paths are plain 404s.
+        redirect_slashes=False,
     )
     app.state.settings = settings
     if warden is not None:  # usable without running the lifespan (in-process tests)
@@ -110,7 +119,10 @@ def create_app(settings: Settings | None = None, *, warden: Warden | None = None
         include_in_schema=False,
     )
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    # The last added runs first: framing is checked before anything reads the body.
     app.add_middleware(BodyLimit, body_bytes_max=settings.body_bytes_max)
+    app.add_middleware(BodyDeadline, body_timeout_seconds=settings.body_timeout_seconds)
+    app.add_middleware(FramingGuard)
     return app
 
 
@@ -196,7 +208,7 @@ class BodyLimit:
             limit = POLICY_BODY_BYTES_MAX  # a policy may be as large as its file limit
         for name, value in scope["headers"]:
             if name == b"content-length" and (not value.isdigit() or int(value) > limit):
-                await self._refuse(scope, send, limit)
+                await self._refuse(scope, send, limit, value.decode("latin-1"))
                 return
         received = 0
 
@@ -211,12 +223,18 @@ class BodyLimit:
 
         await self.app(scope, limited, send)
 
-    async def _refuse(self, scope: Scope, send: Send, limit: int) -> None:
+    async def _refuse(self, scope: Scope, send: Send, limit: int, declared: str) -> None:
+        detail = f"bodies are limited to {limit} bytes"
+        # A payment request too large to read is still a refused request: audited.
+        decision_id = await anyio.to_thread.run_sync(
+            problems.audit_refused_body,
+            Request(scope),
+            {"content_length": declared[:32]},
+            detail,
+        )
+        extra: dict[str, Any] = {} if decision_id is None else {"decision_id": decision_id}
         response = problems.problem_response(
-            413,
-            "body_too_large",
-            f"bodies are limited to {limit} bytes",
-            str(scope.get("path", "")),
+            413, "body_too_large", detail, str(scope.get("path", "")), **extra
         )
         await response(scope, _no_body, send)
 

@@ -9,6 +9,7 @@ manages keys and policy. Operators and admins read everything; nobody else does.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -23,8 +24,15 @@ from pydantic import BaseModel
 
 from paywarden.entrypoints.rest import problems
 from paywarden.entrypoints.rest.settings import Settings
-from paywarden.errors import AuthenticationError, ForbiddenError, NotFoundError, PaywardenError
+from paywarden.errors import (
+    AuthenticationError,
+    ForbiddenError,
+    InvalidIntentError,
+    NotFoundError,
+    PaywardenError,
+)
 from paywarden.keys import Principal, Role
+from paywarden.ports import IdempotencyRow
 from paywarden.warden import Warden
 
 _bearer = HTTPBearer(auto_error=False, description="An API key: `paywarden keys create`.")
@@ -134,12 +142,31 @@ def owned_by(principal: Principal, agent: str, what: str) -> None:
 # Idempotency ----------------------------------------------------------------------------------
 
 
-def fingerprint(method: str, path: str, body: object) -> str:
-    """SHA-256 of the route and the parsed body, so key order and spacing do not matter."""
+IDEMPOTENCY_KEY_CONTEXT = b"paywarden idempotency v1"
+
+
+def fingerprint(method: str, path: str, body: object, key: bytes) -> str:
+    """The route and the parsed body (key order and spacing do not matter), as HMAC-SHA256
+    under `key`, so the stored value says nothing about a body that may carry secrets."""
     canonical = json.dumps(
         [method, path, jsonable_encoder(body)], sort_keys=True, separators=(",", ":")
-    )
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    ).encode("utf-8")
+    return hmac.new(key, canonical, hashlib.sha256).hexdigest()
+
+
+def fingerprint_key_of(warden: Warden) -> bytes:
+    """The fingerprint key of a deployment: derived from its server secret, for this use only."""
+    return hmac.new(warden.server_secret(), IDEMPOTENCY_KEY_CONTEXT, hashlib.sha256).digest()
+
+
+def fingerprint_key(request: Request) -> bytes:
+    """The app's fingerprint key: derived once from the server secret of its Warden."""
+    warden = warden_of(request)
+    cached: tuple[Warden, bytes] | None = getattr(request.app.state, "fingerprint_key", None)
+    if cached is None or cached[0] is not warden:
+        cached = (warden, fingerprint_key_of(warden))
+        request.app.state.fingerprint_key = cached
+    return cached[1]
 
 
 def _json(status: int, payload: object) -> Response:
@@ -183,10 +210,11 @@ def idempotent(
         response.headers.update(headers)
         return response
     scope = principal.actor
-    digest = fingerprint(request.method, path, body)
-    held = warden.idempotency_begin(scope, key, digest, stale_seconds)
+    _refuse_secret_key(request, warden, principal, key, body)
+    held = _claim(request, warden, scope, key, body, stale_seconds)
     if held is not None:
-        return _replay_or_refuse(held.fingerprint == digest, held.state, held.status, held.body)
+        same = hmac.compare_digest(held.fingerprint, _digest(request, body))
+        return _replay_or_refuse(same, held.state, held.status, held.body)
     try:
         status, payload, headers = _run(action, path)
     except BaseException:
@@ -197,8 +225,50 @@ def idempotent(
     if status >= 500:
         warden.idempotency_abandon(scope, key)
     else:
-        warden.idempotency_end(scope, key, status, bytes(response.body).decode("utf-8"))
+        stored = bytes(response.body).decode("utf-8")
+        if status >= 400:  # a problem may quote what was refused: kept without its secrets
+            stored = _without_secrets(warden, stored)
+        warden.idempotency_end(scope, key, status, stored)
     return response
+
+
+def _refuse_secret_key(
+    request: Request, warden: Warden, principal: Principal, key: str, body: object
+) -> None:
+    """An Idempotency-Key is stored as it is: one that looks like a secret is refused (and,
+    on a route that asks for a decision, the refusal is audited) before anything is stored."""
+    kind = warden.redactor.secret_kind(key)
+    if kind is None:
+        return
+    refusal = InvalidIntentError(
+        f"the Idempotency-Key looks like a secret ({kind}); keys are stored as they are"
+    )
+    if principal.role == "agent" and principal.agent is not None:
+        route = (request.method, request.url.path)
+        if route in problems.DECISION_ROUTES:
+            fields = dict(jsonable_encoder(body)) if isinstance(body, BaseModel) else {}
+            warden.refuse(
+                agent=principal.agent, fields=fields, error=refusal, actor=principal.actor
+            )
+    raise refusal
+
+
+def _without_secrets(warden: Warden, text: str) -> str:
+    """A problem body as it may be stored: every string value that holds a secret redacted."""
+    clean, paths = warden.redactor.redact(json.loads(text))
+    return json.dumps(clean, separators=(",", ":")) if paths else text
+
+
+def _digest(request: Request, body: object) -> str:
+    return fingerprint(request.method, request.url.path, body, fingerprint_key(request))
+
+
+def _claim(
+    request: Request, warden: Warden, scope: str, key: str, body: object, stale_seconds: int
+) -> IdempotencyRow | None:
+    """Claim `key` under this request's fingerprint: None when claimed, else the row that
+    holds it (a finished response, another body, or a request in progress)."""
+    return warden.idempotency_begin(scope, key, _digest(request, body), stale_seconds)
 
 
 def _replay_or_refuse(same: bool, state: str, status: int | None, body: str | None) -> Response:

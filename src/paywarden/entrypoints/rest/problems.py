@@ -42,6 +42,7 @@ _TITLES = {
     403: "Forbidden",
     404: "Not found",
     405: "Method not allowed",
+    408: "Request timeout",
     409: "Conflict",
     413: "Request body too large",
     415: "Unsupported media type",
@@ -53,6 +54,7 @@ _HTTP_CODES = {
     400: "bad_request",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     413: "body_too_large",
     415: "unsupported_media_type",
 }
@@ -135,6 +137,8 @@ def render(error: errors.PaywardenError, instance: str) -> tuple[int, dict[str, 
     extra: dict[str, Any] = {}
     if isinstance(error, errors.PolicyCompileError):
         extra["problems"] = [problem.to_dict() for problem in error.report.problems]
+    if error.decision_id is not None:  # the refusal was recorded: the audit log has it
+        extra["decision_id"] = error.decision_id
     return status_of(error), problem_body(
         status_of(error), error.code, str(error), instance, **extra
     )
@@ -165,9 +169,47 @@ def _validation_error(request: Request, error: Exception) -> Response:
         for item in error.errors()
     ]
     summary = "; ".join(f"{'.'.join(d['loc'])}: {d['msg']}" for d in details[:5])
+    extra: dict[str, Any] = {}
+    decision_id = audit_refused_body(request, error.body, summary)
+    if decision_id is not None:
+        extra["decision_id"] = decision_id
     return problem_response(
-        422, "invalid_input", summary or "invalid request", request.url.path, errors=details
+        422,
+        "invalid_input",
+        summary or "invalid request",
+        request.url.path,
+        errors=details,
+        **extra,
     )
+
+
+# The routes where a request asks for a decision: a body that fails validation there is a
+# refused request, recorded in the audit log like any other (when an agent key sent it).
+DECISION_ROUTES = frozenset({("POST", "/v1/authorizations"), ("POST", "/v1/payments")})
+
+
+def audit_refused_body(request: Request, body: object, summary: str) -> str | None:
+    """Record a request to a decision route that failed before it could become an intent
+    (invalid or oversized body), when an agent key sent it; the refusal's decision id."""
+    if (request.method, request.url.path) not in DECISION_ROUTES:
+        return None
+    warden = getattr(request.app.state, "warden", None)
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    if warden is None or scheme.lower() != "bearer" or not credentials:
+        return None
+    try:
+        principal = warden.authenticate(credentials.strip())
+    except errors.PaywardenError:
+        return None  # not a caller whose requests are decisions: nothing to record
+    if principal.role != "agent" or principal.agent is None:
+        return None
+    fields = dict(body) if isinstance(body, dict) else {"body": body}
+    refusal = errors.InvalidInputError(summary or "invalid request")
+    try:
+        warden.refuse(agent=principal.agent, fields=fields, error=refusal, actor=principal.actor)
+    except errors.PaywardenError as failure:
+        log.warning("refused request not audited: %s", failure)
+    return refusal.decision_id
 
 
 def _http_error(request: Request, error: Exception) -> Response:
@@ -178,19 +220,35 @@ def _http_error(request: Request, error: Exception) -> Response:
         status, detail = 422, f"the request body could not be parsed: {detail}"
         return problem_response(status, "invalid_input", detail, request.url.path)
     if status == 405:
-        headers["Allow"] = ", ".join(_allowed_methods(request))
+        allowed = _allowed_methods(request)
+        if allowed:  # else keep the router's own `Allow`
+            headers["Allow"] = ", ".join(allowed)
     code = _HTTP_CODES.get(status, "bad_request")
-    return problem_response(status, code, detail, request.url.path, headers=headers)
+    extra: dict[str, Any] = {}
+    if status == 413:  # a body that grew too large while read: a refused request too
+        decision_id = audit_refused_body(request, {"body": "too large"}, detail)
+        if decision_id is not None:
+            extra["decision_id"] = decision_id
+    return problem_response(status, code, detail, request.url.path, headers=headers, **extra)
+
+
+# The methods a 405's `Allow` header may name: every method a route here can accept.
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+# What a route match leaves in the scope; a probe starts without it.
+_MATCH_KEYS = ("fastapi", "route", "endpoint", "path_params")
 
 
 def _allowed_methods(request: Request) -> list[str]:
-    """Every method some route accepts on this path (Starlette names only the first route's)."""
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match != Match.NONE:
-            methods.update(getattr(route, "methods", None) or ())
-    return sorted(methods)
+    """Every method some route accepts on this path (Starlette names only the first route's).
+    Each method is tried against the app's routes through their public `matches`, so routers
+    included as groups count too."""
+    base = {key: value for key, value in request.scope.items() if key not in _MATCH_KEYS}
+    allowed = []
+    for method in _METHODS:
+        probe = {**base, "method": method}
+        if any(route.matches(dict(probe))[0] == Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return allowed
 
 
 def _unexpected(request: Request, error: Exception) -> Response:

@@ -26,8 +26,11 @@ from paywarden.entrypoints.rest.problems import problem_responses
 from paywarden.grants import GrantRequest
 from paywarden.keys import Principal
 from paywarden.money import Money
+from paywarden.operations import APPROVALS_OFFSET_MAX, APPROVALS_PAGE_DEFAULT, APPROVALS_PAGE_MAX
 
 router = APIRouter(prefix="/v1", tags=["operations"])
+# Where the next page of a paged list starts; absent on the last page.
+NEXT_OFFSET_HEADER = "Next-Offset"
 _WRITE_ERRORS = problem_responses(401, 403, 404, 409, 413, 422, 503)
 _READ_ERRORS = problem_responses(401, 403, 404, 422, 503)
 ApprovalStatus = Literal["pending", "approved", "rejected", "expired", "consumed", "voided"]
@@ -40,22 +43,37 @@ def _operator(principal: Principal) -> str:
 # Approvals ------------------------------------------------------------------------------------
 
 
+_NEXT_OFFSET_DOC = {
+    "description": "The `offset` of the next page; absent on the last page.",
+    "schema": {"type": "integer", "minimum": 1},
+}
+
+
 @router.get(
     "/approvals",
     response_model=list[models.ApprovalOut],
-    responses=_READ_ERRORS,
-    summary="List approval requests, newest first",
+    responses={**_READ_ERRORS, 200: {"headers": {NEXT_OFFSET_HEADER: _NEXT_OFFSET_DOC}}},
+    summary="List approval requests: pending first, agents taking turns",
 )
 def list_approvals(
+    response: Response,
     principal: Caller,
     warden: WardenDep,
     status: ApprovalStatus | None = None,
     agent: Annotated[str | None, Query(max_length=128)] = None,
+    limit: Annotated[int, Query(ge=1, le=APPROVALS_PAGE_MAX)] = APPROVALS_PAGE_DEFAULT,
+    offset: Annotated[int, Query(ge=0, le=APPROVALS_OFFSET_MAX)] = 0,
 ) -> list[models.ApprovalOut]:
-    """An agent sees only its own requests; operators and admins see all."""
+    """One page of requests in a fair order: pending first, each agent's oldest pending
+    request before any agent's second, so one agent's flood never hides another's request.
+    When more follow, the `Next-Offset` header says where the next page starts. An agent sees
+    only its own requests; operators and admins see all."""
     if principal.role == "agent":
         agent = principal.agent
-    return [models.ApprovalOut.of(view) for view in warden.approvals(status, agent)]
+    page = warden.approvals_page(status, agent, limit=limit, offset=offset)
+    if page.next_offset is not None:
+        response.headers[NEXT_OFFSET_HEADER] = str(page.next_offset)
+    return [models.ApprovalOut.of(view) for view in page.views]
 
 
 @router.get(

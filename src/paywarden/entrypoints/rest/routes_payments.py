@@ -21,9 +21,10 @@ from paywarden.entrypoints.rest.deps import (
     warden_of,
 )
 from paywarden.entrypoints.rest.problems import problem_responses
-from paywarden.errors import ForbiddenError
+from paywarden.errors import ForbiddenError, InvalidInputError
 from paywarden.intent import PaymentIntent
 from paywarden.keys import Principal
+from paywarden.warden import Warden
 
 router = APIRouter(prefix="/v1", tags=["payments"])
 _WRITE_ERRORS = problem_responses(401, 403, 409, 413, 422, 503)
@@ -31,8 +32,24 @@ _READ_ERRORS = problem_responses(401, 403, 404, 422, 503)
 PaymentState = Literal["authorized", "submitted", "settled", "failed", "unknown", "refunded"]
 
 
-def intent_of(body: models.PaymentRequest, principal: Principal, key: str | None) -> PaymentIntent:
-    """The intent: the body's fields, the key's agent and environment, the header's key."""
+def intent_of(
+    warden: Warden, body: models.PaymentRequest, principal: Principal, key: str | None
+) -> PaymentIntent:
+    """The intent: the body's fields, the key's agent and environment, the header's key. Fields
+    that cannot become an intent are a refused request: audited, then answered with 422."""
+    try:
+        return _intent(body, principal, key)
+    except InvalidInputError as error:
+        warden.refuse(
+            agent=str(principal.agent),
+            fields=body.model_dump(),
+            error=error,
+            actor=principal.actor,
+        )
+        raise
+
+
+def _intent(body: models.PaymentRequest, principal: Principal, key: str | None) -> PaymentIntent:
     return PaymentIntent(
         agent=str(principal.agent),
         environment=principal.environment,
@@ -68,7 +85,7 @@ def create_authorization(
     warden, settings = warden_of(request), settings_of(request)
 
     def action() -> models.DecisionOut:
-        intent = intent_of(body, principal, idempotency_key)
+        intent = intent_of(warden, body, principal, idempotency_key)
         return models.DecisionOut.of(warden.authorize(intent, actor=principal.actor))
 
     return idempotent(
@@ -99,7 +116,7 @@ def create_payment(
     warden, settings = warden_of(request), settings_of(request)
 
     def action() -> models.PaymentOutcomeOut:
-        intent = intent_of(body, principal, idempotency_key)
+        intent = intent_of(warden, body, principal, idempotency_key)
         outcome = warden.pay(intent, actor=principal.actor)
         payment = models.PaymentOut.of(outcome.payment) if outcome.payment else None
         return models.PaymentOutcomeOut(

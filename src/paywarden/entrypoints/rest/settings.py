@@ -22,6 +22,9 @@ ENV_PREFIX = "PAYWARDEN_"
 CONFIG_ENV = "PAYWARDEN_CONFIG"
 # Settings that name files; a relative path in a config file is relative to that file.
 PATH_SETTINGS = ("database", "policy")
+# The longest header, body or keep-alive timeout: longer ones would let idle clients hold
+# connections for hours.
+HTTP_TIMEOUT_SECONDS_MAX = 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +50,18 @@ class Settings:
     workers: int = 1
     log_level: str = "info"
     access_log: bool = True
+    # Open connections (idle ones included) above this get 503 for each request until some close.
+    connections_max: int = 1000
+    # A request's line and headers must arrive within this time of its first byte (or of the
+    # connection opening), else the connection is closed: a slow client cannot hold it.
+    header_timeout_seconds: float = 10.0
+    # A request's whole body must arrive within this time of its headers, else 408.
+    body_timeout_seconds: float = 30.0
+    # An idle keep-alive connection is closed after this many seconds without a new request.
+    keep_alive_timeout_seconds: int = 5
+    # MCP over HTTP: open sessions one API key may hold, and how long an idle one lives.
+    mcp_sessions_per_key_max: int = 16
+    mcp_session_idle_seconds: float = 1800.0
 
     def with_values(self, values: Mapping[str, object]) -> Settings:
         """A copy with `values` (already typed) applied; None values are skipped."""
@@ -154,4 +169,25 @@ def load_settings(
         raise InvalidInputError(f"setting `port`: {settings.port} is not a TCP port")
     if settings.workers < 1 or settings.body_bytes_max < 1024:
         raise InvalidInputError("settings `workers` >= 1 and `body_bytes_max` >= 1024")
+    _check_http_limits(settings)
     return settings
+
+
+def _check_http_limits(settings: Settings) -> None:
+    for name in ("connections_max", "mcp_sessions_per_key_max"):
+        if getattr(settings, name) < 1:
+            raise InvalidInputError(
+                f"setting `{name}`: {getattr(settings, name)} is not at least 1"
+            )
+    if not settings.mcp_session_idle_seconds > 0:
+        raise InvalidInputError(
+            f"setting `mcp_session_idle_seconds`: {settings.mcp_session_idle_seconds} is not "
+            "more than 0"
+        )
+    for name in ("header_timeout_seconds", "body_timeout_seconds", "keep_alive_timeout_seconds"):
+        value = getattr(settings, name)
+        if not 0 < value <= HTTP_TIMEOUT_SECONDS_MAX:
+            raise InvalidInputError(
+                f"setting `{name}`: {value} is not more than 0 and at most "
+                f"{HTTP_TIMEOUT_SECONDS_MAX} seconds"
+            )
