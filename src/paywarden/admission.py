@@ -72,13 +72,22 @@ def admit(intent: PaymentIntent, redactor: Redactor, secret_key: SecretKey) -> P
     return intent.with_fields(**changes)
 
 
+def identifier_secret(redactor: Redactor, value: str) -> str | None:
+    """The kind of secret a machine identifier (idempotency key, session id, category, rail,
+    action, metadata key) carries, by the token formats only: in those a digit run that passes
+    for a card number is an order number or a timestamp far more often than a card. A payee
+    is scanned for card numbers too."""
+    kind = redactor.secret_kind(value)
+    return None if kind == "card_number" else kind
+
+
 def _refuse_secret_identities(intent: PaymentIntent, redactor: Redactor) -> None:
     """Identifiers are stored as they are, so none may look like a secret: checked as sent
     (before case folding could hide one) and as canonical, with the policy's redactor."""
     payee = intent.payee
     # A blockchain address is hex or bech32 by construction: a digit run in it may pass for a
     # card number, but it is the address, not a secret.
-    if payee.kind != "address":
+    if payee.kind != "address":  # a payee is scanned for card numbers too: never pay "to" one
         kind = redactor.secret_kind(payee.text)
         if kind is None and intent.recipient_original != payee.text:
             kind = redactor.secret_kind(_without_query(intent.recipient_original))
@@ -90,7 +99,7 @@ def _refuse_secret_identities(intent: PaymentIntent, redactor: Redactor) -> None
     for name, value in (*intent.raw_identifiers, *_canonical_identifiers(intent)):
         if name == "recipient":
             continue  # checked above, without its query (which is scrubbed, not stored)
-        kind = redactor.secret_kind(value)
+        kind = identifier_secret(redactor, value)
         if kind is not None:
             what = "a metadata key" if name == "metadata_keys" else f"`{name}`"
             raise InvalidIntentError(
@@ -107,7 +116,7 @@ def refusal_fields(intent: PaymentIntent, redactor: Redactor) -> dict[str, objec
     flagged = {
         name
         for name, value in (*intent.raw_identifiers, *_canonical_identifiers(intent))
-        if redactor.secret_kind(value) is not None
+        if identifier_secret(redactor, value) is not None
     }
     if redactor.secret_kind(intent.recipient) is not None:
         flagged.add("recipient")
@@ -115,7 +124,7 @@ def refusal_fields(intent: PaymentIntent, redactor: Redactor) -> dict[str, objec
         fields[name] = REDACTED
     if "metadata_keys" in flagged:
         fields["metadata"] = {
-            (REDACTED if redactor.secret_kind(key) else key): value
+            (REDACTED if identifier_secret(redactor, key) else key): value
             for key, value in intent.metadata.items()
         }
     return fields

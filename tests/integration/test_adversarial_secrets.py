@@ -500,9 +500,25 @@ def test_property_a_generated_secret_never_survives_admission(
         kept = json.dumps(admitted.canonical(), ensure_ascii=False)
         assert secret not in kept and secret.replace(" ", "").replace("-", "") not in kept
         assert admitted.purpose == REDACTED and admitted.metadata["n"] == REDACTED
-        if all(char not in secret for char in " "):
+        identifier = secret.replace(" ", "-")
+        if " " not in secret and not identifier.replace("-", "").isdigit():
+            # Token formats are refused in identifiers; a bare digit run is not (it is an
+            # order number or a timestamp far more often than a card: see the test below).
             with pytest.raises((InvalidIntentError, InvalidRecipientError)):
-                warden.admit(_intent(session_id=secret.replace(" ", "-")))
+                warden.admit(_intent(session_id=identifier))
+
+
+def test_a_card_like_digit_run_in_a_machine_identifier_is_accepted(tmp_path: Path) -> None:
+    """Idempotency keys and session ids are made by machines: a Luhn-valid digit run with an
+    issuer prefix is not refused there (a payee, scanned for card numbers, still is)."""
+    number = "4242424242424242"
+    with _warden(tmp_path / "ledger.db") as warden:
+        decision = warden.authorize(
+            _intent(idempotency_key=f"order-{number}", session_id=f"s-{number}")
+        )
+        assert decision.outcome == "allow"
+        with pytest.raises(InvalidRecipientError, match="card_number"):
+            warden.authorize(_intent(recipient=number))
 
 
 @given(

@@ -22,6 +22,7 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
+from paywarden.admission import identifier_secret
 from paywarden.entrypoints.rest import problems
 from paywarden.entrypoints.rest.settings import Settings
 from paywarden.errors import (
@@ -237,7 +238,7 @@ def _refuse_secret_key(
 ) -> None:
     """An Idempotency-Key is stored as it is: one that looks like a secret is refused (and,
     on a route that asks for a decision, the refusal is audited) before anything is stored."""
-    kind = warden.redactor.secret_kind(key)
+    kind = identifier_secret(warden.redactor, key)
     if kind is None:
         return
     refusal = InvalidIntentError(
