@@ -4,6 +4,7 @@ Every payment intent is evaluated by a deterministic policy (allow, deny, requir
 held atomically against budgets, and recorded with the reasons.
 """
 
+from paywarden.actions.grants import GrantRequest
 from paywarden.adapters.notify.webhook import WebhookOptions, verify_signature
 from paywarden.audit.service import AuditOptions
 from paywarden.clock import Clock, FrozenClock, SystemClock
@@ -23,7 +24,6 @@ from paywarden.errors import (
     StoreBusyError,
     StoreError,
 )
-from paywarden.grants import GrantRequest
 from paywarden.intent import PaymentIntent
 from paywarden.money import CurrencyTable, Money
 from paywarden.policy import CompiledPolicy, CompileReport, Decision, compile_policy

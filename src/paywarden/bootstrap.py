@@ -1,70 +1,58 @@
-"""Load a policy from a path or YAML text, keeping why it could not be loaded."""
+"""Composition: the one place outside the entry points that picks adapters.
+
+`open_runtime` builds a `Runtime` from plain settings: the SQLite store, the webhook notifier,
+the policy. `Warden.open` delegates here (imported when called, so `import paywarden` loads no
+adapter); entry points call it directly or through `Warden.open`.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from paywarden import limits
-from paywarden.policy.compiler import CompiledPolicy, check_policy
-from paywarden.policy.report import CompileReport
-from paywarden.ports import LedgerTx
+from paywarden.actions import policy as policy_actions
+from paywarden.adapters.notify.webhook import WebhookNotifier, WebhookOptions
+from paywarden.adapters.storage.sqlite import SQLiteStore
+from paywarden.audit.service import AuditOptions
+from paywarden.clock import Clock, SystemClock
+from paywarden.policy.loading import load_policy
+from paywarden.ports import IdSource
+from paywarden.rails import PaymentRail
+from paywarden.runtime import Runtime, ServerSecret, default_sleep, random_id
 
 
-@dataclass(frozen=True, slots=True)
-class LoadedPolicy:
-    """A compiled policy, or the reason code and report of why there is none."""
-
-    policy: CompiledPolicy | None
-    report: CompileReport
-    reason_code: str | None  # None when `policy` is usable
-    source: str
-    text: str | None = None
-
-
-def load_policy(policy: str | Path | None) -> LoadedPolicy:
-    """Read and compile `policy` (a path or YAML text). Never raises for a bad policy."""
-    if policy is None:
-        report = CompileReport("policy")
-        report.error("no policy given", None)
-        return LoadedPolicy(None, report, "policy_missing", "policy")
-    source, text = _read(policy)
-    if text is None:
-        report = CompileReport(source)
-        report.error("policy file not found or unreadable", None)
-        return LoadedPolicy(None, report, "policy_missing", source)
-    if not text.strip():
-        report = CompileReport(source)
-        report.error("policy is empty", None)
-        return LoadedPolicy(None, report, "policy_missing", source, text)
-    compiled, report = check_policy(text, source)
-    return LoadedPolicy(compiled, report, None if compiled else "policy_invalid", source, text)
-
-
-def _read(policy: str | Path) -> tuple[str, str | None]:
-    if isinstance(policy, str) and ("\n" in policy or policy.lstrip().startswith("{")):
-        return "policy", policy
-    path = Path(policy)
-    try:
-        if path.stat().st_size > limits.policy_file_bytes_max:
-            return str(path), None
-        return str(path), path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        if isinstance(policy, str) and ":" in policy and not path.suffix:
-            return "policy", policy
-        return str(path), None
-
-
-POLICY_VERSION_KEY = "policy_version"
-POLICY_TEXT_KEY = "policy_text:"
-
-
-def record_version(tx: LedgerTx, loaded: LoadedPolicy) -> None:
-    """Record `loaded` as the policy in force, with its text, so that every process sharing
-    the store decides with it from this transaction on."""
-    if loaded.policy is None:
-        return
-    version = loaded.policy.version
-    if loaded.text is not None:
-        tx.meta_set(POLICY_TEXT_KEY + version, loaded.text)
-    tx.meta_set(POLICY_VERSION_KEY, version)
+def open_runtime(
+    policy: str | Path | None = None,
+    *,
+    database: str | Path = ":memory:",
+    clock: Clock | None = None,
+    environment: str | None = None,
+    hold_ttl_seconds: int = limits.hold_ttl_seconds,
+    busy_timeout_seconds: float = limits.store_busy_timeout_seconds,
+    ids: IdSource = random_id,
+    audit: AuditOptions | None = None,
+    webhook: WebhookOptions | None = None,
+    rails: Mapping[str, PaymentRail] | None = None,
+    sleep: Callable[[float], None] = default_sleep,
+) -> Runtime:
+    """A runtime on a policy (path or YAML text) and a SQLite database file; the policy it
+    starts with is audited when it differs from the last one recorded."""
+    clock = clock or SystemClock()
+    store = SQLiteStore(database, busy_timeout_seconds=busy_timeout_seconds)
+    notifier = WebhookNotifier(store, webhook, clock) if webhook is not None else None
+    runtime = Runtime(
+        store,
+        load_policy(policy),
+        clock=clock,
+        ids=ids,
+        environment=environment,
+        hold_ttl_seconds=hold_ttl_seconds,
+        rails=rails,
+        sleep=sleep,
+        secret=ServerSecret(database),
+        audit=audit,
+        notifier=notifier,
+    )
+    policy_actions.record_policy_load(runtime)
+    return runtime

@@ -1,116 +1,103 @@
-"""Warden: the one service that orders the steps of a payment decision.
+"""Warden: the facade over paywarden's use cases.
 
-`authorize` runs hops 2 to 5 of the request flow in one store transaction: idempotency, budget
-and velocity usage, policy evaluation, graduated gates, the hold, the decision record and its
-audit entry. Policy evaluation stays pure; this module is the only one that orders I/O.
+Each method delegates to one plain function in `paywarden.actions` that orders its own steps,
+with the `Runtime` (store, clock, ids, policy in force, rails, settings) as its first argument.
+The use cases, one module each:
+
+| module | use cases |
+| --- | --- |
+| `actions.authorize` | `authorize`, `admit`, `refuse`, `decision` (hops 1 to 5 of a payment) |
+| `actions.payments` | `pay`, `reconcile`, `payment(s)`, `breaker` (hop 6, on a rail) |
+| `actions.refunds` | `refund`, `refunds` |
+| `actions.holds` | `capture`, `void`, `expire_due`, `hold`, `budgets` |
+| `actions.approvals` | `approve`, `reject`, `approval(s)`, operators |
+| `actions.grants` | `grant`, `grants`, `revoke_grant`, `halt`, `resume`, `halts` |
+| `actions.sessions` | `start_session`, `advance_phase`, `session` |
+| `actions.scopes` | `transaction`, `resume_scope`, `scope(s)`, `scope_steps` |
+| `actions.disputes` | `open_dispute`, `review_dispute`, `resolve_dispute`, `dispute(s)` |
+| `actions.keys` | `create_key`, `authenticate`, `revoke_key`, `keys` |
+| `actions.policy` | `reload_policy`, `ready` |
+| `actions.requests` | `idempotency_begin`, `idempotency_end`, `idempotency_abandon` |
+| `actions.audit` | `audit_entries`, `audit_trail`, `verify_audit`, `checkpoint` |
+
+See docs/architecture.md for the layout and the request flow.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import replace
-from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from paywarden import admission, approvals, authorize, limits, payments, refusals
-from paywarden.adapters.notify.webhook import WebhookDispatcher, WebhookOptions, deliver_due
-from paywarden.adapters.storage.sqlite import SQLiteStore
-from paywarden.audit import records
+from paywarden import limits
+from paywarden.actions import (
+    approvals,
+    audit,
+    authorize,
+    disputes,
+    grants,
+    holds,
+    keys,
+    payments,
+    policy,
+    refunds,
+    requests,
+    scopes,
+    sessions,
+)
+from paywarden.actions.approvals import APPROVALS_PAGE_DEFAULT, ApprovalPage
+from paywarden.actions.grants import GrantRequest
+from paywarden.actions.payments import PaymentOutcome
+from paywarden.actions.scopes import TransactionScope
+from paywarden.approval_request import ApprovalView
 from paywarden.audit.chain import AuditEntry, Checkpoint, VerifyResult
 from paywarden.audit.checkpoint import SignedCheckpoint
-from paywarden.audit.redact import DEFAULT_REDACTOR, Redactor
-from paywarden.audit.service import AuditOptions, Checkpointer, verify_store
-from paywarden.bootstrap import (
-    POLICY_TEXT_KEY,
-    POLICY_VERSION_KEY,
-    LoadedPolicy,
-    load_policy,
-    record_version,
-)
-from paywarden.clock import Clock, SystemClock, to_us
-from paywarden.errors import (
-    IdempotencyConflictError,
-    InvalidInputError,
-    NotFoundError,
-    StateConflictError,
-    StoreBusyError,
-    StoreError,
-)
-from paywarden.intent import PaymentIntent, free_text
-from paywarden.key_actions import KeyActions
-from paywarden.ledger import settle
-from paywarden.ledger.status import BudgetStatus, budget_status
-from paywarden.operations import OperatorActions
-from paywarden.payment_actions import PaymentActions
+from paywarden.audit.redact import Redactor
+from paywarden.audit.service import AuditOptions
+from paywarden.clock import Clock
+from paywarden.errors import InvalidInputError
+from paywarden.intent import PaymentIntent
+from paywarden.keys import Principal, Role
+from paywarden.ledger.status import BudgetStatus
 from paywarden.policy.compiler import CompiledPolicy
 from paywarden.policy.decision import Decision
-from paywarden.policy.evaluator import deny_everything
-from paywarden.ports import HoldRow, IdSource, LedgerTx, NewDecision, Store
+from paywarden.policy.loading import LoadedPolicy
+from paywarden.ports import (
+    BreakerRow,
+    DisputeRow,
+    GrantRow,
+    HaltRow,
+    HoldRow,
+    IdempotencyRow,
+    IdSource,
+    KeyRow,
+    OperatorRow,
+    PaymentRow,
+    RefundRow,
+    ScopeRow,
+    ScopeStepRow,
+    SessionRow,
+)
 from paywarden.rails import PaymentRail
-from paywarden.workflow_actions import WorkflowActions
+from paywarden.runtime import Runtime, default_sleep, random_id
+
+if TYPE_CHECKING:
+    from paywarden.adapters.notify.webhook import WebhookOptions
 
 __all__ = ["AuditOptions", "Warden"]
-_log = logging.getLogger("paywarden")
-DEFAULT_ENVIRONMENT = "production"
 
 
-def random_id(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_hex(12)}"
-
-
-def _session_phase(tx: LedgerTx, intent: PaymentIntent) -> str | None:
-    """The phase of the agent's tracked session: server-side state, never the agent's word."""
-    if intent.session_id is None:
-        return None
-    session = tx.session(intent.agent, intent.session_id)
-    return session.phase if session is not None else None
-
-
-class Warden(OperatorActions, PaymentActions, WorkflowActions, KeyActions):
-    """Guards payments: `authorize(intent)` decides, holds, records and audits; `capture` and
-    `void` settle a hold.
+class Warden:
+    """Guards payments: `authorize(intent)` decides, holds, records and audits; `pay` pays on
+    a rail; operators approve, grant and halt.
 
     Open one with `Warden.open(policy=PATH_OR_YAML_TEXT, database=PATH)`. A missing, empty or
     invalid policy does not raise: the Warden opens and denies everything, with a reason code
     saying why, so a deployment mistake can never turn into "allow".
     """
 
-    def __init__(
-        self,
-        loaded: LoadedPolicy,
-        store: Store,
-        *,
-        clock: Clock,
-        environment: str | None = None,
-        hold_ttl_seconds: int = limits.hold_ttl_seconds,
-        ids: IdSource = random_id,
-        audit: AuditOptions | None = None,
-        webhook: WebhookOptions | None = None,
-        rails: Mapping[str, PaymentRail] | None = None,
-        sleep: Callable[[float], None] = payments.default_sleep,
-    ) -> None:
-        self._loaded = loaded
-        self._store = store
-        self._clock = clock
-        # Every deployment has an environment: production unless it says otherwise, so a key or
-        # intent pinned to another environment is always checked, never waved through.
-        self._environment = (environment or DEFAULT_ENVIRONMENT).lower()
-        self._hold_ttl_us = hold_ttl_seconds * 1_000_000
-        self._ids = ids
-        self._checkpoints = Checkpointer(store, audit or AuditOptions(), clock)
-        self._record_policy_load()
-        self._rails: dict[str, PaymentRail] = dict(rails or {})
-        self._owned_rails: set[str] = set()  # loaded by name here, closed by close()
-        self._sleep = sleep  # between rail retries; tests pass a no-op
-        self._webhook = webhook
-        self._dispatcher: WebhookDispatcher | None = None
-        if webhook is not None:
-            with store.write() as tx:
-                tx.meta_set("webhooks", "on")
-            self._dispatcher = WebhookDispatcher(store, webhook, clock)
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
 
     @classmethod
     def open(
@@ -126,42 +113,33 @@ class Warden(OperatorActions, PaymentActions, WorkflowActions, KeyActions):
         audit: AuditOptions | None = None,
         webhook: WebhookOptions | None = None,
         rails: Mapping[str, PaymentRail] | None = None,
-        sleep: Callable[[float], None] = payments.default_sleep,
+        sleep: Callable[[float], None] = default_sleep,
     ) -> Warden:
         """Open a Warden on a policy (path or YAML text) and a SQLite database file.
 
         `database=":memory:"` (the default) keeps state in this process only; pass a file path
         (the CLI uses `./paywarden.db`) for durable state shared by several processes.
         """
-        store = SQLiteStore(database, busy_timeout_seconds=busy_timeout_seconds)
+        from paywarden import bootstrap  # the composition module: adapters, on first use only
+
         return cls(
-            load_policy(policy),
-            store,
-            clock=clock or SystemClock(),
-            environment=environment,
-            hold_ttl_seconds=hold_ttl_seconds,
-            ids=ids,
-            audit=audit,
-            webhook=webhook,
-            rails=rails,
-            sleep=sleep,
+            bootstrap.open_runtime(
+                policy,
+                database=database,
+                clock=clock,
+                environment=environment,
+                hold_ttl_seconds=hold_ttl_seconds,
+                busy_timeout_seconds=busy_timeout_seconds,
+                ids=ids,
+                audit=audit,
+                webhook=webhook,
+                rails=rails,
+                sleep=sleep,
+            )
         )
 
     def close(self) -> None:
-        if self._dispatcher is not None:
-            self._dispatcher.stop()
-            self._dispatcher = None
-        for name in self._owned_rails:  # rails passed in by the caller are the caller's
-            closer = getattr(self._rails[name], "close", None)
-            if callable(closer):
-                closer()  # e.g. the Stripe rail's HTTP session
-        self._store.close()
-
-    def deliver_webhooks(self) -> int:
-        """Deliver due webhook events now (the dispatcher thread also does, every moment)."""
-        if self._webhook is None:
-            return 0
-        return deliver_due(self._store, self._webhook, self._clock)
+        self.runtime.close()
 
     def __enter__(self) -> Warden:
         return self
@@ -171,13 +149,22 @@ class Warden(OperatorActions, PaymentActions, WorkflowActions, KeyActions):
 
     @property
     def policy(self) -> CompiledPolicy | None:
-        return self._loaded.policy
+        return self.runtime.policy
 
     @property
     def loaded_policy(self) -> LoadedPolicy:
-        return self._loaded
+        return self.runtime.loaded
 
-    # Authorize ------------------------------------------------------------------------------
+    @property
+    def redactor(self) -> Redactor:
+        """The redactor of the policy in force: what entry points use to keep secrets out of
+        what they store."""
+        return self.runtime.redactor
+
+    def clean_text(self, field: str, text: str) -> str:
+        return self.runtime.clean_text(field, text)
+
+    # Deciding ---------------------------------------------------------------------------------
 
     def authorize(self, intent: PaymentIntent, *, actor: str | None = None) -> Decision:
         """Decide one intent, hold its amount if allowed or pending, record and audit it.
@@ -188,21 +175,12 @@ class Warden(OperatorActions, PaymentActions, WorkflowActions, KeyActions):
         error's `decision_id`). Store and internal failures never raise and never allow: they
         deny with `store_busy`, `store_unavailable` or `internal_error`.
         """
-        return self._decide(self.admit(intent), actor)
+        return authorize.authorize(self.runtime, intent, actor=actor)
 
     def admit(self, intent: PaymentIntent) -> PaymentIntent:
-        """The intent as paywarden records it: the deployment's environment filled in, secrets
-        redacted (see `paywarden.admission`). A refused intent is audited, then raised."""
-        try:
-            return admission.admit(intent, self._redactor(), self._digest_key)
-        except InvalidInputError as error:
-            self.refuse(
-                agent=intent.agent,
-                fields=admission.refusal_fields(intent, self.redactor),
-                error=error,
-                actor=f"agent:{intent.agent}",
-            )
-            raise
+        """The intent as paywarden records it: secrets redacted (see `paywarden.admission`). A
+        refused intent is audited, then raised."""
+        return authorize.admit(self.runtime, intent)
 
     def refuse(
         self,
@@ -213,327 +191,286 @@ class Warden(OperatorActions, PaymentActions, WorkflowActions, KeyActions):
         actor: str | None = None,
     ) -> Decision:
         """Record a request that could not become an intent (`invalid_input`): a deny decision
-        with an audit entry, and no other change. Sets `error.decision_id`. Entry points call
-        this when an agent's fields fail to parse; a store failure is logged instead."""
-        now = self._clock.now()
-        policy = self._loaded.policy
-        decision = deny_everything(
-            "invalid_input", str(error), policy.version if policy else "none", now
-        )
-        decision.decision_id = self._ids("dec")
-        try:
-            with self._store.write() as tx:
-                refusals.record(
-                    tx,
-                    decision,
-                    fields,
-                    self._redactor(),
-                    actor or f"agent:{agent}",
-                    now,
-                    error.code,
-                )
-        except StoreError as store_error:
-            _log.warning(
-                "refused request of agent %r not audited (%s): %s",
-                refusals.safe_text(agent, 128),
-                store_error,
-                error.code,
-            )
-            return decision
-        error.decision_id = decision.decision_id
-        return decision
+        with an audit entry, and no other change. Sets `error.decision_id`."""
+        return authorize.refuse(self.runtime, agent=agent, fields=fields, error=error, actor=actor)
 
-    @property
-    def redactor(self) -> Redactor:
-        """The redactor of the policy in force (the built-in one without a policy): what every
-        entry point uses to keep secrets out of what it stores."""
-        policy = self._loaded.policy
-        return policy.redaction if policy is not None else DEFAULT_REDACTOR
+    def decision(self, decision_id: str) -> Decision:
+        """A recorded decision with its proof trace (refused requests included)."""
+        return authorize.decision(self.runtime, decision_id)
 
-    def _redactor(self) -> Redactor:
-        return self.redactor
+    def decision_agent(self, decision_id: str) -> str:
+        """The agent that asked for a decision (for object-level authorization)."""
+        return authorize.decision_agent(self.runtime, decision_id)
 
-    def clean_text(self, field: str, text: str) -> str:
-        """Free text a caller gives (a refund, dispute, vote or halt reason) as it may be stored:
-        at most `limits.free_text_bytes_max` UTF-8 bytes, no invisible characters (else
-        `InvalidInputError`), and `[redacted]` when it holds a secret."""
-        checked = free_text(field, text, limits.free_text_bytes_max)
-        assert checked is not None
-        clean, _ = self.redactor.redact(checked)
-        return str(clean)
+    # Paying -----------------------------------------------------------------------------------
 
-    def _digest_key(self) -> bytes:
-        return admission.digest_key(self._server_secret())
+    def pay(self, intent: PaymentIntent, *, actor: str | None = None) -> PaymentOutcome:
+        """Authorize, then pay an allowed intent on its rail (`intent.rail`, default `sandbox`);
+        see `actions.payments.pay`."""
+        return payments.pay(self.runtime, intent, actor=actor)
 
-    def _decide(self, intent: PaymentIntent, actor: str | None) -> Decision:
-        """Hops 2 to 5 for an admitted intent, in one store transaction."""
-        now = self._clock.now()
-        policy = self._loaded.policy
-        intent, mismatch = self._with_environment(intent)
-        try:
-            with self._store.write() as tx:
-                policy = self._policy_in_force(tx)
-                approvals.sweep(tx, to_us(now), limits.expire_per_authorize_max)
-                replay = self._replay(tx, intent)
-                if replay is not None:
-                    return replay
-                if policy is None:
-                    decision = self._deny_without_policy(now)
-                elif mismatch is not None:
-                    decision = deny_everything(
-                        "environment_mismatch", mismatch, policy.version, now
-                    )
-                else:
-                    phase = _session_phase(tx, intent)
-                    context = authorize.Context(
-                        policy, intent, phase, now, self._ids, self._hold_ttl_us
-                    )
-                    decision = authorize.decide(tx, context)
-                decision = self._record(tx, intent, decision, now, actor or f"agent:{intent.agent}")
-        except IdempotencyConflictError:
-            raise
-        except StoreBusyError as error:
-            return self._failure_denial("store_busy", error, policy, now)
-        except StoreError as error:
-            return self._failure_denial("store_unavailable", error, policy, now)
-        except Exception as error:  # an internal fault must deny, never allow
-            denial = self._failure_denial("internal_error", error, policy, now)
-            return self._audit_failure(intent, denial, actor)
-        self._checkpoints.maybe_checkpoint()
-        return decision
+    def rail(self, name: str) -> PaymentRail:
+        """The rail called `name`: one passed to `open(rails=...)`, else the registered one."""
+        return self.runtime.rails.get(name)
 
-    def _refuse_on_rail(self, intent: PaymentIntent, reason: str, actor: str | None) -> Decision:
-        """A payment its rail cannot take (unknown rail, no route for this payee or agent):
-        a deny decision, recorded and audited before anything is held. The idempotency key is
-        not recorded with it, so the same key can pay once the rail is configured."""
-        now = self._clock.now()
-        policy = self._loaded.policy
-        version = policy.version if policy is not None else "none"
-        decision = deny_everything("rail_refused", reason, version, now)
-        decision.decision_id = self._ids("dec")
-        recorded = self._with_environment(intent)[0].with_fields(idempotency_key=None)
-        try:
-            with self._store.write() as tx:
-                self._record(tx, recorded, decision, now, actor or f"agent:{intent.agent}")
-        except StoreBusyError as error:
-            return self._failure_denial("store_busy", error, policy, now)
-        except StoreError as error:
-            return self._failure_denial("store_unavailable", error, policy, now)
-        return decision
+    def reconcile(self, batch_max: int = limits.reconcile_batch_max) -> list[PaymentRow]:
+        """Settle submitted and unknown payments through their rails, with the original keys,
+        and re-send open refunds; the payments whose state changed."""
+        return payments.reconcile(self.runtime, batch_max)
 
-    def _policy_in_force(self, tx: LedgerTx) -> CompiledPolicy | None:
-        """The policy of the version last recorded in the store, read inside the decision's
-        own transaction: once another process (or thread) has recorded a new version, every
-        decision committed after it uses that version, never the one this process had."""
-        loaded = self._loaded
-        if loaded.policy is None:
-            return None  # no usable policy here: deny, whatever others run
-        recorded = tx.meta_get(POLICY_VERSION_KEY)
-        if recorded is None or recorded == loaded.policy.version:
-            return loaded.policy
-        text = tx.meta_get(POLICY_TEXT_KEY + recorded)
-        newer = load_policy(text) if text is not None else None
-        if newer is None or newer.policy is None or newer.policy.version != recorded:
-            return loaded.policy  # recorded by an older paywarden, without its text
-        self._loaded = newer
-        return newer.policy
+    def payment(self, payment_id: str) -> PaymentRow:
+        return payments.payment(self.runtime, payment_id)
 
-    def _audit_failure(
-        self, intent: PaymentIntent, decision: Decision, actor: str | None
-    ) -> Decision:
-        """An `internal_error` leaves an audit entry too (in a transaction of its own); only a
-        store that cannot take it sends the record to the process log instead."""
-        decision.decision_id = self._ids("dec")
-        _log.error("internal error deciding for agent %r: %s", intent.agent, decision.reason)
-        try:
-            with self._store.write() as tx:
-                refusals.record(
-                    tx,
-                    decision,
-                    intent.canonical(),
-                    self._redactor(),
-                    actor or f"agent:{intent.agent}",
-                    self._clock.now(),
-                    "internal_error",
-                )
-        except Exception as error:  # the process log above is the record
-            _log.error("internal error not audited: %s", error)
-        return decision
+    def payments(
+        self, *, agent: str | None = None, state: str | None = None, limit: int = 100
+    ) -> list[PaymentRow]:
+        """Payments, newest first, optionally for one agent and in one state."""
+        return payments.payments(self.runtime, agent=agent, state=state, limit=limit)
 
-    def _with_environment(self, intent: PaymentIntent) -> tuple[PaymentIntent, str | None]:
-        """The environment comes from the deployment; an intent may only repeat it."""
-        deployment = self._environment
-        if intent.environment is None:
-            return intent.with_environment(deployment), None
-        if intent.environment != deployment:
-            return intent, (
-                f"intent environment `{intent.environment}` differs from this "
-                f"deployment's `{deployment}`"
-            )
-        return intent, None
+    def breaker(self, rail: str) -> BreakerRow:
+        """The rail's circuit breaker: `state`, `consecutive_failures`, `opened_us`."""
+        return payments.breaker(self.runtime, rail)
 
-    def _replay(self, tx: LedgerTx, intent: PaymentIntent) -> Decision | None:
-        if intent.idempotency_key is None:
-            return None
-        stored = tx.decision_by_key(intent.agent, intent.idempotency_key)
-        if stored is None:
-            return None
-        if stored.fingerprint != intent.fingerprint():
-            raise IdempotencyConflictError(
-                f"idempotency key `{intent.idempotency_key}` was used for a different intent "
-                f"(decision `{stored.decision_id}`)"
-            )
-        return replace(Decision.from_dict(json.loads(stored.body)["decision"]), replayed=True)
+    def refund(
+        self,
+        payment_id: str,
+        amount: str | int | None = None,
+        *,
+        reason: str = "requested",
+        actor: str = "system",
+    ) -> RefundRow:
+        """Refund a settled payment, all of what is left or `amount` of it (major units of the
+        payment's currency), through its rail; see `actions.refunds.refund`."""
+        return refunds.refund(self.runtime, payment_id, amount, reason=reason, actor=actor)
 
-    def _record(
-        self, tx: LedgerTx, intent: PaymentIntent, decision: Decision, now: datetime, actor: str
-    ) -> Decision:
-        """Write the decision's audit entry (the full record) and its index row, in `tx`."""
-        if decision.decision_id is None:
-            decision = replace(decision, decision_id=self._ids("dec"))
-        decision_id, now_us = str(decision.decision_id), to_us(now)
-        body = records.decision_body(intent, decision.to_dict(), actor, self.redactor)
-        entry = records.append(tx, now_us, "decision", decision_id, body)
-        tx.insert_decision(
-            NewDecision(
-                decision_id=decision_id,
-                created_us=now_us,
-                agent=intent.agent,
-                action=intent.action,
-                amount_minor=intent.amount_minor,
-                currency=intent.currency,
-                recipient=intent.recipient,
-                outcome=decision.outcome,
-                reason_code=decision.reason_code,
-                idempotency_key=intent.idempotency_key,
-                fingerprint=intent.fingerprint(),
-                hold_id=decision.hold_id,
-                policy_version=decision.policy_version,
-                audit_seq=entry.seq,
-            )
-        )
-        return decision
+    def refunds(self, payment_id: str) -> list[RefundRow]:
+        """Every refund of a payment, oldest first."""
+        return refunds.refunds(self.runtime, payment_id)
 
-    def _deny_without_policy(self, now: datetime) -> Decision:
-        code = self._loaded.reason_code or "policy_invalid"
-        summary = self._loaded.report.summary()
-        return deny_everything(code, f"no usable policy ({summary}); denied", "none", now)
-
-    @staticmethod
-    def _failure_denial(
-        code: str, error: Exception, policy: CompiledPolicy | None, now: datetime
-    ) -> Decision:
-        version = policy.version if policy else "none"
-        return deny_everything(code, f"{error or type(error).__name__}; denied", version, now)
-
-    def _record_policy_load(self) -> None:
-        """Audit a policy that differs from the last one recorded (loaded or rejected)."""
-        loaded = self._loaded
-        if loaded.policy is None and loaded.text is None and loaded.source == "policy":
-            return  # opened without a policy (an admin task): there is no policy to record
-        version = loaded.policy.version if loaded.policy else f"invalid:{loaded.reason_code}"
-        body: dict[str, object] = {
-            "actor": "system",
-            "source": loaded.source,
-            "policy_version": version,
-            "status": "loaded" if loaded.policy else "rejected",
-            "problems": [p.format(loaded.source) for p in loaded.report.problems[:20]],
-        }
-        try:
-            with self._store.write() as tx:
-                if tx.meta_get(POLICY_VERSION_KEY) == version:
-                    return
-                records.append(tx, to_us(self._clock.now()), "policy.loaded", version, body)
-                if loaded.policy is None:
-                    tx.meta_set(POLICY_VERSION_KEY, version)  # `invalid:...`: nothing to share
-                else:
-                    record_version(tx, loaded)
-        except StoreError:
-            return  # every decision will deny with the store error; nothing more to do here
-
-    # Holds ----------------------------------------------------------------------------------
+    # Holds and budgets ------------------------------------------------------------------------
 
     def capture(
         self, hold_id: str, amount: str | int | None = None, *, actor: str = "system"
     ) -> HoldRow:
-        """Capture a held amount: all of it, or a smaller `amount` that frees the rest.
-
-        Raises `NotFoundError` for an unknown hold and `StateConflictError` when the hold was
-        already captured, voided or expired (a hold resolves exactly once).
-        """
-        now_us = to_us(self._clock.now())
-        with self._store.write() as tx:
-            hold = settle.open_hold(tx, hold_id, now_us)
-            request = tx.approval_by_hold(hold_id)
-            if request is not None and request.status != "consumed":
-                raise StateConflictError(
-                    f"hold `{hold_id}` belongs to approval `{request.approval_id}`, which is "
-                    f"{request.status}: only an approved and used request may be captured"
-                )
-            captured = settle.capture_amount(hold, amount)
-            updated = settle.settle(tx, hold, "captured", now_us, actor, captured)
-        if updated is None:
-            raise settle.already_resolved(hold, "captured")
-        return updated
+        """Capture a held amount: all of it, or a smaller `amount` that frees the rest."""
+        return holds.capture(self.runtime, hold_id, amount, actor=actor)
 
     def void(self, hold_id: str, *, actor: str = "system") -> HoldRow:
         """Release a held amount without spending it (once)."""
-        now_us = to_us(self._clock.now())
-        with self._store.write() as tx:
-            hold = settle.open_hold(tx, hold_id, now_us)
-            updated = settle.settle(tx, hold, "voided", now_us, actor)
-            request = tx.approval_by_hold(hold_id)
-            if updated is not None and request is not None:
-                # A request whose money is released cannot be approved or used any more.
-                self._close(tx, request, "voided", f"hold voided by {actor}", now_us, actor)
-        if updated is None:
-            raise settle.already_resolved(hold, "voided")
-        return updated
+        return holds.void(self.runtime, hold_id, actor=actor)
 
     def expire_due(self, batch_max: int = limits.expire_sweep_batch_max) -> int:
         """Expire holds past their deadline (a bounded sweep); returns how many expired."""
-        with self._store.write() as tx:
-            return approvals.sweep(tx, to_us(self._clock.now()), batch_max)
+        return holds.expire_due(self.runtime, batch_max)
 
     def hold(self, hold_id: str) -> HoldRow:
-        with self._store.read() as tx:
-            hold = tx.hold(hold_id)
-        if hold is None:
-            raise NotFoundError(f"no hold `{hold_id}`")
-        return hold
-
-    def decision(self, decision_id: str) -> Decision:
-        """A recorded decision with its proof trace (refused requests included)."""
-        with self._store.read() as tx:
-            body = tx.decision_body(decision_id)
-            if body is None:
-                refused = [e for e in tx.audit_by_ref(decision_id) if e.kind == refusals.KIND]
-                body = refused[0].body if refused else None
-        if body is None:
-            raise NotFoundError(f"no decision `{decision_id}`")
-        return Decision.from_dict(json.loads(body)["decision"])
-
-    # Budgets and audit ----------------------------------------------------------------------
+        return holds.hold(self.runtime, hold_id)
 
     def budgets(self) -> list[BudgetStatus]:
         """Each budget's spent, held, remaining and gate in its current window, per scope."""
-        policy = self._loaded.policy
-        if policy is None:
-            return []
-        with self._store.read() as tx:
-            return budget_status(tx, policy, self._clock.now())
+        return holds.budgets(self.runtime)
 
-    def checkpoint(self) -> SignedCheckpoint:
-        """Sign the audit head now (and write it to the checkpoint directory, if configured)."""
-        return self._checkpoints.checkpoint()
+    # Approvals and operators ------------------------------------------------------------------
+
+    def add_operator(self, operator_id: str, *, name: str, actor: str = "admin") -> OperatorRow:
+        """Register a human operator who may approve, reject and grant."""
+        return approvals.add_operator(self.runtime, operator_id, name=name, actor=actor)
+
+    def operators(self) -> list[OperatorRow]:
+        return approvals.operators(self.runtime)
+
+    def approvals(
+        self,
+        status: str | None = None,
+        agent: str | None = None,
+        *,
+        limit: int = APPROVALS_PAGE_DEFAULT,
+        offset: int = 0,
+    ) -> list[ApprovalView]:
+        """One page of approval requests in the fair order of `approvals_page`."""
+        return list(self.approvals_page(status, agent, limit=limit, offset=offset).views)
+
+    def approvals_page(
+        self,
+        status: str | None = None,
+        agent: str | None = None,
+        *,
+        limit: int = APPROVALS_PAGE_DEFAULT,
+        offset: int = 0,
+    ) -> ApprovalPage:
+        """A page of approval requests that no agent can flood (see `actions.approvals`)."""
+        return approvals.approvals_page(self.runtime, status, agent, limit=limit, offset=offset)
+
+    def approval(self, approval_id: str) -> ApprovalView:
+        return approvals.approval(self.runtime, approval_id)
+
+    def approve(self, approval_id: str, *, operator: str, reason: str) -> ApprovalView:
+        """Approve as `operator`; see `actions.approvals.approve`."""
+        return approvals.approve(self.runtime, approval_id, operator=operator, reason=reason)
+
+    def reject(self, approval_id: str, *, operator: str, reason: str) -> ApprovalView:
+        """Reject as `operator`: the request is closed and its hold released."""
+        return approvals.reject(self.runtime, approval_id, operator=operator, reason=reason)
+
+    # Grants and the kill switch ---------------------------------------------------------------
+
+    def grant(self, request: GrantRequest, *, operator: str) -> GrantRow:
+        """Pre-approve an agent within bounds (see `actions.grants`)."""
+        return grants.grant(self.runtime, request, operator=operator)
+
+    def grants(self, agent: str | None = None, active_only: bool = False) -> list[GrantRow]:
+        return grants.grants(self.runtime, agent, active_only)
+
+    def revoke_grant(self, grant_id: str, *, operator: str) -> GrantRow:
+        return grants.revoke_grant(self.runtime, grant_id, operator=operator)
+
+    def halt(
+        self, agent: str | None = None, *, reason: str, actor: str, void_pending: bool = False
+    ) -> HaltRow:
+        """Deny every new authorization (of `agent`, or of everyone) until `resume`."""
+        return grants.halt(
+            self.runtime, agent, reason=reason, actor=actor, void_pending=void_pending
+        )
+
+    def resume(self, agent: str | None = None, *, actor: str) -> bool:
+        """Lift a halt; returns False when there was none for that scope."""
+        return grants.resume(self.runtime, agent, actor=actor)
+
+    def halts(self) -> list[HaltRow]:
+        return grants.halts(self.runtime)
+
+    # Sessions, scopes and disputes ------------------------------------------------------------
+
+    def start_session(
+        self, agent: str, session_id: str | None = None, *, actor: str | None = None
+    ) -> SessionRow:
+        """Start tracking an agent session, in phase EXPLORE."""
+        return sessions.start_session(self.runtime, agent, session_id, actor=actor)
+
+    def advance_phase(
+        self, agent: str, session_id: str, phase: str, *, actor: str | None = None
+    ) -> SessionRow:
+        """Move a session to its next phase: EXPLORE -> DECIDE -> COMMIT, nothing else."""
+        return sessions.advance_phase(self.runtime, agent, session_id, phase, actor=actor)
+
+    def session(self, agent: str, session_id: str) -> SessionRow:
+        return sessions.session(self.runtime, agent, session_id)
+
+    def transaction(self, agent: str) -> TransactionScope:
+        """Open a compensation scope for one agent's multi-step workflow."""
+        return scopes.transaction(self.runtime, agent)
+
+    def resume_scope(self, scope_id: str) -> TransactionScope:
+        return scopes.resume_scope(self.runtime, scope_id)
+
+    def scope(self, scope_id: str) -> ScopeRow:
+        return scopes.scope(self.runtime, scope_id)
+
+    def scopes(self, status: str | None = None, *, limit: int = 100) -> list[ScopeRow]:
+        return scopes.scopes(self.runtime, status, limit=limit)
+
+    def scope_steps(self, scope_id: str) -> list[ScopeStepRow]:
+        return scopes.scope_steps(self.runtime, scope_id)
+
+    def open_dispute(self, payment_id: str, *, reason: str, actor: str) -> DisputeRow:
+        return disputes.open_dispute(self.runtime, payment_id, reason=reason, actor=actor)
+
+    def review_dispute(self, dispute_id: str, *, operator: str, note: str = "") -> DisputeRow:
+        return disputes.review_dispute(self.runtime, dispute_id, operator=operator, note=note)
+
+    def resolve_dispute(
+        self,
+        dispute_id: str,
+        outcome: str,
+        *,
+        operator: str,
+        note: str = "",
+        amount: str | int | None = None,
+    ) -> DisputeRow:
+        return disputes.resolve_dispute(
+            self.runtime, dispute_id, outcome, operator=operator, note=note, amount=amount
+        )
+
+    def dispute(self, dispute_id: str) -> DisputeRow:
+        return disputes.dispute(self.runtime, dispute_id)
+
+    def disputes(
+        self, *, payment_id: str | None = None, status: str | None = None, limit: int = 100
+    ) -> list[DisputeRow]:
+        return disputes.disputes(self.runtime, payment_id=payment_id, status=status, limit=limit)
+
+    # Keys, policy and gateway requests --------------------------------------------------------
+
+    def use_key_secret(self, secret: bytes) -> None:
+        """Hash keys under `secret` instead of `PAYWARDEN_KEY_SECRET` or the secret file."""
+        self.runtime.secret.use(secret)
+
+    def server_secret(self) -> bytes:
+        """The deployment's server secret; paywarden derives its keyed digests from it."""
+        return self.runtime.secret.get()
+
+    def create_key(
+        self,
+        *,
+        role: Role | str,
+        agent: str | None = None,
+        operator: str | None = None,
+        environment: str | None = None,
+        actor: str,
+    ) -> tuple[str, KeyRow]:
+        """Create an API key; returns `(key, row)`. The key is shown only here, once."""
+        return keys.create_key(
+            self.runtime,
+            role=role,
+            agent=agent,
+            operator=operator,
+            environment=environment,
+            actor=actor,
+        )
+
+    def authenticate(self, secret: str) -> Principal:
+        return keys.authenticate(self.runtime, secret)
+
+    def revoke_key(self, key_id: str, *, actor: str) -> KeyRow:
+        return keys.revoke_key(self.runtime, key_id, actor=actor)
+
+    def keys(self) -> list[KeyRow]:
+        return keys.list_keys(self.runtime)
+
+    def reload_policy(self, policy_source: str | Path, *, actor: str) -> LoadedPolicy:
+        """Validate a new policy (YAML text or a path) and put it in force (audited)."""
+        return policy.reload_policy(self.runtime, policy_source, actor=actor)
+
+    def ready(self) -> list[str]:
+        """Why this Warden cannot allow payments now (empty when ready)."""
+        return policy.ready(self.runtime)
+
+    def idempotency_begin(
+        self, scope: str, key: str, fingerprint: str, stale_seconds: int
+    ) -> IdempotencyRow | None:
+        return requests.idempotency_begin(self.runtime, scope, key, fingerprint, stale_seconds)
+
+    def idempotency_end(self, scope: str, key: str, status: int, body: str) -> None:
+        requests.idempotency_end(self.runtime, scope, key, status, body)
+
+    def idempotency_abandon(self, scope: str, key: str) -> None:
+        requests.idempotency_abandon(self.runtime, scope, key)
+
+    # Audit ------------------------------------------------------------------------------------
+
+    def audit_entries(self, after_seq: int = 0, limit: int = 100) -> list[AuditEntry]:
+        return audit.audit_entries(self.runtime, after_seq, limit)
 
     def audit_trail(self, ref_id: str) -> list[AuditEntry]:
-        """The audit entries about one object (a decision, hold, payment, approval, scope,
-        `agent/session` or policy version), oldest first. A payment's entries include its
-        refunds and disputes."""
-        with self._store.read() as tx:
-            return tx.audit_by_ref(ref_id)
+        return audit.audit_trail(self.runtime, ref_id)
 
     def verify_audit(self, checkpoint: Checkpoint | None = None) -> VerifyResult:
-        """Recompute the audit chain (read-only); check it against a verified checkpoint."""
-        return verify_store(self._store, checkpoint)
+        return audit.verify_audit(self.runtime, checkpoint)
+
+    def checkpoint(self) -> SignedCheckpoint:
+        return audit.checkpoint(self.runtime)
+
+    def deliver_webhooks(self) -> int:
+        """Deliver due webhook events now (the dispatcher thread also does, every moment)."""
+        notifier = self.runtime.notifier
+        return notifier.deliver_now() if notifier is not None else 0

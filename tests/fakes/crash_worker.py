@@ -31,7 +31,9 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from paywarden import FrozenClock, PaymentIntent, Warden, payments
+from paywarden import FrozenClock, PaymentIntent, Warden
+from paywarden.actions import authorize as authorize_actions
+from paywarden.actions import payments, rail_calls
 from paywarden.adapters.rails import sandbox
 from paywarden.adapters.rails.sandbox import SandboxRail
 
@@ -66,9 +68,9 @@ def _emit(event: dict[str, Any]) -> None:
 def _install(killer: Killer, warden: Warden) -> None:
     """Wrap the steps of `pay` so that `killer` sees every boundary."""
     authorize, begin, call, finish = (
-        warden._decide,  # what `pay` runs after its checks: the decision and its hold
+        authorize_actions.decide_admitted,  # what `pay` runs after its checks: decision + hold
         payments.begin,
-        payments.call,
+        rail_calls.call,
         payments.finish,
     )
     put = sandbox._FilePage.put
@@ -98,9 +100,9 @@ def _install(killer: Killer, warden: Warden) -> None:
         put(page, key, entry)
         killer.reached("in_rail", key.removeprefix("pw_"))
 
-    warden._decide = authorize_then  # type: ignore[method-assign]
+    authorize_actions.decide_admitted = authorize_then
     payments.begin = begin_then
-    payments.call = call_around
+    rail_calls.call = call_around
     payments.finish = finish_then
     sandbox._FilePage.put = put_then
 

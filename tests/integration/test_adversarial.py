@@ -146,7 +146,7 @@ def test_every_refused_request_on_every_surface_leaves_exactly_one_entry(
 def test_an_internal_error_is_denied_and_audited_without_the_secret_it_quotes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import paywarden.authorize
+    from paywarden.actions import decide
 
     def broken(*args: object) -> object:
         raise RuntimeError(f"boom while reading {STRIPE}")
@@ -154,7 +154,7 @@ def test_an_internal_error_is_denied_and_audited_without_the_secret_it_quotes(
     database = tmp_path / "ledger.db"
     with open_warden(POLICY, database, clock=FrozenClock(START)) as warden:
         state = table_state(database)
-        monkeypatch.setattr(paywarden.authorize, "decide", broken)
+        monkeypatch.setattr(decide, "decide", broken)
         before = audit_count(warden)
         decision = warden.authorize(_intent())
         assert (decision.outcome, decision.reason_code) == ("deny", "internal_error")

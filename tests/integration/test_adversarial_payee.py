@@ -41,8 +41,8 @@ from hypothesis import strategies as st
 from rest_support import Gateway, intent_body, open_gateway
 
 from paywarden import FrozenClock, Money, PaymentIntent, Warden
+from paywarden.actions.grants import GrantRequest
 from paywarden.errors import InvalidRecipientError
-from paywarden.grants import GrantRequest
 from paywarden.payee import Payee, eip55, parse_payee
 from paywarden.policy.recipients import GLOB_CHARS, compile_patterns
 

@@ -32,10 +32,12 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from paywarden import FrozenClock, PaymentIntent, Warden, limits, payments
+from paywarden import FrozenClock, PaymentIntent, Warden, limits
+from paywarden.actions import rail_calls
+from paywarden.actions.payments import NEVER_US
 from paywarden.adapters.rails.sandbox import NOT_RECEIVED, STATE_ENV, SandboxRail
 from paywarden.entrypoints.cli.main import cli
-from paywarden.payments import NEVER_US
+from paywarden.payee import parse_payee
 from paywarden.rails import RailPayment, load_rail
 
 WORKER = Path(__file__).resolve().parents[1] / "fakes" / "crash_worker.py"
@@ -296,7 +298,7 @@ def _intent(key: str, scenario: str = "success", amount: str = "10.00") -> Payme
 def test_reconcile_leaves_a_live_workers_fresh_payment_alone(
     site: Site, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_call = payments.call
+    real_call = rail_calls.call
     changed: list[object] = []
     with _restart(site) as (worker, rail), _restart(site) as (other, _other_rail):
 
@@ -304,7 +306,7 @@ def test_reconcile_leaves_a_live_workers_fresh_payment_alone(
             changed.extend(other.reconcile())  # e.g. a gateway starting up, right now
             return real_call(*args)
 
-        monkeypatch.setattr(payments, "call", call_after_a_reconcile)
+        monkeypatch.setattr(rail_calls, "call", call_after_a_reconcile)
         outcome = worker.pay(_intent("order-1"))
         # Within the grace period reconcile does not ask the rail about a payment that has
         # no answer yet, so it cannot close the key under the worker: the send goes through.
@@ -494,7 +496,14 @@ def test_payment_commands_need_an_existing_ledger(tmp_path: Path) -> None:
 def _request(key: str, scenario: str | None = "success") -> RailPayment:
     metadata = {"sandbox_scenario": scenario} if scenario else {}
     return RailPayment(
-        "pay_1", key, "agent-a", "payments.transfer", 1000, "USD", "v.example.com", metadata
+        "pay_1",
+        key,
+        "agent-a",
+        "payments.transfer",
+        1000,
+        "USD",
+        parse_payee("v.example.com"),
+        metadata,
     )
 
 

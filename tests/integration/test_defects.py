@@ -36,12 +36,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from paywarden import FrozenClock, InvalidInputError, Warden, limits
+from paywarden.actions.payments import PaymentOutcome
 from paywarden.adapters.rails.sandbox import NOT_RECEIVED, NOT_SEEN, SCENARIOS, SandboxRail
 from paywarden.adapters.storage.sqlite_audit import iter_audit_readonly
 from paywarden.clock import to_us
 from paywarden.errors import ApprovalExpiredError, InvalidAmountError
 from paywarden.payee import parse_payee
-from paywarden.payments import PaymentOutcome
 from paywarden.rails import RailPayment, Receipt
 from paywarden.testing import example_intent
 

@@ -22,9 +22,9 @@ from paywarden import (
     PaymentIntent,
     Warden,
 )
+from paywarden.actions.grants import GrantRequest
 from paywarden.adapters.storage.sqlite_audit import iter_audit_readonly
 from paywarden.errors import ForbiddenError
-from paywarden.grants import GrantRequest
 from paywarden.policy.decision import Decision
 from paywarden.testing import example_intent
 

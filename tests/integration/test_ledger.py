@@ -1177,7 +1177,7 @@ def test_a_warden_used_from_another_thread_closes_cleanly(
 
     def work() -> None:
         outcomes.append(warden.authorize(_intent("1.00")).outcome)
-        own = warden._store._local.connection  # type: ignore[attr-defined]
+        own = warden.runtime.store._local.connection  # type: ignore[attr-defined]
         decided.set()
         closing.wait(timeout=30)
         own.close()  # whatever close() did, do not leak this thread's connection

@@ -15,9 +15,9 @@ import pytest
 from mcp import Client
 
 from paywarden import FrozenClock, Warden
+from paywarden.actions.payments import PaymentOutcome
 from paywarden.entrypoints.mcp.server import build_server
 from paywarden.intent import PaymentIntent
-from paywarden.payments import PaymentOutcome
 
 POLICY = """
 currency: USD

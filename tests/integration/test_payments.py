@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from paywarden import FrozenClock, InvalidInputError, Warden
+from paywarden.actions.payments import PaymentOutcome
 from paywarden.adapters.rails.sandbox import SCENARIOS, SandboxRail
-from paywarden.payments import PaymentOutcome
 from paywarden.rails import available_rails, load_rail
 from paywarden.testing import example_intent
 

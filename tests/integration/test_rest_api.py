@@ -315,17 +315,17 @@ def test_not_ready_without_a_valid_policy_and_everything_is_denied(tmp_path: Pat
 
 
 def test_not_ready_when_the_store_is_unreachable(gateway: Gateway) -> None:
-    gateway.warden._store.close()
-    original = gateway.warden._store.read
+    gateway.warden.runtime.store.close()
+    original = gateway.warden.runtime.store.read
 
     def unreachable() -> Any:
         raise StoreError("store error: unable to open database file")
 
-    gateway.warden._store.read = unreachable  # type: ignore[method-assign]
+    gateway.warden.runtime.store.read = unreachable  # type: ignore[method-assign]
     try:
         ready = gateway.client.get("/readyz")
     finally:
-        gateway.warden._store.read = original  # type: ignore[method-assign]
+        gateway.warden.runtime.store.read = original  # type: ignore[method-assign]
     assert ready.status_code == 503
     assert any(problem.startswith("store:") for problem in ready.json()["problems"])
 

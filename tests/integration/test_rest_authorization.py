@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from rest_support import POLICY, Gateway, intent_body, open_gateway
 
-from paywarden.grants import GrantRequest
+from paywarden.actions.grants import GrantRequest
 from paywarden.money import Money
 from paywarden.testing import example_intent
 

@@ -26,9 +26,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from paywarden import FrozenClock, InvalidInputError, Warden
+from paywarden.actions.payments import PaymentOutcome
 from paywarden.adapters.rails.stripe import StripeRail, StripeRoute, StripeRoutes, stripe_amount
 from paywarden.payee import parse_payee
-from paywarden.payments import PaymentOutcome
 from paywarden.rails import RailPayment, Receipt, load_rail
 from paywarden.testing import example_intent
 

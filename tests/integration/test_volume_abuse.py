@@ -39,7 +39,7 @@ from starlette.types import ASGIApp
 
 from paywarden import FrozenClock, Warden
 from paywarden.adapters.storage.sqlite_audit import iter_audit_readonly
-from paywarden.approvals import ApprovalView
+from paywarden.approval_request import ApprovalView
 from paywarden.entrypoints.cli.main import cli
 from paywarden.entrypoints.mcp.http import McpHttpApp
 from paywarden.errors import InvalidInputError

@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 from paywarden import FrozenClock, Warden
 from paywarden.adapters.notify import webhook
 from paywarden.adapters.notify.webhook import GIVEN_UP_US, WebhookDispatcher, WebhookOptions
-from paywarden.approvals import event
+from paywarden.approval_request import event
 from paywarden.clock import SystemClock
 from paywarden.errors import InvalidInputError
 from paywarden.ports import ApprovalRow
@@ -109,7 +109,7 @@ class _NoDispatcher:
 
 @pytest.fixture
 def manual(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("paywarden.warden.WebhookDispatcher", _NoDispatcher)
+    monkeypatch.setattr("paywarden.adapters.notify.webhook.WebhookDispatcher", _NoDispatcher)
 
 
 def _open(database: Path, options: WebhookOptions, clock: Any = None) -> Warden:

@@ -153,7 +153,7 @@ class _NoDispatcher:
 
 @pytest.fixture
 def manual(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("paywarden.warden.WebhookDispatcher", _NoDispatcher)
+    monkeypatch.setattr("paywarden.adapters.notify.webhook.WebhookDispatcher", _NoDispatcher)
 
 
 @pytest.fixture

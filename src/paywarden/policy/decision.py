@@ -198,13 +198,13 @@ class Trace:
         return data
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Decision:
     """What paywarden decided about one intent, and why.
 
     `rule_ids` are the rules that decided it; `trace` holds every rule considered and the
     budget state seen. `hold_id` names the ledger hold of an allowed or pending intent.
-    Treat a Decision as a value: paywarden never changes one after returning it.
+    A Decision is a value (frozen): a changed one is a new copy (`dataclasses.replace`).
     """
 
     outcome: Outcome

@@ -240,3 +240,22 @@ class WebhookDispatcher:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+
+
+class WebhookNotifier:
+    """The runtime's notifier: a dispatcher thread delivering the outbox to one URL, and
+    delivery on demand (`deliver_now`, for tests and the CLI)."""
+
+    def __init__(self, store: Store, options: WebhookOptions, clock: Clock) -> None:
+        self._store, self._options, self._clock = store, options, clock
+        with store.write() as tx:
+            tx.meta_set("webhooks", "on")  # from now on, approvals queue their events
+        self._dispatcher: WebhookDispatcher | None = WebhookDispatcher(store, options, clock)
+
+    def deliver_now(self) -> int:
+        return deliver_due(self._store, self._options, self._clock)
+
+    def close(self) -> None:
+        if self._dispatcher is not None:
+            self._dispatcher.stop()
+            self._dispatcher = None

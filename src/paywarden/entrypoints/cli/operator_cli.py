@@ -12,11 +12,15 @@ from typing import NoReturn
 
 import click
 
-from paywarden.approvals import ApprovalView
+from paywarden.actions.approvals import (
+    APPROVALS_OFFSET_MAX,
+    APPROVALS_PAGE_DEFAULT,
+    APPROVALS_PAGE_MAX,
+)
+from paywarden.actions.grants import GrantRequest, to_dict
+from paywarden.approval_request import ApprovalView
 from paywarden.errors import InvalidInputError, PaywardenError
-from paywarden.grants import GrantRequest, to_dict
 from paywarden.money import Money
-from paywarden.operations import APPROVALS_OFFSET_MAX, APPROVALS_PAGE_DEFAULT, APPROVALS_PAGE_MAX
 from paywarden.policy.budgets import parse_window
 from paywarden.warden import Warden
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import click
 
-from paywarden.bootstrap import load_policy
 from paywarden.entrypoints.rest.settings import Settings, load_settings
 from paywarden.errors import InvalidInputError
+from paywarden.policy.loading import load_policy
 
 EXIT_USAGE = 2
 

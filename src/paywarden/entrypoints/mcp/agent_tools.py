@@ -17,13 +17,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from paywarden.approvals import ApprovalView
-from paywarden.bootstrap import LoadedPolicy
+from paywarden.actions.payments import PaymentOutcome
+from paywarden.approval_request import ApprovalView
 from paywarden.errors import ForbiddenError, InvalidInputError, NotFoundError
 from paywarden.intent import MetadataValue, PaymentIntent
 from paywarden.keys import Principal
 from paywarden.money import DEFAULT_CURRENCIES, CurrencyTable, format_minor
-from paywarden.payments import PaymentOutcome
+from paywarden.policy.loading import LoadedPolicy
 from paywarden.ports import PaymentRow
 from paywarden.warden import Warden
 

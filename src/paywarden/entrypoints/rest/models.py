@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from paywarden import limits
-from paywarden.approvals import ApprovalView
+from paywarden.approval_request import ApprovalView
 from paywarden.audit.chain import AuditEntry, VerifyResult
 from paywarden.ledger.status import BudgetStatus
 from paywarden.policy.decision import Decision

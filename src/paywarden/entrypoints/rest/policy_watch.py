@@ -14,8 +14,8 @@ import os
 import threading
 from pathlib import Path
 
-from paywarden.bootstrap import LoadedPolicy, load_policy
 from paywarden.errors import PolicyCompileError, StoreError
+from paywarden.policy.loading import LoadedPolicy, load_policy
 from paywarden.warden import Warden
 
 log = logging.getLogger("paywarden.rest")

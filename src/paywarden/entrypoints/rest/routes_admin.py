@@ -11,11 +11,11 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from paywarden.bootstrap import LoadedPolicy
 from paywarden.entrypoints.rest import models
 from paywarden.entrypoints.rest.deps import AdminCaller, StaffCaller, WardenDep
 from paywarden.entrypoints.rest.policy_watch import PolicyWatcher
 from paywarden.entrypoints.rest.problems import ApiProblem, problem_responses
+from paywarden.policy.loading import LoadedPolicy
 
 router = APIRouter(prefix="/v1", tags=["administration"])
 health_router = APIRouter(tags=["health"])

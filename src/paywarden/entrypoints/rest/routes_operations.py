@@ -12,6 +12,12 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
+from paywarden.actions.approvals import (
+    APPROVALS_OFFSET_MAX,
+    APPROVALS_PAGE_DEFAULT,
+    APPROVALS_PAGE_MAX,
+)
+from paywarden.actions.grants import GrantRequest
 from paywarden.entrypoints.rest import models
 from paywarden.entrypoints.rest.deps import (
     Caller,
@@ -23,10 +29,8 @@ from paywarden.entrypoints.rest.deps import (
     owned_by,
 )
 from paywarden.entrypoints.rest.problems import problem_responses
-from paywarden.grants import GrantRequest
 from paywarden.keys import Principal
 from paywarden.money import Money
-from paywarden.operations import APPROVALS_OFFSET_MAX, APPROVALS_PAGE_DEFAULT, APPROVALS_PAGE_MAX
 
 router = APIRouter(prefix="/v1", tags=["operations"])
 # Where the next page of a paged list starts; absent on the last page.

@@ -1,20 +1,19 @@
-"""The authorization pipeline, run inside one store transaction by `Warden.authorize`.
+"""The decision pipeline, run inside one store transaction by `actions.authorize`.
 
 In order: the kill switch; an open approval for this exact intent (a pending one is returned
 again, an approved one is consumed); budget and velocity usage; the pure policy evaluation;
 budget gates; velocity limits; a grant standing in for a human; for `require_approval`, the
 per-agent caps on waiting requests (`approval_queue_full`); then the hold, and for
-`require_approval` the approval request. The Warden records and audits the result.
+`require_approval` the approval request. `authorize` records and audits the result.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from paywarden import approvals, grants
-from paywarden.audit import records
+from paywarden import approval_request
+from paywarden.actions import approvals, grants
 from paywarden.clock import to_us
 from paywarden.intent import PaymentIntent
 from paywarden.ledger import holds
@@ -27,11 +26,11 @@ from paywarden.ledger.usage import (
 )
 from paywarden.money import Money, format_minor
 from paywarden.policy.compiler import CompiledPolicy
-from paywarden.policy.decision import BudgetTrace, Decision, Trace
+from paywarden.policy.decision import BudgetTrace, Decision
 from paywarden.policy.evaluator import deny_everything, evaluate
 from paywarden.policy.facts import StateSnapshot
 from paywarden.policy.fx import ceil_fraction
-from paywarden.ports import ApprovalRow, IdSource, LedgerTx
+from paywarden.ports import IdSource, LedgerTx
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,15 +51,22 @@ def decide(tx: LedgerTx, ctx: Context) -> Decision:
     halt = tx.halt_for(ctx.intent.agent)
     if halt is not None:
         scope = "all agents" if halt.scope == "*" else f"agent `{halt.scope}`"
-        decision = deny_everything(
-            "halted", f"payments are halted for {scope}: {halt.reason}", ctx.policy.version, ctx.now
-        )
-        decision.rule_ids = (f"halt:{halt.scope}",)
-        return decision
-    binding = approvals.binding(ctx.intent)
+        reason = f"payments are halted for {scope}: {halt.reason}"
+        denied = deny_everything("halted", reason, ctx.policy.version, ctx.now)
+        return replace(denied, rule_ids=(f"halt:{halt.scope}",))
+    binding = approval_request.binding(ctx.intent)
     existing = tx.approval_open(ctx.intent.agent, binding, ctx.now_us)
     if existing is not None:
-        return _with_open_approval(tx, ctx, existing)
+        return approvals.with_open_approval(
+            tx,
+            ctx.policy,
+            ctx.intent,
+            ctx.phase,
+            existing,
+            ctx.ids("dec"),
+            ctx.now,
+            ctx.hold_ttl_us,
+        )
     decision, claims, traces = _evaluate_with_ledger(tx, ctx)
     # A grant stands in for a human only where a rule asked for one: never past a budget's
     # restrict gate, which asks for a human because of the money already spent.
@@ -69,12 +75,16 @@ def decide(tx: LedgerTx, ctx: Context) -> Decision:
     if decision.outcome == "require_approval" and rule_asked:
         grant = grants.use(tx, ctx.intent, ctx.now_us)
         if grant is not None:
-            decision.outcome, decision.reason_code = "allow", "allowed_by_grant"
-            decision.reason = f"covered by grant `{grant.grant_id}` from {grant.created_by}"
-            decision.rule_ids = (*decision.rule_ids, f"grant:{grant.grant_id}")
+            decision = replace(
+                decision,
+                outcome="allow",
+                reason_code="allowed_by_grant",
+                reason=f"covered by grant `{grant.grant_id}` from {grant.created_by}",
+                rule_ids=(*decision.rule_ids, f"grant:{grant.grant_id}"),
+            )
     if decision.outcome == "deny":
         return decision
-    return _hold(tx, ctx, decision, binding, claims, traces)
+    return _hold(tx, ctx, decision, claims, traces)
 
 
 def _evaluate_with_ledger(
@@ -93,16 +103,13 @@ def _evaluate_with_ledger(
             if denial is not None:
                 decision = denial
                 break
-    # The decision is this call's own new value until returned: set its ids in place.
-    decision.decision_id = ctx.ids("dec")
-    return decision, claims, traces
+    return replace(decision, decision_id=ctx.ids("dec")), claims, traces
 
 
 def _hold(
     tx: LedgerTx,
     ctx: Context,
     decision: Decision,
-    binding: str,
     claims: list[BudgetClaim],
     traces: list[BudgetTrace],
 ) -> Decision:
@@ -111,13 +118,16 @@ def _hold(
         full = _queue_full(tx, ctx)
         if full is not None:
             setting, reason = full
-            decision.outcome, decision.reason_code = "deny", "approval_queue_full"
-            decision.reason = reason
-            decision.rule_ids = (*decision.rule_ids, f"approvals:{setting}")
-            return decision
-    ttl_us = (
-        approvals.ttl_seconds(ctx.policy, decision) * 1_000_000 if pending else (ctx.hold_ttl_us)
-    )
+            return replace(
+                decision,
+                outcome="deny",
+                reason_code="approval_queue_full",
+                reason=reason,
+                rule_ids=(*decision.rule_ids, f"approvals:{setting}"),
+            )
+    ttl_us = ctx.hold_ttl_us
+    if pending:
+        ttl_us = approval_request.ttl_seconds(ctx.policy, decision) * 1_000_000
     hold = holds.NewHold(
         ctx.ids("hold"),
         str(decision.decision_id),
@@ -128,10 +138,20 @@ def _hold(
         ctx.now_us + ttl_us,
     )
     holds.reserve(tx, hold, claims, traces, velocity_claims(ctx.policy, ctx.intent))
-    decision.hold_id = hold.hold_id
-    if pending:
-        decision.approval_id = _request(tx, ctx, decision, binding, hold.expires_us)
-    return decision
+    decision = replace(decision, hold_id=hold.hold_id)
+    if not pending:
+        return decision
+    approval_id = approvals.request(
+        tx,
+        ctx.policy,
+        ctx.intent,
+        decision,
+        ctx.phase,
+        ctx.ids("apr"),
+        ctx.now_us,
+        hold.expires_us,
+    )
+    return replace(decision, approval_id=approval_id)
 
 
 def _queue_full(tx: LedgerTx, ctx: Context) -> tuple[str, str] | None:
@@ -181,107 +201,3 @@ def _pending_minor(ctx: Context, cap: Money, totals: list[tuple[str, int, int]])
             return None
         result += ceil_fraction(converted)
     return result
-
-
-def _request(tx: LedgerTx, ctx: Context, decision: Decision, binding: str, expires_us: int) -> str:
-    row = ApprovalRow(
-        approval_id=ctx.ids("apr"),
-        decision_id=str(decision.decision_id),
-        hold_id=str(decision.hold_id),
-        agent=ctx.intent.agent,
-        binding=binding,
-        intent=approvals.intent_json(ctx.intent, ctx.phase),
-        status="pending",
-        required=approvals.required_operators(ctx.policy, ctx.intent),
-        rule_ids=json.dumps(list(decision.rule_ids)),
-        created_us=ctx.now_us,
-        expires_us=expires_us,
-        decided_us=None,
-        note=decision.reason,
-    )
-    tx.approval_insert(row)
-    records.append(
-        tx,
-        ctx.now_us,
-        "approval.requested",
-        row.approval_id,
-        {
-            "actor": f"agent:{row.agent}",
-            "approval_id": row.approval_id,
-            "decision_id": row.decision_id,
-            "hold_id": row.hold_id,
-            "required": row.required,
-            "expires_us": row.expires_us,
-        },
-    )
-    approvals.notify(
-        tx,
-        row,
-        "approval.requested",
-        f"Approval needed: {row.agent} wants to pay {ctx.intent.amount} to "
-        f"{ctx.intent.recipient} ({decision.reason})",
-        ctx.now_us,
-    )
-    return row.approval_id
-
-
-def _with_open_approval(tx: LedgerTx, ctx: Context, row: ApprovalRow) -> Decision:
-    """The same intent again: still pending -> the same request; approved -> consume it."""
-    rule_ids = tuple(json.loads(row.rule_ids))
-    if row.status == "pending":
-        reason = f"awaiting approval `{row.approval_id}`: {row.note or ''}".rstrip(": ")
-        trace = Trace(ctx.policy.version, ctx.now, (), notes=("approval pending",))
-        return Decision(
-            "require_approval",
-            "approval_required",
-            reason,
-            rule_ids,
-            trace,
-            decision_id=ctx.ids("dec"),
-            hold_id=row.hold_id,
-            approval_id=row.approval_id,
-        )
-    # Approved: deny rules are checked once more (budgets already hold the amount).
-    decision = evaluate(ctx.policy, ctx.intent, StateSnapshot(phase=ctx.phase), ctx.now)
-    decision.decision_id = ctx.ids("dec")
-    if decision.outcome == "deny":
-        note = f"voided: {decision.reason}"
-        if tx.approval_transition(row.approval_id, "approved", "voided", ctx.now_us, note):
-            approvals.release_hold(tx, row.hold_id, "voided", ctx.now_us, "system")
-            voided = replace(row, status="voided")
-            records.append(
-                tx,
-                ctx.now_us,
-                "approval.voided",
-                row.approval_id,
-                {"actor": "system", "approval_id": row.approval_id, "note": note},
-            )
-            approvals.notify(
-                tx, voided, "approval.decided", f"Approval {row.approval_id} {note}", ctx.now_us
-            )
-        return decision
-    approvers = [vote.operator_id for vote in tx.votes(row.approval_id) if vote.vote == "approve"]
-    if not tx.approval_transition(row.approval_id, "approved", "consumed", ctx.now_us, None):
-        return deny_everything(
-            "approval_required", "the approval was already used", ctx.policy.version, ctx.now
-        )
-    tx.hold_set_expiry(row.hold_id, ctx.now_us + ctx.hold_ttl_us)
-    records.append(
-        tx,
-        ctx.now_us,
-        "approval.consumed",
-        row.approval_id,
-        {
-            "actor": f"agent:{row.agent}",
-            "approval_id": row.approval_id,
-            "decision_id": decision.decision_id,
-        },
-    )
-    decision.outcome, decision.reason_code = "allow", "approved"
-    decision.reason = f"approved by {', '.join(approvers)} (approval `{row.approval_id}`)"
-    decision.rule_ids, decision.hold_id, decision.approval_id = (
-        rule_ids,
-        row.hold_id,
-        row.approval_id,
-    )
-    return decision

@@ -6,16 +6,20 @@ entries behind the decision, the hold, the approval and the payment, each with i
 so the case can be checked against the audit log later. One case at a time per payment.
 
 Status: `open` -> `under_review` -> `refunded` | `rejected`; `open` or `under_review` ->
-`withdrawn`. A resolution with a refund goes through the rail (see `Warden.refund`).
+`withdrawn`. A resolution with a refund goes through the rail (`actions.refunds`). Only
+registered operators review and resolve.
 """
 
 from __future__ import annotations
 
 import json
 
+from paywarden.actions import refunds
+from paywarden.actions.approvals import check_operator
 from paywarden.audit import records
-from paywarden.errors import NotFoundError, StateConflictError
+from paywarden.errors import InvalidInputError, NotFoundError, StateConflictError
 from paywarden.ports import DisputeRow, DisputeStatus, LedgerTx, PaymentRow
+from paywarden.runtime import Runtime
 
 ACTIVE: tuple[DisputeStatus, ...] = ("open", "under_review")
 DISPUTABLE = ("settled", "refunded")
@@ -122,3 +126,77 @@ def audit(tx: LedgerTx, row: DisputeRow, event: str, actor: str, now_us: int, no
             "note": note,
         },
     )
+
+
+# Use cases -----------------------------------------------------------------------------------
+
+
+def open_dispute(rt: Runtime, payment_id: str, *, reason: str, actor: str) -> DisputeRow:
+    """Open a case on a settled payment; its proof trace and audit entries are attached."""
+    if not reason or not reason.strip():
+        raise InvalidInputError("a dispute needs a reason")
+    text = rt.clean_text("reason", reason.strip())
+    with rt.store.write() as tx:
+        return open_case(tx, payment_id, text, actor, rt.ids("dsp"), rt.now_us())
+
+
+def review_dispute(rt: Runtime, dispute_id: str, *, operator: str, note: str = "") -> DisputeRow:
+    """An operator takes the case: `open` -> `under_review`."""
+    note = rt.clean_text("note", note)
+    with rt.store.write() as tx:
+        check_operator(tx, operator)
+        row = get(tx, dispute_id)
+        if row.status != "open":
+            raise StateConflictError(f"dispute `{dispute_id}` is {row.status}, not open")
+        return move(tx, row, "under_review", f"operator:{operator}", rt.now_us(), note)
+
+
+def resolve_dispute(
+    rt: Runtime,
+    dispute_id: str,
+    outcome: str,
+    *,
+    operator: str,
+    note: str = "",
+    amount: str | int | None = None,
+) -> DisputeRow:
+    """Close a case: `refund` (all that is left, or `amount`, through the rail), `reject` or
+    `withdraw`. A refund whose outcome is not settled yet leaves the case under review with the
+    refund attached; resolve again after `reconcile`."""
+    if outcome not in ("refund", "reject", "withdraw"):
+        raise InvalidInputError("outcome must be `refund`, `reject` or `withdraw`")
+    note = rt.clean_text("note", note)
+    actor = f"operator:{operator}"
+    with rt.store.write() as tx:
+        check_operator(tx, operator)
+        row = get(tx, dispute_id)
+        if outcome != "refund":
+            target: DisputeStatus = "rejected" if outcome == "reject" else "withdrawn"
+            return move(tx, row, target, actor, rt.now_us(), note)
+        pending = tx.refund(row.refund_id) if row.refund_id else None
+    if row.status not in ACTIVE:
+        raise StateConflictError(f"dispute `{dispute_id}` is already {row.status}")
+    if pending is None or pending.state == "failed":
+        reason = f"dispute {dispute_id}: {note}"[:500]
+        pending = refunds.refund(rt, row.payment_id, amount, reason=reason, actor=actor)
+    with rt.store.write() as tx:
+        row = get(tx, dispute_id)
+        now_us = rt.now_us()
+        if pending.state == "settled":
+            return move(tx, row, "refunded", actor, now_us, note, pending.refund_id)
+        if row.status == "open":
+            row = move(tx, row, "under_review", actor, now_us, note, pending.refund_id)
+        tx.dispute_transition(dispute_id, row.status, row.status, now_us, None, pending.refund_id)
+        return get(tx, dispute_id)
+
+
+def dispute(rt: Runtime, dispute_id: str) -> DisputeRow:
+    with rt.store.read() as tx:
+        return get(tx, dispute_id)
+
+
+def disputes(
+    rt: Runtime, *, payment_id: str | None = None, status: str | None = None, limit: int = 100
+) -> list[DisputeRow]:
+    with rt.store.read() as tx:
+        return tx.disputes(payment_id, status, max(1, min(limit, 1000)))

@@ -1,4 +1,6 @@
-"""Grants: an operator's standing, bounded permission that stands in for an approval.
+"""Grants and the kill switch: what operators decide ahead of payments.
+
+Grants: an operator's standing, bounded permission that stands in for an approval.
 
 A grant lets one agent make payments of one action (a glob such as `payments.*`) without a
 human each time, within a ceiling per payment, a total, an optional number of uses, optional
@@ -14,12 +16,14 @@ import json
 from dataclasses import dataclass
 
 from paywarden import limits
+from paywarden.actions import approvals
 from paywarden.audit import records
 from paywarden.errors import InvalidInputError, NotFoundError
 from paywarden.intent import PaymentIntent
 from paywarden.money import Money
 from paywarden.policy.recipients import PatternSet, cached_matcher, parse_pattern
-from paywarden.ports import GrantRow, LedgerTx
+from paywarden.ports import GrantRow, HaltRow, LedgerTx
+from paywarden.runtime import Runtime
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,3 +151,73 @@ def to_dict(row: GrantRow) -> dict[str, object]:
         "created_us": row.created_us,
         "revoked_us": row.revoked_us,
     }
+
+
+# Use cases -----------------------------------------------------------------------------------
+
+
+def grant(rt: Runtime, request: GrantRequest, *, operator: str) -> GrantRow:
+    """Pre-approve an agent within bounds, as a registered operator other than the agent."""
+    now_us = rt.now_us()
+    with rt.store.write() as tx:
+        approvals.check_operator(tx, operator, requester=request.agent)
+        return create(tx, request, rt.ids("grant"), operator, now_us)
+
+
+def grants(rt: Runtime, agent: str | None = None, active_only: bool = False) -> list[GrantRow]:
+    active_at = rt.now_us() if active_only else None
+    with rt.store.read() as tx:
+        return tx.grants(agent, active_at)
+
+
+def revoke_grant(rt: Runtime, grant_id: str, *, operator: str) -> GrantRow:
+    now_us = rt.now_us()
+    with rt.store.write() as tx:
+        approvals.check_operator(tx, operator)
+        return revoke(tx, grant_id, operator, now_us)
+
+
+def halt(
+    rt: Runtime, agent: str | None = None, *, reason: str, actor: str, void_pending: bool = False
+) -> HaltRow:
+    """Deny every new authorization (of `agent`, or of everyone) until `resume`.
+
+    With `void_pending`, pending and approved-but-unused requests are voided and their holds
+    released. Returns the halt of that scope: this one, or the first one when the scope was
+    already halted (an agent's own halt, even while all agents are halted)."""
+    if not reason.strip():
+        raise InvalidInputError("a halt needs a reason")
+    reason = rt.clean_text("reason", reason)
+    now_us = rt.now_us()
+    scope = agent or "*"
+    with rt.store.write() as tx:
+        approvals.check_operator(tx, actor)
+        if tx.halt_set(HaltRow(scope, reason, actor, now_us)):
+            body: dict[str, object] = {"actor": actor, "scope": scope, "reason": reason}
+            records.append(tx, now_us, "halt.set", scope, body)
+        if void_pending:
+            for status in ("pending", "approved"):
+                for row in tx.approvals(status, agent, limits.list_rows_max):
+                    note = f"voided by halt: {reason}"
+                    approvals.close(tx, row, "voided", note, now_us, actor)
+        halt_row = next((row for row in tx.halts() if row.scope == scope), None)
+    if halt_row is None:  # pragma: no cover - set in this very transaction
+        raise NotFoundError("halt not recorded")
+    return halt_row
+
+
+def resume(rt: Runtime, agent: str | None = None, *, actor: str) -> bool:
+    """Lift a halt; returns False when there was none for that scope."""
+    now_us = rt.now_us()
+    scope = agent or "*"
+    with rt.store.write() as tx:
+        approvals.check_operator(tx, actor)
+        cleared = tx.halt_clear(scope)
+        if cleared:
+            records.append(tx, now_us, "halt.cleared", scope, {"actor": actor, "scope": scope})
+    return cleared
+
+
+def halts(rt: Runtime) -> list[HaltRow]:
+    with rt.store.read() as tx:
+        return tx.halts()

@@ -1,31 +1,28 @@
-"""Human approvals: bound to one intent, decided by distinct operators, expiring, used once.
+"""An approval request as a value: what it is bound to, how its intent is stored and read
+back, how many operators it needs, how long it lives, and how it is shown.
 
-An approval request is bound to the intent's *binding* fingerprint: agent, action, amount,
-currency, recipient, environment, rail, category, session and metadata. A request approved in
-staging can therefore never authorize production, and a changed amount, recipient or currency
-is a different request. Free text the agent writes (`purpose`, `recipient_name`) is shown to
-the operator but not bound. The request holds its amount while it waits; expiry or rejection
-releases the hold, and the one payment it authorizes consumes it.
+A request is bound to the intent's *binding* fingerprint: agent, action, amount, currency,
+recipient, environment, rail, category, session and metadata (and the keyed digest of any
+redacted secret). A request approved in staging can therefore never authorize production, and a
+changed amount, recipient or currency is a different request. Free text the agent writes
+(`purpose`, `recipient_name`) is shown to the operator but not bound.
 
-All functions run inside a store transaction handed in by the Warden.
+What happens to a request (request, vote, approve, reject, expire, consume) is in
+`paywarden.actions.approvals`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-from paywarden import limits
-from paywarden.audit import records
 from paywarden.audit.canonical import canonical_text
-from paywarden.errors import ForbiddenError, InvalidInputError, NotFoundError, StateConflictError
-from paywarden.intent import PaymentIntent, free_text
-from paywarden.ledger import settle
+from paywarden.intent import PaymentIntent
 from paywarden.money import Money
 from paywarden.policy.compiler import CompiledPolicy
 from paywarden.policy.decision import Decision
-from paywarden.ports import ApprovalRow, HoldRow, LedgerTx, VoteRow
+from paywarden.ports import ApprovalRow, VoteRow
 
 _BOUND_FIELDS = (
     "agent",
@@ -168,13 +165,6 @@ class ApprovalView:
         }
 
 
-def view(tx: LedgerTx, approval_id: str) -> ApprovalView:
-    row = tx.approval(approval_id)
-    if row is None:
-        raise NotFoundError(f"no approval `{approval_id}`")
-    return ApprovalView(row, tuple(tx.votes(approval_id)))
-
-
 def event(row: ApprovalRow, kind: str, text: str) -> dict[str, object]:
     """A webhook event body; `text` makes it readable as a Slack message as it is.
 
@@ -200,103 +190,3 @@ def event(row: ApprovalRow, kind: str, text: str) -> dict[str, object]:
         "expires_us": row.expires_us,
         "text": flat.translate(escapes),
     }
-
-
-def notify(tx: LedgerTx, row: ApprovalRow, kind: str, text: str, now_us: int) -> None:
-    """Queue a webhook event in the same transaction (delivered later, never blocking)."""
-    if tx.meta_get("webhooks") == "on":
-        tx.outbox_insert(kind, canonical_text(event(row, kind, text)), now_us)
-
-
-def check_operator(tx: LedgerTx, operator_id: str, requester: str | None = None) -> None:
-    """Only registered, enabled human operators decide; never the requesting agent."""
-    operator = tx.operator(operator_id)
-    if operator is None or operator.disabled_us is not None:
-        raise ForbiddenError(f"`{operator_id}` is not a registered operator")
-    if requester is not None and operator_id == requester:
-        raise ForbiddenError(f"`{operator_id}` requested this payment and cannot decide it")
-
-
-def expire_if_due(tx: LedgerTx, row: ApprovalRow, now_us: int) -> bool:
-    """Expire a pending or approved request whose time ran out; release its hold."""
-    if row.status not in ("pending", "approved") or row.expires_us > now_us:
-        return False
-    if tx.approval_transition(row.approval_id, row.status, "expired", now_us, "expired"):
-        release_hold(tx, row.hold_id, "expired", now_us, "system")
-        expired = replace(row, status="expired")
-        records.append(tx, now_us, "approval.expired", row.approval_id, expired_body(expired))
-        notify(tx, expired, "approval.decided", f"Approval {row.approval_id} expired", now_us)
-    return True
-
-
-def expired_body(row: ApprovalRow) -> dict[str, object]:
-    return {
-        "actor": "system",
-        "approval_id": row.approval_id,
-        "status": row.status,
-        "hold_id": row.hold_id,
-    }
-
-
-def release_hold(tx: LedgerTx, hold_id: str, state: str, now_us: int, actor: str) -> None:
-    hold: HoldRow | None = tx.hold(hold_id)
-    if hold is not None and hold.state == "held":
-        settle.settle(tx, hold, "expired" if state == "expired" else "voided", now_us, actor)
-
-
-def vote(
-    tx: LedgerTx, approval_id: str, operator_id: str, choice: str, reason: str, now_us: int
-) -> ApprovalRow | None:
-    """Record one operator's vote on a pending request; returns the row, or None when the
-    request had expired (the expiry is recorded; the caller raises after committing it).
-
-    A blank reason is bad input (`InvalidInputError`): it is refused before anything else is
-    looked at, so the request is left exactly as it was, not even expired."""
-    if not reason.strip():
-        raise InvalidInputError("a decision needs a reason")
-    free_text("reason", reason, limits.free_text_bytes_max)  # bounded, no invisible characters
-    row = tx.approval(approval_id)
-    if row is None:
-        raise NotFoundError(f"no approval `{approval_id}`")
-    check_operator(tx, operator_id, requester=row.agent)
-    if expire_if_due(tx, row, now_us) or row.status == "expired":
-        return None
-    if row.status != "pending":
-        raise StateConflictError(f"approval `{approval_id}` is already {row.status}")
-    if not tx.vote_insert(
-        VoteRow(
-            approval_id, operator_id, "approve" if choice == "approve" else "reject", reason, now_us
-        )
-    ):
-        raise ForbiddenError(
-            f"`{operator_id}` already decided approval `{approval_id}`; another operator must"
-        )
-    records.append(
-        tx,
-        now_us,
-        f"approval.{choice}_vote",
-        approval_id,
-        {
-            "actor": f"operator:{operator_id}",
-            "approval_id": approval_id,
-            "vote": choice,
-            "reason": reason,
-        },
-    )
-    return row
-
-
-def sweep(tx: LedgerTx, now_us: int, batch_max: int) -> int:
-    """Expire overdue holds (a bounded sweep), and the approval requests they belonged to."""
-    expired = settle.expire_due(tx, now_us, batch_max)
-    for hold in expired:
-        row = tx.approval_by_hold(hold.hold_id)
-        if (
-            row is not None
-            and row.status in ("pending", "approved")
-            and tx.approval_transition(row.approval_id, row.status, "expired", now_us, "expired")
-        ):
-            closed = replace(row, status="expired")
-            records.append(tx, now_us, "approval.expired", row.approval_id, expired_body(closed))
-            notify(tx, closed, "approval.decided", f"Approval {row.approval_id} expired", now_us)
-    return len(expired)

@@ -18,11 +18,13 @@ from __future__ import annotations
 from dataclasses import replace
 from fractions import Fraction
 
+from paywarden.actions import rail_calls
 from paywarden.audit import records
 from paywarden.errors import InvalidInputError, NotFoundError, StateConflictError
 from paywarden.money import DEFAULT_CURRENCIES, Money
 from paywarden.ports import LedgerTx, PaymentRow, RefundRow, RefundState
 from paywarden.rails import Receipt
+from paywarden.runtime import Runtime
 
 OPEN_STATES: tuple[RefundState, ...] = ("submitted", "unknown")
 
@@ -164,3 +166,45 @@ def _audit(
             "error": receipt.error if receipt else None,
         },
     )
+
+
+# Use cases -----------------------------------------------------------------------------------
+
+
+def refund(
+    rt: Runtime,
+    payment_id: str,
+    amount: str | int | None = None,
+    *,
+    reason: str = "requested",
+    actor: str = "system",
+) -> RefundRow:
+    """Refund a settled payment, all of what is left (`amount=None`) or part of it, in the
+    payment's currency, through its rail with the refund's own stable key. Returns the refund:
+    `settled`, `failed`, or `unknown` (re-sent by `reconcile`)."""
+    clean_reason = rt.clean_text("reason", reason)
+    with rt.store.write() as tx:
+        payment, row = begin(
+            tx, payment_id, amount, clean_reason, actor, rt.ids("rfd"), rt.now_us()
+        )
+    return send(rt, payment, row)
+
+
+def send(rt: Runtime, payment: PaymentRow, row: RefundRow) -> RefundRow:
+    """Send an open refund through its payment's rail (again, with the same key) and apply the
+    answer; the policy's `refunds.budget_effect` decides whether budgets get it back."""
+    rail = rt.rails.get(payment.rail)
+    request = rail_calls.rail_request(payment)
+    receipt = rail_calls.with_retries(
+        lambda: rail.refund(request, row.amount_minor, row.rail_key), rt.sleep
+    )
+    policy = rt.policy
+    restore_budget = policy.refunds.restore_budget if policy is not None else False
+    with rt.store.write() as tx:
+        return finish(tx, row, receipt, restore_budget, rt.now_us())
+
+
+def refunds(rt: Runtime, payment_id: str) -> list[RefundRow]:
+    """Every refund of a payment, oldest first."""
+    with rt.store.read() as tx:
+        return tx.refunds(payment_id)

@@ -21,40 +21,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Protocol
 
+from paywarden.actions import payments, refunds
+from paywarden.actions.payments import PaymentOutcome
 from paywarden.audit import records
 from paywarden.errors import ForbiddenError, NotFoundError, StateConflictError
-from paywarden.intent import PaymentIntent
+from paywarden.intent import PaymentIntent, identifier
 from paywarden.policy.workflow_settings import CompensationSettings
 from paywarden.ports import LedgerTx, ScopeRow, ScopeStatus, ScopeStepRow, StepState
-
-if TYPE_CHECKING:
-    from paywarden.payments import PaymentOutcome
-    from paywarden.ports import PaymentRow, RefundRow, Store
-
-
-class ScopeOwner(Protocol):
-    """What a scope needs from the Warden (kept narrow so scopes stay testable)."""
-
-    _store: Store
-
-    def pay(self, intent: PaymentIntent, *, actor: str | None = None) -> PaymentOutcome: ...
-
-    def refund(
-        self,
-        payment_id: str,
-        amount: str | int | None = None,
-        *,
-        reason: str = "requested",
-        actor: str = "system",
-    ) -> RefundRow: ...
-
-    def payment(self, payment_id: str) -> PaymentRow: ...
-
-    def _now_us(self) -> int: ...
-
-    def _compensation_settings(self) -> CompensationSettings: ...
+from paywarden.runtime import Runtime
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,8 +41,8 @@ class StepOutcome:
 class TransactionScope:
     """One workflow's compensating actions. Use it as a context manager."""
 
-    def __init__(self, owner: ScopeOwner, row: ScopeRow) -> None:
-        self._owner = owner
+    def __init__(self, rt: Runtime, row: ScopeRow) -> None:
+        self._rt = rt
         self.scope_id = row.scope_id
         self.agent = row.agent
         self._actions: dict[int, Callable[[], object]] = {}
@@ -80,7 +55,7 @@ class TransactionScope:
                 f"scope `{self.scope_id}` belongs to agent `{self.agent}`, not `{intent.agent}`"
             )
         self._require_open()
-        outcome = self._owner.pay(intent)
+        outcome = payments.pay(self._rt, intent)
         payment = outcome.payment
         if payment is not None and payment.state != "failed":
             self._register(
@@ -99,20 +74,20 @@ class TransactionScope:
 
     def compensate(self, reason: str = "workflow failed") -> ScopeRow:
         """Undo every registered step in reverse order; returns the scope's final state."""
-        with self._owner._store.write() as tx:
+        with self._rt.store.write() as tx:
             steps = [s for s in tx.scope_steps(self.scope_id) if s.state == "registered"]
         failed = False
         for step in reversed(steps):
             result = self._compensate_step(step, reason)
             failed = failed or result.state == "failed"
-            with self._owner._store.write() as tx:
+            with self._rt.store.write() as tx:
                 if tx.scope_step_mark(
-                    self.scope_id, step.step, result.state, result.note, self._owner._now_us()
+                    self.scope_id, step.step, result.state, result.note, self._rt.now_us()
                 ):
                     self._audit(tx, f"scope.step_{result.state}", step, result.note)
         target: ScopeStatus = "compensation_failed" if failed else "compensated"
         self._finish(target, f"scope.{target}", reason)
-        with self._owner._store.read() as tx:
+        with self._rt.store.read() as tx:
             row = tx.scope(self.scope_id)
         if row is None:
             raise NotFoundError(f"no scope `{self.scope_id}`")
@@ -127,7 +102,7 @@ class TransactionScope:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        with self._owner._store.read() as tx:
+        with self._rt.store.read() as tx:
             row = tx.scope(self.scope_id)
         if row is None or row.status != "open":
             return
@@ -139,7 +114,8 @@ class TransactionScope:
     # Internals --------------------------------------------------------------------------------
 
     def _compensate_step(self, step: ScopeStepRow, reason: str) -> StepOutcome:
-        settings = self._owner._compensation_settings()
+        policy = self._rt.policy
+        settings = policy.compensation if policy is not None else CompensationSettings()
         if not settings.enabled:
             return StepOutcome("failed", "compensation is disabled by the policy: follow up")
         if step.payment_id is None:
@@ -156,7 +132,7 @@ class TransactionScope:
     def _compensate_payment(
         self, payment_id: str, settings: CompensationSettings, reason: str
     ) -> StepOutcome:
-        payment = self._owner.payment(payment_id)
+        payment = payments.payment(self._rt, payment_id)
         if payment.state == "failed":
             return StepOutcome("compensated", "the payment failed: no money moved")
         if payment.state in ("submitted", "unknown", "authorized"):
@@ -167,9 +143,8 @@ class TransactionScope:
         if settings.default_action == "record_loss":
             return StepOutcome("compensated", f"loss recorded: {left} minor units")
         try:
-            refund = self._owner.refund(
-                payment_id, reason=f"compensation of scope {self.scope_id}: {reason}"[:500]
-            )
+            reason = f"compensation of scope {self.scope_id}: {reason}"[:500]
+            refund = refunds.refund(self._rt, payment_id, reason=reason)
         except StateConflictError as error:
             return StepOutcome("failed", str(error))
         if refund.state != "settled":
@@ -177,7 +152,7 @@ class TransactionScope:
         return StepOutcome("compensated", f"refund `{refund.refund_id}`")
 
     def _register(self, label: str, payment_id: str | None) -> int:
-        with self._owner._store.write() as tx:
+        with self._rt.store.write() as tx:
             self._require_open(tx)
             step = len(tx.scope_steps(self.scope_id))
             row = ScopeStepRow(self.scope_id, step, payment_id, label[:200], "registered", None, 0)
@@ -187,7 +162,7 @@ class TransactionScope:
 
     def _require_open(self, tx: LedgerTx | None = None) -> None:
         if tx is None:
-            with self._owner._store.read() as read_tx:
+            with self._rt.store.read() as read_tx:
                 row = read_tx.scope(self.scope_id)
         else:
             row = tx.scope(self.scope_id)
@@ -196,8 +171,8 @@ class TransactionScope:
             raise StateConflictError(f"scope `{self.scope_id}` is {state}")
 
     def _finish(self, target: ScopeStatus, kind: str, reason: str | None = None) -> None:
-        now_us = self._owner._now_us()
-        with self._owner._store.write() as tx:
+        now_us = self._rt.now_us()
+        with self._rt.store.write() as tx:
             if not tx.scope_transition(self.scope_id, "open", target, now_us):
                 raise StateConflictError(f"scope `{self.scope_id}` is no longer open")
             records.append(
@@ -211,7 +186,7 @@ class TransactionScope:
     def _audit(self, tx: LedgerTx, kind: str, step: ScopeStepRow, note: str | None) -> None:
         records.append(
             tx,
-            self._owner._now_us(),
+            self._rt.now_us(),
             kind,
             self.scope_id,
             {
@@ -223,3 +198,43 @@ class TransactionScope:
                 "note": note,
             },
         )
+
+
+# Use cases -----------------------------------------------------------------------------------
+
+
+def transaction(rt: Runtime, agent: str) -> TransactionScope:
+    """Open a compensation scope for one agent's multi-step workflow (a context manager): on
+    an exception its paid steps are refunded in reverse order, then it re-raises."""
+    agent = identifier("agent", agent)
+    now_us = rt.now_us()
+    row = ScopeRow(rt.ids("scp"), agent, "open", now_us, now_us)
+    with rt.store.write() as tx:
+        tx.scope_insert(row)
+        body: dict[str, object] = {"actor": f"agent:{agent}", "scope_id": row.scope_id}
+        records.append(tx, now_us, "scope.opened", row.scope_id, body)
+    return TransactionScope(rt, row)
+
+
+def resume_scope(rt: Runtime, scope_id: str) -> TransactionScope:
+    """An open scope from another process (its payment steps can still be compensated)."""
+    return TransactionScope(rt, scope(rt, scope_id))
+
+
+def scope(rt: Runtime, scope_id: str) -> ScopeRow:
+    with rt.store.read() as tx:
+        row = tx.scope(scope_id)
+    if row is None:
+        raise NotFoundError(f"no scope `{scope_id}`")
+    return row
+
+
+def scopes(rt: Runtime, status: str | None = None, *, limit: int = 100) -> list[ScopeRow]:
+    """Scopes, newest first; `status="compensation_failed"` lists what needs a human."""
+    with rt.store.read() as tx:
+        return tx.scopes(status, max(1, min(limit, 1000)))
+
+
+def scope_steps(rt: Runtime, scope_id: str) -> list[ScopeStepRow]:
+    with rt.store.read() as tx:
+        return tx.scope_steps(scope_id)

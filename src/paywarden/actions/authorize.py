@@ -1,0 +1,300 @@
+"""Authorize: admit an intent, decide it in one store transaction, record and audit it.
+
+In order (hops 1 to 5 of the request flow, `docs/architecture.md`):
+
+1. `admit`: secrets out of the agent's text, identifiers free of secrets
+   (`paywarden.admission`); a refused intent is recorded by `refuse`, then raised.
+2. In one write transaction: the policy in force (read inside it), the expiry sweep, an
+   idempotency replay, then `decide.decide` (kill switch, approvals, budgets, policy, grants,
+   the hold), and the decision's audit entry and index row (`record`).
+3. Failures: a store failure denies (`store_busy`, `store_unavailable`); any other fault
+   denies with `internal_error`, audited in a transaction of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import datetime
+
+from paywarden import admission, limits
+from paywarden.actions import approvals, decide, refusals
+from paywarden.audit import records
+from paywarden.clock import to_us
+from paywarden.errors import (
+    IdempotencyConflictError,
+    InvalidInputError,
+    NotFoundError,
+    StoreBusyError,
+    StoreError,
+)
+from paywarden.intent import PaymentIntent
+from paywarden.policy.compiler import CompiledPolicy
+from paywarden.policy.decision import Decision
+from paywarden.policy.evaluator import deny_everything
+from paywarden.policy.loading import POLICY_TEXT_KEY, POLICY_VERSION_KEY, load_policy
+from paywarden.ports import LedgerTx, NewDecision
+from paywarden.runtime import Runtime
+
+_log = logging.getLogger("paywarden")
+
+
+def authorize(rt: Runtime, intent: PaymentIntent, *, actor: str | None = None) -> Decision:
+    """Decide one intent, hold its amount if allowed or pending, record and audit it."""
+    return decide_admitted(rt, admit(rt, intent), actor)
+
+
+def admit(rt: Runtime, intent: PaymentIntent) -> PaymentIntent:
+    """The intent as paywarden records it (secrets redacted); a refused one is audited, then
+    raised."""
+    try:
+        return admission.admit(intent, rt.redactor, lambda: digest_key(rt))
+    except InvalidInputError as error:
+        refuse(
+            rt,
+            agent=intent.agent,
+            fields=admission.refusal_fields(intent, rt.redactor),
+            error=error,
+            actor=f"agent:{intent.agent}",
+        )
+        raise
+
+
+def digest_key(rt: Runtime) -> bytes:
+    return admission.digest_key(rt.secret.get())
+
+
+def refuse(
+    rt: Runtime,
+    *,
+    agent: str,
+    fields: Mapping[str, object],
+    error: InvalidInputError,
+    actor: str | None = None,
+) -> Decision:
+    """Record a request that could not become an intent (`invalid_input`): a deny decision
+    with an audit entry, and no other change. Sets `error.decision_id`; a store failure is
+    logged instead."""
+    now = rt.now()
+    policy = rt.policy
+    decision = replace(
+        deny_everything("invalid_input", str(error), policy.version if policy else "none", now),
+        decision_id=rt.ids("dec"),
+    )
+    try:
+        with rt.store.write() as tx:
+            refusals.record(
+                tx, decision, fields, rt.redactor, actor or f"agent:{agent}", now, error.code
+            )
+    except StoreError as store_error:
+        _log.warning(
+            "refused request of agent %r not audited (%s): %s",
+            refusals.safe_text(agent, 128),
+            store_error,
+            error.code,
+        )
+        return decision
+    error.decision_id = decision.decision_id
+    return decision
+
+
+def decide_admitted(rt: Runtime, intent: PaymentIntent, actor: str | None) -> Decision:
+    """Hops 2 to 5 for an admitted intent, in one store transaction."""
+    now = rt.now()
+    policy = rt.policy
+    intent, mismatch = with_environment(rt, intent)
+    try:
+        with rt.store.write() as tx:
+            policy = policy_in_force(rt, tx)
+            approvals.sweep(tx, to_us(now), limits.expire_per_authorize_max)
+            replayed = _replay(tx, intent)
+            if replayed is not None:
+                return replayed
+            if policy is None:
+                decision = _deny_without_policy(rt, now)
+            elif mismatch is not None:
+                decision = deny_everything("environment_mismatch", mismatch, policy.version, now)
+            else:
+                phase = _session_phase(tx, intent)
+                context = decide.Context(policy, intent, phase, now, rt.ids, rt.hold_ttl_us)
+                decision = decide.decide(tx, context)
+            decision = record(rt, tx, intent, decision, now, actor or f"agent:{intent.agent}")
+    except IdempotencyConflictError:
+        raise
+    except StoreBusyError as error:
+        return failure_denial("store_busy", error, policy, now)
+    except StoreError as error:
+        return failure_denial("store_unavailable", error, policy, now)
+    except Exception as error:  # an internal fault must deny, never allow
+        return _audit_failure(
+            rt, intent, failure_denial("internal_error", error, policy, now), actor
+        )
+    rt.checkpoints.maybe_checkpoint()
+    return decision
+
+
+def refuse_on_rail(rt: Runtime, intent: PaymentIntent, reason: str, actor: str | None) -> Decision:
+    """A payment its rail cannot take (unknown rail, no route for this payee or agent): a deny
+    decision, recorded and audited before anything is held. The idempotency key is not recorded
+    with it, so the same key can pay once the rail is configured."""
+    now = rt.now()
+    policy = rt.policy
+    version = policy.version if policy is not None else "none"
+    decision = replace(
+        deny_everything("rail_refused", reason, version, now), decision_id=rt.ids("dec")
+    )
+    recorded = with_environment(rt, intent)[0].with_fields(idempotency_key=None)
+    try:
+        with rt.store.write() as tx:
+            return record(rt, tx, recorded, decision, now, actor or f"agent:{intent.agent}")
+    except StoreBusyError as error:
+        return failure_denial("store_busy", error, policy, now)
+    except StoreError as error:
+        return failure_denial("store_unavailable", error, policy, now)
+
+
+def policy_in_force(rt: Runtime, tx: LedgerTx) -> CompiledPolicy | None:
+    """The policy of the version last recorded in the store, read inside the decision's own
+    transaction: once another process (or thread) has recorded a new version, every decision
+    committed after it uses that version, never the one this process had."""
+    loaded = rt.loaded
+    if loaded.policy is None:
+        return None  # no usable policy here: deny, whatever others run
+    recorded = tx.meta_get(POLICY_VERSION_KEY)
+    if recorded is None or recorded == loaded.policy.version:
+        return loaded.policy
+    text = tx.meta_get(POLICY_TEXT_KEY + recorded)
+    newer = load_policy(text) if text is not None else None
+    if newer is None or newer.policy is None or newer.policy.version != recorded:
+        return loaded.policy  # recorded by an older paywarden, without its text
+    rt.loaded = newer
+    return newer.policy
+
+
+def with_environment(rt: Runtime, intent: PaymentIntent) -> tuple[PaymentIntent, str | None]:
+    """The environment comes from the deployment; an intent may only repeat it."""
+    deployment = rt.environment
+    if intent.environment is None:
+        return intent.with_environment(deployment), None
+    if intent.environment != deployment:
+        return intent, (
+            f"intent environment `{intent.environment}` differs from this "
+            f"deployment's `{deployment}`"
+        )
+    return intent, None
+
+
+def record(
+    rt: Runtime,
+    tx: LedgerTx,
+    intent: PaymentIntent,
+    decision: Decision,
+    now: datetime,
+    actor: str,
+) -> Decision:
+    """Write the decision's audit entry (the full record) and its index row, in `tx`."""
+    if decision.decision_id is None:
+        decision = replace(decision, decision_id=rt.ids("dec"))
+    decision_id, now_us = str(decision.decision_id), to_us(now)
+    body = records.decision_body(intent, decision.to_dict(), actor, rt.redactor)
+    entry = records.append(tx, now_us, "decision", decision_id, body)
+    tx.insert_decision(
+        NewDecision(
+            decision_id=decision_id,
+            created_us=now_us,
+            agent=intent.agent,
+            action=intent.action,
+            amount_minor=intent.amount_minor,
+            currency=intent.currency,
+            recipient=intent.recipient,
+            outcome=decision.outcome,
+            reason_code=decision.reason_code,
+            idempotency_key=intent.idempotency_key,
+            fingerprint=intent.fingerprint(),
+            hold_id=decision.hold_id,
+            policy_version=decision.policy_version,
+            audit_seq=entry.seq,
+        )
+    )
+    return decision
+
+
+def failure_denial(
+    code: str, error: Exception, policy: CompiledPolicy | None, now: datetime
+) -> Decision:
+    version = policy.version if policy else "none"
+    return deny_everything(code, f"{error or type(error).__name__}; denied", version, now)
+
+
+def decision(rt: Runtime, decision_id: str) -> Decision:
+    """A recorded decision with its proof trace (refused requests included)."""
+    return Decision.from_dict(json.loads(_decision_body(rt, decision_id))["decision"])
+
+
+def decision_agent(rt: Runtime, decision_id: str) -> str:
+    """The agent that asked for a decision (for object-level authorization)."""
+    return str(json.loads(_decision_body(rt, decision_id))["intent"]["agent"])
+
+
+def _decision_body(rt: Runtime, decision_id: str) -> str:
+    with rt.store.read() as tx:
+        body = tx.decision_body(decision_id)
+        if body is None:
+            refused = [e for e in tx.audit_by_ref(decision_id) if e.kind == refusals.KIND]
+            body = refused[0].body if refused else None
+    if body is None:
+        raise NotFoundError(f"no decision `{decision_id}`")
+    return body
+
+
+def _audit_failure(
+    rt: Runtime, intent: PaymentIntent, decision: Decision, actor: str | None
+) -> Decision:
+    """An `internal_error` leaves an audit entry too (in a transaction of its own); only a
+    store that cannot take it sends the record to the process log instead."""
+    decision = replace(decision, decision_id=rt.ids("dec"))
+    _log.error("internal error deciding for agent %r: %s", intent.agent, decision.reason)
+    try:
+        with rt.store.write() as tx:
+            refusals.record(
+                tx,
+                decision,
+                intent.canonical(),
+                rt.redactor,
+                actor or f"agent:{intent.agent}",
+                rt.now(),
+                "internal_error",
+            )
+    except Exception as error:  # the process log above is the record
+        _log.error("internal error not audited: %s", error)
+    return decision
+
+
+def _replay(tx: LedgerTx, intent: PaymentIntent) -> Decision | None:
+    if intent.idempotency_key is None:
+        return None
+    stored = tx.decision_by_key(intent.agent, intent.idempotency_key)
+    if stored is None:
+        return None
+    if stored.fingerprint != intent.fingerprint():
+        raise IdempotencyConflictError(
+            f"idempotency key `{intent.idempotency_key}` was used for a different intent "
+            f"(decision `{stored.decision_id}`)"
+        )
+    return replace(Decision.from_dict(json.loads(stored.body)["decision"]), replayed=True)
+
+
+def _deny_without_policy(rt: Runtime, now: datetime) -> Decision:
+    code = rt.loaded.reason_code or "policy_invalid"
+    summary = rt.loaded.report.summary()
+    return deny_everything(code, f"no usable policy ({summary}); denied", "none", now)
+
+
+def _session_phase(tx: LedgerTx, intent: PaymentIntent) -> str | None:
+    """The phase of the agent's tracked session: server-side state, never the agent's word."""
+    if intent.session_id is None:
+        return None
+    session = tx.session(intent.agent, intent.session_id)
+    return session.phase if session is not None else None
