@@ -5,8 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EXAMPLE_POLICY := src/paywarden/examples/fintech_policy.yaml
 
-.PHONY: run demo test lint typecheck unit install bench bench-http clean
+.PHONY: run demo test lint typecheck unit install bench bench-http bench-cli clean
 
+# `dev` brings every extra (`all`: server, mcp, stripe) and the test tools.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -43,6 +44,10 @@ bench: $(STAMP)
 ## Authorizations per second over HTTP on loopback (32 clients); see docs/benchmarks.md.
 bench-http: $(STAMP)
 	$(BIN)/python bench/http_gateway.py
+
+## Start-up of the `paywarden` command, each run a fresh process; see docs/benchmarks.md.
+bench-cli: $(STAMP)
+	$(BIN)/python bench/cli_startup.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -179,7 +179,7 @@ def _anchors(path: Path) -> set[str]:
 
 def test_links_between_docs_resolve() -> None:
     broken = []
-    for source in (POLICY_MD, REASON_CODES_MD, CLI_MD, PYTHON_MD, APPROVALS_MD, README):
+    for source in (*sorted(DOCS.glob("*.md")), README):
         text = _FENCE.sub("", _text(source))
         for target, anchor in re.findall(r"\]\(([\w./-]*\.md)?(?:#([\w-]+))?\)", text):
             path = (source.parent / target) if target else source
@@ -188,3 +188,28 @@ def test_links_between_docs_resolve() -> None:
             elif anchor and anchor not in _anchors(path):
                 broken.append(f"{source.name} -> {target}#{anchor}")
     assert broken == []
+
+
+# Architecture -------------------------------------------------------------------------------
+
+ARCHITECTURE_MD = DOCS / "architecture.md"
+SOURCE = ROOT / "src" / "paywarden"
+
+
+def test_architecture_names_only_modules_that_exist() -> None:
+    named = set(re.findall(r"`((?:[a-z_]+/)*[a-z_]+\.py)`", _text(ARCHITECTURE_MD)))
+    assert named, "architecture.md names no module"
+    sources = {name for name in named if not name.startswith("tests/")}
+    missing = sorted(name for name in sources if not (SOURCE / name).is_file())
+    assert missing == []
+
+
+def test_architecture_names_every_use_case_module() -> None:
+    text = _text(ARCHITECTURE_MD)
+    modules = sorted(
+        f"actions/{path.name}"
+        for path in (SOURCE / "actions").glob("*.py")
+        if path.name != "__init__.py"
+    )
+    unnamed = [module for module in modules if f"`{module}`" not in text]
+    assert unnamed == []

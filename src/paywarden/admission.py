@@ -22,7 +22,7 @@ import hmac
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 
-from paywarden.audit.canonical import canonical_text
+from paywarden.audit.canonical import canonical_bytes
 from paywarden.audit.redact import REDACTED, Redactor
 from paywarden.errors import InvalidIntentError, InvalidRecipientError
 from paywarden.intent import PaymentIntent
@@ -59,7 +59,7 @@ def admit(intent: PaymentIntent, redactor: Redactor, secret_key: SecretKey) -> P
         assert isinstance(clean, dict)  # redact returns the shape it was given
         digest = hmac.new(
             secret_key(),
-            canonical_text([free, intent.secret_digest]).encode("utf-8"),
+            canonical_bytes([free, intent.secret_digest]),
             hashlib.sha256,
         ).hexdigest()
         changes.update(

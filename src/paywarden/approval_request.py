@@ -17,7 +17,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from paywarden.audit.canonical import canonical_text
+from paywarden.audit.canonical import canonical_bytes, canonical_text
 from paywarden.intent import PaymentIntent
 from paywarden.money import Money
 from paywarden.policy.compiler import CompiledPolicy
@@ -45,7 +45,7 @@ def binding(intent: PaymentIntent) -> str:
     bound = {name: canonical[name] for name in _BOUND_FIELDS}
     if intent.secret_digest is not None:
         bound["secret_digest"] = intent.secret_digest
-    return hashlib.sha256(canonical_text(bound).encode("utf-8")).hexdigest()
+    return hashlib.sha256(canonical_bytes(bound)).hexdigest()
 
 
 def intent_json(intent: PaymentIntent, phase: str | None) -> str:

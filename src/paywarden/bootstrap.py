@@ -12,7 +12,7 @@ from pathlib import Path
 
 from paywarden import limits
 from paywarden.actions import policy as policy_actions
-from paywarden.adapters.notify.webhook import WebhookNotifier, WebhookOptions
+from paywarden.adapters.notify.webhook import WebhookNotifier
 from paywarden.adapters.storage.sqlite import SQLiteStore
 from paywarden.audit.service import AuditOptions
 from paywarden.clock import Clock, SystemClock
@@ -20,6 +20,7 @@ from paywarden.policy.loading import load_policy
 from paywarden.ports import IdSource
 from paywarden.rails import PaymentRail
 from paywarden.runtime import Runtime, ServerSecret, default_sleep, random_id
+from paywarden.webhooks import WebhookOptions
 
 
 def open_runtime(

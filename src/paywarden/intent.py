@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Mapping
 from decimal import Decimal
@@ -11,6 +10,7 @@ from types import MappingProxyType
 from typing import Any
 
 from paywarden import limits
+from paywarden.audit.canonical import canonical_bytes
 from paywarden.errors import InvalidIntentError, InvalidRecipientError
 from paywarden.money import DEFAULT_CURRENCIES, CurrencyTable, Money
 from paywarden.payee import Payee, parse_payee, reject_invisible
@@ -200,10 +200,7 @@ class PaymentIntent:
         cached: str | None = self._fingerprint
         if cached is not None:
             return cached
-        data = json.dumps(
-            self.canonical(), sort_keys=True, separators=(",", ":"), ensure_ascii=False
-        )
-        digest = hashlib.sha256(data.encode("utf-8")).hexdigest()
+        digest = hashlib.sha256(canonical_bytes(self.canonical())).hexdigest()
         object.__setattr__(self, "_fingerprint", digest)
         return digest
 

@@ -22,6 +22,7 @@ from importlib.metadata import entry_points
 from typing import Literal, Protocol
 
 from paywarden.errors import InvalidInputError
+from paywarden.extras import EXTRA_OF_RAIL, missing_extra, needs_extra_message
 from paywarden.payee import Payee
 
 ReceiptStatus = Literal["settled", "pending", "failed", "unknown"]
@@ -104,10 +105,21 @@ def available_rails() -> list[str]:
 
 
 def load_rail(name: str, **options: object) -> PaymentRail:
-    """Instantiate the rail registered as `name` in the `paywarden.rails` entry points."""
+    """Instantiate the rail registered as `name` in the `paywarden.rails` entry points.
+
+    A built-in rail whose extra is not installed (`stripe` without `paywarden[stripe]`) raises
+    `InvalidInputError` naming the extra.
+    """
     for point in entry_points(group=ENTRY_POINT_GROUP):
         if point.name == name:
-            factory = point.load()
+            try:
+                factory = point.load()
+            except ImportError as error:
+                extra = EXTRA_OF_RAIL.get(name)
+                if extra is None or not missing_extra(error, extra):
+                    raise
+                message = needs_extra_message(f"rail `{name}`", extra)
+                raise InvalidInputError(message) from error
             rail: PaymentRail = factory(**options)
             return rail
     known = ", ".join(available_rails()) or "none"

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from paywarden import limits
 from paywarden.actions import (
@@ -80,9 +79,7 @@ from paywarden.ports import (
 )
 from paywarden.rails import PaymentRail
 from paywarden.runtime import Runtime, default_sleep, random_id
-
-if TYPE_CHECKING:
-    from paywarden.adapters.notify.webhook import WebhookOptions
+from paywarden.webhooks import WebhookOptions
 
 __all__ = ["AuditOptions", "Warden"]
 

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from paywarden import FrozenClock, PaymentIntent, StateConflictError, StoreError, Warden
-from paywarden.adapters.storage.sqlite import SQLiteTx
 from paywarden.adapters.storage.sqlite_audit import iter_audit_readonly
+from paywarden.adapters.storage.sqlite_log import SQLiteAudit
 from paywarden.audit.chain import AuditEntry, verify
 from paywarden.audit.checkpoint import (
     CheckpointError,
@@ -217,10 +217,10 @@ def test_an_exception_in_the_audit_insert_denies_with_internal_error(
     warden.authorize(_intent())
     before, budget = counts(database), counters(database)
 
-    def broken(self: SQLiteTx, entry: AuditEntry) -> None:
+    def broken(self: SQLiteAudit, entry: AuditEntry) -> None:
         raise RuntimeError("audit sink failed")
 
-    monkeypatch.setattr(SQLiteTx, "audit_insert", broken)
+    monkeypatch.setattr(SQLiteAudit, "append", broken)
     decision = warden.authorize(_intent("60.00"))
     assert (decision.outcome, decision.reason_code) == ("deny", "internal_error")
     assert counts(database) == before

@@ -40,7 +40,7 @@ from paywarden.policy.compiler import CompiledPolicy
 from paywarden.policy.decision import Decision, Trace
 from paywarden.policy.evaluator import deny_everything, evaluate
 from paywarden.policy.facts import StateSnapshot
-from paywarden.ports import ApprovalRow, ApprovalStatus, LedgerTx, OperatorRow, VoteRow
+from paywarden.ports import ApprovalRow, ApprovalStatus, OperatorRow, UnitOfWork, VoteRow
 from paywarden.runtime import Runtime
 
 APPROVAL_STATUSES: Final = ("pending", "approved", "rejected", "expired", "consumed", "voided")
@@ -64,7 +64,7 @@ class ApprovalPage:
 
 
 def request(
-    tx: LedgerTx,
+    tx: UnitOfWork,
     policy: CompiledPolicy,
     intent: PaymentIntent,
     decision: Decision,
@@ -89,7 +89,7 @@ def request(
         decided_us=None,
         note=decision.reason,
     )
-    tx.approval_insert(row)
+    tx.approvals.insert(row)
     records.append(
         tx,
         now_us,
@@ -110,7 +110,7 @@ def request(
 
 
 def with_open_approval(
-    tx: LedgerTx,
+    tx: UnitOfWork,
     policy: CompiledPolicy,
     intent: PaymentIntent,
     phase: str | None,
@@ -142,12 +142,16 @@ def with_open_approval(
     if decision.outcome == "deny":
         close(tx, row, "voided", f"voided: {decision.reason}", now_us, "system")
         return decision
-    approvers = [vote.operator_id for vote in tx.votes(row.approval_id) if vote.vote == "approve"]
-    if not tx.approval_transition(row.approval_id, "approved", "consumed", now_us, None):
+    approvers = [
+        vote.operator_id
+        for vote in tx.approvals.list_votes(row.approval_id)
+        if vote.vote == "approve"
+    ]
+    if not tx.approvals.transition(row.approval_id, "approved", "consumed", now_us, None):
         return deny_everything(
             "approval_required", "the approval was already used", policy.version, now
         )
-    tx.hold_set_expiry(row.hold_id, now_us + hold_ttl_us)
+    tx.holds.set_expiry(row.hold_id, now_us + hold_ttl_us)
     records.append(
         tx,
         now_us,
@@ -167,11 +171,11 @@ def with_open_approval(
 
 
 def close(
-    tx: LedgerTx, row: ApprovalRow, status: ApprovalStatus, note: str, now_us: int, actor: str
+    tx: UnitOfWork, row: ApprovalRow, status: ApprovalStatus, note: str, now_us: int, actor: str
 ) -> bool:
     """Close a pending or approved request (rejected, expired, voided), once: release its hold,
     audit it, queue its event. False when another transaction closed it first."""
-    if not tx.approval_transition(row.approval_id, row.status, status, now_us, note):
+    if not tx.approvals.transition(row.approval_id, row.status, status, now_us, note):
         return False
     release_hold(tx, row.hold_id, status, now_us, actor)
     closed = replace(row, status=status)
@@ -190,13 +194,13 @@ def close(
     return True
 
 
-def release_hold(tx: LedgerTx, hold_id: str, status: str, now_us: int, actor: str) -> None:
-    hold = tx.hold(hold_id)
+def release_hold(tx: UnitOfWork, hold_id: str, status: str, now_us: int, actor: str) -> None:
+    hold = tx.holds.get(hold_id)
     if hold is not None and hold.state == "held":
         settle.settle(tx, hold, "expired" if status == "expired" else "voided", now_us, actor)
 
 
-def expire_if_due(tx: LedgerTx, row: ApprovalRow, now_us: int) -> bool:
+def expire_if_due(tx: UnitOfWork, row: ApprovalRow, now_us: int) -> bool:
     """Expire a pending or approved request whose time ran out; whether it had run out."""
     if row.status not in ("pending", "approved") or row.expires_us > now_us:
         return False
@@ -204,25 +208,25 @@ def expire_if_due(tx: LedgerTx, row: ApprovalRow, now_us: int) -> bool:
     return True
 
 
-def sweep(tx: LedgerTx, now_us: int, batch_max: int) -> int:
+def sweep(tx: UnitOfWork, now_us: int, batch_max: int) -> int:
     """Expire overdue holds (a bounded sweep), and the approval requests they belonged to."""
     expired = settle.expire_due(tx, now_us, batch_max)
     for hold in expired:
-        row = tx.approval_by_hold(hold.hold_id)
+        row = tx.approvals.get_by_hold(hold.hold_id)
         if row is not None and row.status in ("pending", "approved"):
             close(tx, row, "expired", "expired", now_us, "system")  # its hold: expired above
     return len(expired)
 
 
-def notify(tx: LedgerTx, row: ApprovalRow, kind: str, text: str, now_us: int) -> None:
+def notify(tx: UnitOfWork, row: ApprovalRow, kind: str, text: str, now_us: int) -> None:
     """Queue a webhook event in the same transaction (delivered later, never blocking)."""
-    if tx.meta_get("webhooks") == "on":
-        tx.outbox_insert(kind, canonical_text(approval_request.event(row, kind, text)), now_us)
+    if tx.meta.get("webhooks") == "on":
+        tx.outbox.insert(kind, canonical_text(approval_request.event(row, kind, text)), now_us)
 
 
-def check_operator(tx: LedgerTx, operator_id: str, requester: str | None = None) -> None:
+def check_operator(tx: UnitOfWork, operator_id: str, requester: str | None = None) -> None:
     """Only registered, enabled human operators decide; never the requesting agent."""
-    operator = tx.operator(operator_id)
+    operator = tx.operators.get(operator_id)
     if operator is None or operator.disabled_us is not None:
         raise ForbiddenError(f"`{operator_id}` is not a registered operator")
     if requester is not None and operator_id == requester:
@@ -241,7 +245,9 @@ def approve(rt: Runtime, approval_id: str, *, operator: str, reason: str) -> App
     with rt.store.write() as tx:
         row = _vote(tx, approval_id, operator, "approve", reason, to_us(now))
         if row is not None:
-            approvers = [v.operator_id for v in tx.votes(approval_id) if v.vote == "approve"]
+            approvers = [
+                v.operator_id for v in tx.approvals.list_votes(approval_id) if v.vote == "approve"
+            ]
             if len(approvers) >= row.required:
                 _finalize(rt, tx, row, approvers, now)
         view = _view(tx, approval_id)
@@ -284,8 +290,10 @@ def approvals_page(
     from the newest."""
     _check_page(status, limit, offset)
     with rt.store.read() as tx:
-        rows = tx.approvals_fair_page(status, agent, limit + 1, offset)
-        views = tuple(ApprovalView(row, tuple(tx.votes(row.approval_id))) for row in rows)
+        rows = tx.approvals.list_fair_page(status, agent, limit + 1, offset)
+        views = tuple(
+            ApprovalView(row, tuple(tx.approvals.list_votes(row.approval_id))) for row in rows
+        )
     more = len(views) > limit
     return ApprovalPage(views[:limit], offset + limit if more else None)
 
@@ -297,7 +305,7 @@ def add_operator(rt: Runtime, operator_id: str, *, name: str, actor: str) -> Ope
         raise InvalidInputError(f"operator id `{operator_id}` must be a short identifier")
     row = OperatorRow(operator_id, name, rt.now_us())
     with rt.store.write() as tx:
-        if not tx.operator_insert(row):
+        if not tx.operators.insert_if_absent(row):
             raise InvalidInputError(f"operator `{operator_id}` already exists")
         body: dict[str, object] = {"actor": actor, "operator_id": operator_id, "name": name}
         records.append(tx, row.created_us, "operator.added", operator_id, body)
@@ -306,17 +314,17 @@ def add_operator(rt: Runtime, operator_id: str, *, name: str, actor: str) -> Ope
 
 def operators(rt: Runtime) -> list[OperatorRow]:
     with rt.store.read() as tx:
-        return tx.operators()
+        return tx.operators.list_all()
 
 
 # Internals -----------------------------------------------------------------------------------
 
 
-def _view(tx: LedgerTx, approval_id: str) -> ApprovalView:
-    row = tx.approval(approval_id)
+def _view(tx: UnitOfWork, approval_id: str) -> ApprovalView:
+    row = tx.approvals.get(approval_id)
     if row is None:
         raise NotFoundError(f"no approval `{approval_id}`")
-    return ApprovalView(row, tuple(tx.votes(approval_id)))
+    return ApprovalView(row, tuple(tx.approvals.list_votes(approval_id)))
 
 
 def _vote_reason(rt: Runtime, reason: str) -> str:
@@ -326,7 +334,7 @@ def _vote_reason(rt: Runtime, reason: str) -> str:
 
 
 def _vote(
-    tx: LedgerTx, approval_id: str, operator_id: str, choice: str, reason: str, now_us: int
+    tx: UnitOfWork, approval_id: str, operator_id: str, choice: str, reason: str, now_us: int
 ) -> ApprovalRow | None:
     """Record one operator's vote on a pending request; returns the row, or None when the
     request had expired (the expiry is recorded; the caller raises after committing it).
@@ -336,7 +344,7 @@ def _vote(
     if not reason.strip():
         raise InvalidInputError("a decision needs a reason")
     free_text("reason", reason, limits.free_text_bytes_max)  # bounded, no invisible characters
-    row = tx.approval(approval_id)
+    row = tx.approvals.get(approval_id)
     if row is None:
         raise NotFoundError(f"no approval `{approval_id}`")
     check_operator(tx, operator_id, requester=row.agent)
@@ -345,7 +353,9 @@ def _vote(
     if row.status != "pending":
         raise StateConflictError(f"approval `{approval_id}` is already {row.status}")
     vote: Literal["approve", "reject"] = "approve" if choice == "approve" else "reject"
-    if not tx.vote_insert(VoteRow(approval_id, operator_id, vote, reason, now_us)):
+    if not tx.approvals.insert_vote_if_absent(
+        VoteRow(approval_id, operator_id, vote, reason, now_us)
+    ):
         raise ForbiddenError(
             f"`{operator_id}` already decided approval `{approval_id}`; another operator must"
         )
@@ -360,7 +370,7 @@ def _vote(
 
 
 def _finalize(
-    rt: Runtime, tx: LedgerTx, row: ApprovalRow, approvers: list[str], now: datetime
+    rt: Runtime, tx: UnitOfWork, row: ApprovalRow, approvers: list[str], now: datetime
 ) -> None:
     """Enough approvals: check deny rules and budgets again, then approve or reject."""
     now_us = to_us(now)
@@ -369,7 +379,7 @@ def _finalize(
         close(tx, row, "rejected", problem, now_us, "system")
         return
     names = ", ".join(approvers)
-    if tx.approval_transition(
+    if tx.approvals.transition(
         row.approval_id, "pending", "approved", now_us, f"approved by {names}"
     ):
         approved = replace(row, status="approved")
@@ -383,7 +393,7 @@ def _finalize(
         notify(tx, approved, "approval.decided", text, now_us)
 
 
-def _recheck(rt: Runtime, tx: LedgerTx, row: ApprovalRow, now: datetime) -> str | None:
+def _recheck(rt: Runtime, tx: UnitOfWork, row: ApprovalRow, now: datetime) -> str | None:
     """Why the approved intent may not proceed now, or None."""
     policy = rt.policy
     if policy is None:
@@ -394,11 +404,13 @@ def _recheck(rt: Runtime, tx: LedgerTx, row: ApprovalRow, now: datetime) -> str 
     if decision.outcome == "deny":
         return f"at approval time: {decision.reason}"
     limits_by_id = {spec.budget_id: spec.limit.amount_minor for spec in policy.budgets}
-    for charge in tx.charges(row.hold_id):
+    for charge in tx.holds.list_charges(row.hold_id):
         limit = limits_by_id.get(charge.budget_id)
         if limit is None or charge.window_start_us == ROLLING_HEAD_US:
             continue
-        counter = tx.lock_counter(charge.budget_id, charge.scope_key, charge.window_start_us, "")
+        counter = tx.budgets.lock_counter(
+            charge.budget_id, charge.scope_key, charge.window_start_us, ""
+        )
         if counter.spent_minor + counter.held_minor > limit:
             return f"at approval time: budget `{charge.budget_id}` is over its limit"
     return None

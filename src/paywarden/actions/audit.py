@@ -15,7 +15,7 @@ from paywarden.runtime import Runtime
 def audit_entries(rt: Runtime, after_seq: int = 0, limit: int = 100) -> list[AuditEntry]:
     """Audit entries after `after_seq`, oldest first, at most `limit` (1 to 1000)."""
     with rt.store.read() as tx:
-        return tx.audit_entries(max(after_seq, 0), max(1, min(limit, 1000)))
+        return tx.audit.list_after(max(after_seq, 0), max(1, min(limit, 1000)))
 
 
 def audit_trail(rt: Runtime, ref_id: str) -> list[AuditEntry]:
@@ -23,7 +23,7 @@ def audit_trail(rt: Runtime, ref_id: str) -> list[AuditEntry]:
     `agent/session` or policy version), oldest first. A payment's entries include its refunds
     and disputes."""
     with rt.store.read() as tx:
-        return tx.audit_by_ref(ref_id)
+        return tx.audit.list_by_ref(ref_id)
 
 
 def verify_audit(rt: Runtime, checkpoint: Checkpoint | None = None) -> VerifyResult:

@@ -35,7 +35,7 @@ from paywarden.policy.compiler import CompiledPolicy
 from paywarden.policy.decision import Decision
 from paywarden.policy.evaluator import deny_everything
 from paywarden.policy.loading import POLICY_TEXT_KEY, POLICY_VERSION_KEY, load_policy
-from paywarden.ports import LedgerTx, NewDecision
+from paywarden.ports import NewDecision, UnitOfWork
 from paywarden.runtime import Runtime
 
 _log = logging.getLogger("paywarden")
@@ -155,17 +155,17 @@ def refuse_on_rail(rt: Runtime, intent: PaymentIntent, reason: str, actor: str |
         return failure_denial("store_unavailable", error, policy, now)
 
 
-def policy_in_force(rt: Runtime, tx: LedgerTx) -> CompiledPolicy | None:
+def policy_in_force(rt: Runtime, tx: UnitOfWork) -> CompiledPolicy | None:
     """The policy of the version last recorded in the store, read inside the decision's own
     transaction: once another process (or thread) has recorded a new version, every decision
     committed after it uses that version, never the one this process had."""
     loaded = rt.loaded
     if loaded.policy is None:
         return None  # no usable policy here: deny, whatever others run
-    recorded = tx.meta_get(POLICY_VERSION_KEY)
+    recorded = tx.meta.get(POLICY_VERSION_KEY)
     if recorded is None or recorded == loaded.policy.version:
         return loaded.policy
-    text = tx.meta_get(POLICY_TEXT_KEY + recorded)
+    text = tx.meta.get(POLICY_TEXT_KEY + recorded)
     newer = load_policy(text) if text is not None else None
     if newer is None or newer.policy is None or newer.policy.version != recorded:
         return loaded.policy  # recorded by an older paywarden, without its text
@@ -188,7 +188,7 @@ def with_environment(rt: Runtime, intent: PaymentIntent) -> tuple[PaymentIntent,
 
 def record(
     rt: Runtime,
-    tx: LedgerTx,
+    tx: UnitOfWork,
     intent: PaymentIntent,
     decision: Decision,
     now: datetime,
@@ -200,7 +200,7 @@ def record(
     decision_id, now_us = str(decision.decision_id), to_us(now)
     body = records.decision_body(intent, decision.to_dict(), actor, rt.redactor)
     entry = records.append(tx, now_us, "decision", decision_id, body)
-    tx.insert_decision(
+    tx.decisions.insert(
         NewDecision(
             decision_id=decision_id,
             created_us=now_us,
@@ -240,9 +240,9 @@ def decision_agent(rt: Runtime, decision_id: str) -> str:
 
 def _decision_body(rt: Runtime, decision_id: str) -> str:
     with rt.store.read() as tx:
-        body = tx.decision_body(decision_id)
+        body = tx.decisions.get_body(decision_id)
         if body is None:
-            refused = [e for e in tx.audit_by_ref(decision_id) if e.kind == refusals.KIND]
+            refused = [e for e in tx.audit.list_by_ref(decision_id) if e.kind == refusals.KIND]
             body = refused[0].body if refused else None
     if body is None:
         raise NotFoundError(f"no decision `{decision_id}`")
@@ -272,10 +272,10 @@ def _audit_failure(
     return decision
 
 
-def _replay(tx: LedgerTx, intent: PaymentIntent) -> Decision | None:
+def _replay(tx: UnitOfWork, intent: PaymentIntent) -> Decision | None:
     if intent.idempotency_key is None:
         return None
-    stored = tx.decision_by_key(intent.agent, intent.idempotency_key)
+    stored = tx.decisions.get_by_key(intent.agent, intent.idempotency_key)
     if stored is None:
         return None
     if stored.fingerprint != intent.fingerprint():
@@ -292,9 +292,9 @@ def _deny_without_policy(rt: Runtime, now: datetime) -> Decision:
     return deny_everything(code, f"no usable policy ({summary}); denied", "none", now)
 
 
-def _session_phase(tx: LedgerTx, intent: PaymentIntent) -> str | None:
+def _session_phase(tx: UnitOfWork, intent: PaymentIntent) -> str | None:
     """The phase of the agent's tracked session: server-side state, never the agent's word."""
     if intent.session_id is None:
         return None
-    session = tx.session(intent.agent, intent.session_id)
+    session = tx.sessions.get(intent.agent, intent.session_id)
     return session.phase if session is not None else None

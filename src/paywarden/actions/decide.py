@@ -30,7 +30,7 @@ from paywarden.policy.decision import BudgetTrace, Decision
 from paywarden.policy.evaluator import deny_everything, evaluate
 from paywarden.policy.facts import StateSnapshot
 from paywarden.policy.fx import ceil_fraction
-from paywarden.ports import IdSource, LedgerTx
+from paywarden.ports import IdSource, PendingTotal, UnitOfWork
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,15 +47,15 @@ class Context:
         return to_us(self.now)
 
 
-def decide(tx: LedgerTx, ctx: Context) -> Decision:
-    halt = tx.halt_for(ctx.intent.agent)
+def decide(tx: UnitOfWork, ctx: Context) -> Decision:
+    halt = tx.halts.get_for_agent(ctx.intent.agent)
     if halt is not None:
         scope = "all agents" if halt.scope == "*" else f"agent `{halt.scope}`"
         reason = f"payments are halted for {scope}: {halt.reason}"
         denied = deny_everything("halted", reason, ctx.policy.version, ctx.now)
         return replace(denied, rule_ids=(f"halt:{halt.scope}",))
     binding = approval_request.binding(ctx.intent)
-    existing = tx.approval_open(ctx.intent.agent, binding, ctx.now_us)
+    existing = tx.approvals.get_open(ctx.intent.agent, binding, ctx.now_us)
     if existing is not None:
         return approvals.with_open_approval(
             tx,
@@ -88,7 +88,7 @@ def decide(tx: LedgerTx, ctx: Context) -> Decision:
 
 
 def _evaluate_with_ledger(
-    tx: LedgerTx, ctx: Context
+    tx: UnitOfWork, ctx: Context
 ) -> tuple[Decision, list[BudgetClaim], list[BudgetTrace]]:
     policy, intent, now_us = ctx.policy, ctx.intent, ctx.now_us
     claims = budget_claims(policy, intent, ctx.now)
@@ -107,7 +107,7 @@ def _evaluate_with_ledger(
 
 
 def _hold(
-    tx: LedgerTx,
+    tx: UnitOfWork,
     ctx: Context,
     decision: Decision,
     claims: list[BudgetClaim],
@@ -154,13 +154,13 @@ def _hold(
     return replace(decision, approval_id=approval_id)
 
 
-def _queue_full(tx: LedgerTx, ctx: Context) -> tuple[str, str] | None:
+def _queue_full(tx: UnitOfWork, ctx: Context) -> tuple[str, str] | None:
     """The cap of the policy's `approvals:` that one more request of this agent would pass,
     and why, or None. Counted in the write transaction that would insert the request, so
     concurrent requests (threads, processes) can never take an agent past a cap."""
     settings, agent = ctx.policy.approvals, ctx.intent.agent
-    totals = tx.approvals_pending_totals(agent, ctx.now_us)
-    count = sum(row_count for _, row_count, _ in totals)
+    totals = tx.approvals.list_pending_totals(agent, ctx.now_us)
+    count = sum(total.request_count for total in totals)
     if count >= settings.pending_max_per_agent:
         return "pending_max_per_agent", (
             f"agent `{agent}` already has {count} approval requests waiting, the most the "
@@ -171,7 +171,9 @@ def _queue_full(tx: LedgerTx, ctx: Context) -> tuple[str, str] | None:
     if cap is None:
         return None
     waiting_minor = _pending_minor(ctx, cap, totals)
-    intent_minor = _pending_minor(ctx, cap, [(ctx.intent.currency, 1, ctx.intent.amount_minor)])
+    intent_minor = _pending_minor(
+        ctx, cap, [PendingTotal(ctx.intent.currency, 1, ctx.intent.amount_minor)]
+    )
     if waiting_minor is None or intent_minor is None:
         what = "an amount it has waiting" if waiting_minor is None else str(ctx.intent.amount)
         return "pending_amount_max_per_agent", (
@@ -187,7 +189,7 @@ def _queue_full(tx: LedgerTx, ctx: Context) -> tuple[str, str] | None:
     return None
 
 
-def _pending_minor(ctx: Context, cap: Money, totals: list[tuple[str, int, int]]) -> int | None:
+def _pending_minor(ctx: Context, cap: Money, totals: list[PendingTotal]) -> int | None:
     """The amounts in minor units of the cap's currency, each currency's total converted with
     the policy's FX rates and rounded up; None when a currency cannot be converted."""
     policy, result = ctx.policy, 0

@@ -17,23 +17,26 @@ import json
 from paywarden.actions import refunds
 from paywarden.actions.approvals import check_operator
 from paywarden.audit import records
+from paywarden.audit.canonical import canonical_text
 from paywarden.errors import InvalidInputError, NotFoundError, StateConflictError
-from paywarden.ports import DisputeRow, DisputeStatus, LedgerTx, PaymentRow
+from paywarden.ports import DisputeRow, DisputeStatus, PaymentRow, UnitOfWork
 from paywarden.runtime import Runtime
 
 ACTIVE: tuple[DisputeStatus, ...] = ("open", "under_review")
 DISPUTABLE = ("settled", "refunded")
 
 
-def evidence(tx: LedgerTx, payment: PaymentRow) -> dict[str, object]:
+def evidence(tx: UnitOfWork, payment: PaymentRow) -> dict[str, object]:
     """The payment, its decision's proof trace and the audit entries behind them."""
-    body = tx.decision_body(payment.decision_id)
+    body = tx.decisions.get_body(payment.decision_id)
     decision = json.loads(body)["decision"] if body is not None else None
-    approval = tx.approval_by_hold(payment.hold_id)
+    approval = tx.approvals.get_by_hold(payment.hold_id)
     refs = [payment.decision_id, payment.hold_id, payment.payment_id]
     if approval is not None:
         refs.append(approval.approval_id)
-    entries = sorted((entry for ref in refs for entry in tx.audit_by_ref(ref)), key=lambda e: e.seq)
+    entries = sorted(
+        (entry for ref in refs for entry in tx.audit.list_by_ref(ref)), key=lambda e: e.seq
+    )
     return {
         "payment": {
             "payment_id": payment.payment_id,
@@ -56,16 +59,16 @@ def evidence(tx: LedgerTx, payment: PaymentRow) -> dict[str, object]:
 
 
 def open_case(
-    tx: LedgerTx, payment_id: str, reason: str, actor: str, dispute_id: str, now_us: int
+    tx: UnitOfWork, payment_id: str, reason: str, actor: str, dispute_id: str, now_us: int
 ) -> DisputeRow:
-    payment = tx.payment(payment_id)
+    payment = tx.payments.get(payment_id)
     if payment is None:
         raise NotFoundError(f"no payment `{payment_id}`")
     if payment.state not in DISPUTABLE:
         raise StateConflictError(
             f"payment `{payment_id}` is {payment.state}: only money that moved can be disputed"
         )
-    active = [d for d in tx.disputes(payment_id, None, 100) if d.status in ACTIVE]
+    active = [d for d in tx.disputes.list_recent(payment_id, None, 100) if d.status in ACTIVE]
     if active:
         raise StateConflictError(
             f"payment `{payment_id}` already has dispute `{active[0].dispute_id}` "
@@ -76,27 +79,27 @@ def open_case(
         payment_id=payment_id,
         status="open",
         reason=reason,
-        evidence=json.dumps(evidence(tx, payment), sort_keys=True),
+        evidence=canonical_text(evidence(tx, payment)),
         opened_by=actor,
         resolution=None,
         refund_id=None,
         created_us=now_us,
         updated_us=now_us,
     )
-    tx.dispute_insert(row)
+    tx.disputes.insert(row)
     audit(tx, row, "opened", actor, now_us, reason)
     return row
 
 
-def get(tx: LedgerTx, dispute_id: str) -> DisputeRow:
-    row = tx.dispute(dispute_id)
+def get(tx: UnitOfWork, dispute_id: str) -> DisputeRow:
+    row = tx.disputes.get(dispute_id)
     if row is None:
         raise NotFoundError(f"no dispute `{dispute_id}`")
     return row
 
 
 def move(
-    tx: LedgerTx,
+    tx: UnitOfWork,
     row: DisputeRow,
     target: DisputeStatus,
     actor: str,
@@ -105,7 +108,7 @@ def move(
     refund_id: str | None = None,
 ) -> DisputeRow:
     """Compare-and-set the case's status once, and audit it."""
-    if row.status not in ACTIVE or not tx.dispute_transition(
+    if row.status not in ACTIVE or not tx.disputes.transition(
         row.dispute_id, row.status, target, now_us, note or None, refund_id
     ):
         raise StateConflictError(f"dispute `{row.dispute_id}` is already {row.status}")
@@ -113,7 +116,7 @@ def move(
     return get(tx, row.dispute_id)
 
 
-def audit(tx: LedgerTx, row: DisputeRow, event: str, actor: str, now_us: int, note: str) -> None:
+def audit(tx: UnitOfWork, row: DisputeRow, event: str, actor: str, now_us: int, note: str) -> None:
     records.append(
         tx,
         now_us,
@@ -173,7 +176,7 @@ def resolve_dispute(
         if outcome != "refund":
             target: DisputeStatus = "rejected" if outcome == "reject" else "withdrawn"
             return move(tx, row, target, actor, rt.now_us(), note)
-        pending = tx.refund(row.refund_id) if row.refund_id else None
+        pending = tx.refunds.get(row.refund_id) if row.refund_id else None
     if row.status not in ACTIVE:
         raise StateConflictError(f"dispute `{dispute_id}` is already {row.status}")
     if pending is None or pending.state == "failed":
@@ -186,7 +189,7 @@ def resolve_dispute(
             return move(tx, row, "refunded", actor, now_us, note, pending.refund_id)
         if row.status == "open":
             row = move(tx, row, "under_review", actor, now_us, note, pending.refund_id)
-        tx.dispute_transition(dispute_id, row.status, row.status, now_us, None, pending.refund_id)
+        tx.disputes.transition(dispute_id, row.status, row.status, now_us, None, pending.refund_id)
         return get(tx, dispute_id)
 
 
@@ -199,4 +202,4 @@ def disputes(
     rt: Runtime, *, payment_id: str | None = None, status: str | None = None, limit: int = 100
 ) -> list[DisputeRow]:
     with rt.store.read() as tx:
-        return tx.disputes(payment_id, status, max(1, min(limit, 1000)))
+        return tx.disputes.list_recent(payment_id, status, max(1, min(limit, 1000)))

@@ -22,7 +22,7 @@ from paywarden.errors import InvalidInputError, NotFoundError
 from paywarden.intent import PaymentIntent
 from paywarden.money import Money
 from paywarden.policy.recipients import PatternSet, cached_matcher, parse_pattern
-from paywarden.ports import GrantRow, HaltRow, LedgerTx
+from paywarden.ports import GrantRow, HaltRow, UnitOfWork
 from paywarden.runtime import Runtime
 
 
@@ -52,7 +52,7 @@ class GrantRequest:
 
 
 def create(
-    tx: LedgerTx, request: GrantRequest, grant_id: str, operator_id: str, now_us: int
+    tx: UnitOfWork, request: GrantRequest, grant_id: str, operator_id: str, now_us: int
 ) -> GrantRow:
     request.validate()
     recipients = [parse_pattern(pattern).text for pattern in request.recipients]
@@ -72,18 +72,18 @@ def create(
         expires_us=now_us + request.expires_in_seconds * 1_000_000,
         revoked_us=None,
     )
-    tx.grant_insert(row)
+    tx.grants.insert(row)
     records.append(
         tx, now_us, "grant.created", grant_id, {"actor": f"operator:{operator_id}", **_summary(row)}
     )
     return row
 
 
-def revoke(tx: LedgerTx, grant_id: str, operator_id: str, now_us: int) -> GrantRow:
-    row = tx.grant(grant_id)
+def revoke(tx: UnitOfWork, grant_id: str, operator_id: str, now_us: int) -> GrantRow:
+    row = tx.grants.get(grant_id)
     if row is None:
         raise NotFoundError(f"no grant `{grant_id}`")
-    if tx.grant_revoke(grant_id, now_us):
+    if tx.grants.revoke(grant_id, now_us):
         records.append(
             tx,
             now_us,
@@ -91,17 +91,17 @@ def revoke(tx: LedgerTx, grant_id: str, operator_id: str, now_us: int) -> GrantR
             grant_id,
             {"actor": f"operator:{operator_id}", "grant_id": grant_id},
         )
-    updated = tx.grant(grant_id)
+    updated = tx.grants.get(grant_id)
     assert updated is not None  # it existed a moment ago in this transaction
     return updated
 
 
-def use(tx: LedgerTx, intent: PaymentIntent, now_us: int) -> GrantRow | None:
+def use(tx: UnitOfWork, intent: PaymentIntent, now_us: int) -> GrantRow | None:
     """Consume the first grant that covers `intent`, or None. Audited when used."""
-    for row in tx.grants(intent.agent, now_us):
+    for row in tx.grants.list_by_agent(intent.agent, now_us):
         if not covers(row, intent):
             continue
-        if tx.grant_consume(row.grant_id, intent.amount_minor, now_us):
+        if tx.grants.consume(row.grant_id, intent.amount_minor, now_us):
             records.append(
                 tx,
                 now_us,
@@ -167,7 +167,7 @@ def grant(rt: Runtime, request: GrantRequest, *, operator: str) -> GrantRow:
 def grants(rt: Runtime, agent: str | None = None, active_only: bool = False) -> list[GrantRow]:
     active_at = rt.now_us() if active_only else None
     with rt.store.read() as tx:
-        return tx.grants(agent, active_at)
+        return tx.grants.list_by_agent(agent, active_at)
 
 
 def revoke_grant(rt: Runtime, grant_id: str, *, operator: str) -> GrantRow:
@@ -192,15 +192,15 @@ def halt(
     scope = agent or "*"
     with rt.store.write() as tx:
         approvals.check_operator(tx, actor)
-        if tx.halt_set(HaltRow(scope, reason, actor, now_us)):
+        if tx.halts.insert_if_absent(HaltRow(scope, reason, actor, now_us)):
             body: dict[str, object] = {"actor": actor, "scope": scope, "reason": reason}
             records.append(tx, now_us, "halt.set", scope, body)
         if void_pending:
             for status in ("pending", "approved"):
-                for row in tx.approvals(status, agent, limits.list_rows_max):
+                for row in tx.approvals.list_recent(status, agent, limits.list_rows_max):
                     note = f"voided by halt: {reason}"
                     approvals.close(tx, row, "voided", note, now_us, actor)
-        halt_row = next((row for row in tx.halts() if row.scope == scope), None)
+        halt_row = next((row for row in tx.halts.list_all() if row.scope == scope), None)
     if halt_row is None:  # pragma: no cover - set in this very transaction
         raise NotFoundError("halt not recorded")
     return halt_row
@@ -212,7 +212,7 @@ def resume(rt: Runtime, agent: str | None = None, *, actor: str) -> bool:
     scope = agent or "*"
     with rt.store.write() as tx:
         approvals.check_operator(tx, actor)
-        cleared = tx.halt_clear(scope)
+        cleared = tx.halts.delete(scope)
         if cleared:
             records.append(tx, now_us, "halt.cleared", scope, {"actor": actor, "scope": scope})
     return cleared
@@ -220,4 +220,4 @@ def resume(rt: Runtime, agent: str | None = None, *, actor: str) -> bool:
 
 def halts(rt: Runtime) -> list[HaltRow]:
     with rt.store.read() as tx:
-        return tx.halts()
+        return tx.halts.list_all()

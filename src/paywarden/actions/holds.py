@@ -26,7 +26,7 @@ def capture(
     now_us = rt.now_us()
     with rt.store.write() as tx:
         hold = settle.open_hold(tx, hold_id, now_us)
-        request = tx.approval_by_hold(hold_id)
+        request = tx.approvals.get_by_hold(hold_id)
         if request is not None and request.status != "consumed":
             raise StateConflictError(
                 f"hold `{hold_id}` belongs to approval `{request.approval_id}`, which is "
@@ -46,7 +46,7 @@ def void(rt: Runtime, hold_id: str, *, actor: str = "system") -> HoldRow:
     with rt.store.write() as tx:
         hold = settle.open_hold(tx, hold_id, now_us)
         updated = settle.settle(tx, hold, "voided", now_us, actor)
-        request = tx.approval_by_hold(hold_id)
+        request = tx.approvals.get_by_hold(hold_id)
         if updated is not None and request is not None:
             approvals.close(tx, request, "voided", f"hold voided by {actor}", now_us, actor)
     if updated is None:
@@ -62,7 +62,7 @@ def expire_due(rt: Runtime, batch_max: int = limits.expire_sweep_batch_max) -> i
 
 def hold(rt: Runtime, hold_id: str) -> HoldRow:
     with rt.store.read() as tx:
-        row = tx.hold(hold_id)
+        row = tx.holds.get(hold_id)
     if row is None:
         raise NotFoundError(f"no hold `{hold_id}`")
     return row

@@ -67,10 +67,10 @@ def create_key(
     )
     with rt.store.write() as tx:
         if operator is not None:
-            found = tx.operator(operator)
+            found = tx.operators.get(operator)
             if found is None or found.disabled_us is not None:
                 raise InvalidInputError(f"`{operator}` is not a registered operator")
-        tx.key_insert(row)
+        tx.keys.insert(row)
         records.append(tx, now_us, "key.created", row.key_id, _key_body(row, actor))
     return new.secret, row
 
@@ -80,7 +80,7 @@ def authenticate(rt: Runtime, secret: str) -> Principal:
     same `AuthenticationError`, so a caller cannot tell them apart."""
     key_id = keys.key_id_of(secret)
     with rt.store.read() as tx:
-        row = tx.key(key_id)
+        row = tx.keys.get(key_id)
     server_secret = rt.secret.get()
     if row is None:
         keys.matches(server_secret, secret, "0" * 64)  # the same work as a real check
@@ -94,21 +94,21 @@ def revoke_key(rt: Runtime, key_id: str, *, actor: str) -> KeyRow:
     """Revoke a key at once: the next request made with it is refused."""
     now_us = rt.now_us()
     with rt.store.write() as tx:
-        row = tx.key(key_id)
+        row = tx.keys.get(key_id)
         if row is None:
             raise NotFoundError(f"no key `{key_id}`")
-        if not tx.key_revoke(key_id, now_us):
+        if not tx.keys.revoke(key_id, now_us):
             raise StateConflictError(f"key `{key_id}` was already revoked")
         body = {**_key_body(row, actor), "revoked_by": actor}
         records.append(tx, now_us, "key.revoked", key_id, body)
-        revoked = tx.key(key_id)
+        revoked = tx.keys.get(key_id)
     assert revoked is not None  # read back in the same transaction
     return revoked
 
 
 def list_keys(rt: Runtime) -> list[KeyRow]:
     with rt.store.read() as tx:
-        return tx.keys()
+        return tx.keys.list_all()
 
 
 def _key_body(row: KeyRow, actor: str) -> dict[str, object]:

@@ -23,7 +23,7 @@ from paywarden.errors import NotFoundError, PaywardenError
 from paywarden.intent import PaymentIntent
 from paywarden.ledger import settle
 from paywarden.policy.decision import Decision
-from paywarden.ports import BreakerRow, LedgerTx, PaymentRow, PaymentState
+from paywarden.ports import BreakerRow, PaymentRow, PaymentState, UnitOfWork
 from paywarden.rails import PaymentRail, Receipt, refusal
 from paywarden.runtime import Runtime
 
@@ -44,7 +44,7 @@ class PaymentOutcome:
 
 
 def begin(
-    tx: LedgerTx,
+    tx: UnitOfWork,
     decision: Decision,
     intent: PaymentIntent,
     rail: str,
@@ -52,7 +52,7 @@ def begin(
     now_us: int,
 ) -> tuple[PaymentRow, bool]:
     """The payment row for an allowed decision, and whether the rail should be called now."""
-    existing = tx.payment_by_decision(str(decision.decision_id))
+    existing = tx.payments.get_by_decision(str(decision.decision_id))
     if existing is not None:
         return existing, False  # a replayed decision never pays again
     # A hold that expired (a worker died after authorize) can no longer back a payment: money
@@ -81,9 +81,9 @@ def begin(
         created_us=now_us,
         updated_us=now_us,
     )
-    tx.payment_insert(row)
+    tx.payments.insert(row)
     if breaker:
-        tx.hold_set_expiry(row.hold_id, NEVER_US)  # held until the outcome is known
+        tx.holds.set_expiry(row.hold_id, NEVER_US)  # held until the outcome is known
     else:
         _release(tx, row, "voided", now_us)
     records.append(
@@ -103,7 +103,7 @@ def begin(
 
 
 def finish(
-    tx: LedgerTx,
+    tx: UnitOfWork,
     row: PaymentRow,
     receipt: Receipt,
     now_us: int,
@@ -126,16 +126,16 @@ def finish(
         rail_calls.breaker_record(tx, row.rail, failed=rail_failure, now_us=now_us)
     if target is None and receipt.rail_payment_id and row.rail_payment_id is None:
         # Pending: the rail has it. Record its id, so reconcile knows the rail answered.
-        tx.payment_transition(
+        tx.payments.transition(
             row.payment_id, row.state, row.state, now_us, receipt.rail_payment_id, None
         )
         return replace(row, rail_payment_id=receipt.rail_payment_id, updated_us=now_us)
     if target is None or target == row.state:
         return row  # pending stays submitted; the same answer again changes nothing
-    if not tx.payment_transition(
+    if not tx.payments.transition(
         row.payment_id, row.state, target, now_us, receipt.rail_payment_id, receipt.error
     ):
-        current = tx.payment(row.payment_id)
+        current = tx.payments.get(row.payment_id)
         return current if current is not None else row
     if target == "settled":
         _release(tx, row, "captured", now_us)
@@ -163,8 +163,8 @@ def finish(
     )
 
 
-def _release(tx: LedgerTx, row: PaymentRow, state: str, now_us: int) -> None:
-    hold = tx.hold(row.hold_id)
+def _release(tx: UnitOfWork, row: PaymentRow, state: str, now_us: int) -> None:
+    hold = tx.holds.get(row.hold_id)
     if hold is not None and hold.state == "held":
         captured = hold.amount_minor if state == "captured" else None
         settle.settle(
@@ -213,7 +213,7 @@ def _rail_for(
         return None, str(error)
     if intent.idempotency_key is not None:
         with rt.store.read() as tx:
-            if tx.decision_by_key(intent.agent, intent.idempotency_key) is not None:
+            if tx.decisions.get_by_key(intent.agent, intent.idempotency_key) is not None:
                 return rail, None
     reason = refusal(
         rail,
@@ -231,8 +231,8 @@ def reconcile(rt: Runtime, batch_max: int = limits.reconcile_batch_max) -> list[
     settle each at most once; re-send every open refund with its own key. Returns the payments
     whose state changed."""
     with rt.store.read() as tx:
-        open_rows = tx.payments_open(batch_max)
-        open_refunds = tx.refunds_open(batch_max)
+        open_rows = tx.payments.list_open(batch_max)
+        open_refunds = tx.refunds.list_open(batch_max)
     changed = []
     for row in open_rows:
         updated = _reconcile_one(rt, row)
@@ -255,7 +255,7 @@ def _reconcile_one(rt: Runtime, row: PaymentRow) -> PaymentRow | None:
         return None  # a rail that cannot be loaded here: its payments stay open
     receipt = rail_calls.with_retries(partial(rail.status, rail_calls.rail_request(row)), rt.sleep)
     with rt.store.write() as tx:
-        current = tx.payment(row.payment_id)
+        current = tx.payments.get(row.payment_id)
         if current is None or current.state not in ("submitted", "unknown"):
             return None
         # Reconciling never counts for the breaker: an old payment's unknown outcome says
@@ -277,12 +277,12 @@ def breaker(rt: Runtime, rail: str) -> BreakerRow:
     """The rail's circuit breaker: `state` (closed, open, half_open), `consecutive_failures`
     and `opened_us`."""
     with rt.store.read() as tx:
-        return tx.breaker(rail)
+        return tx.breakers.get(rail)
 
 
 def payment(rt: Runtime, payment_id: str) -> PaymentRow:
     with rt.store.read() as tx:
-        row = tx.payment(payment_id)
+        row = tx.payments.get(payment_id)
     if row is None:
         raise NotFoundError(f"no payment `{payment_id}`")
     return row
@@ -293,4 +293,4 @@ def payments(
 ) -> list[PaymentRow]:
     """Payments, newest first, optionally for one agent and in one state."""
     with rt.store.read() as tx:
-        return tx.payments(agent, state, max(1, min(limit, 1000)))
+        return tx.payments.list_recent(agent, state, max(1, min(limit, 1000)))

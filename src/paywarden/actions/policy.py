@@ -44,7 +44,7 @@ def reload_policy(rt: Runtime, policy: str | Path, *, actor: str) -> LoadedPolic
         rt.loaded = loaded  # same rules; keep the newer source text
         return loaded
     with rt.store.write() as tx:
-        if tx.meta_get(POLICY_VERSION_KEY) != version:  # another process may have recorded it
+        if tx.meta.get(POLICY_VERSION_KEY) != version:  # another process may have recorded it
             body = _policy_body(loaded, actor, current.version if current else None)
             records.append(tx, now_us, "policy.loaded", version, body)
             record_version(tx, loaded)
@@ -68,11 +68,11 @@ def record_policy_load(rt: Runtime) -> None:
     }
     try:
         with rt.store.write() as tx:
-            if tx.meta_get(POLICY_VERSION_KEY) == version:
+            if tx.meta.get(POLICY_VERSION_KEY) == version:
                 return
             records.append(tx, rt.now_us(), "policy.loaded", version, body)
             if loaded.policy is None:
-                tx.meta_set(POLICY_VERSION_KEY, version)  # `invalid:...`: nothing to share
+                tx.meta.set(POLICY_VERSION_KEY, version)  # `invalid:...`: nothing to share
             else:
                 record_version(tx, loaded)
     except StoreError:
@@ -87,7 +87,7 @@ def ready(rt: Runtime) -> list[str]:
         problems.append(f"policy: {rt.loaded.report.summary()}")
     try:
         with rt.store.read() as tx:
-            tx.meta_get("policy_version")
+            tx.meta.get("policy_version")
     except StoreError as error:
         problems.append(f"store: {error}")
     return problems

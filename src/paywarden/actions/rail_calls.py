@@ -25,7 +25,7 @@ from dataclasses import replace
 from paywarden import limits
 from paywarden.audit import records
 from paywarden.payee import parse_payee
-from paywarden.ports import BreakerRow, LedgerTx, PaymentRow
+from paywarden.ports import BreakerRow, PaymentRow, UnitOfWork
 from paywarden.rails import PaymentRail, RailPayment, Receipt
 
 
@@ -72,20 +72,20 @@ def _guarded(send: Callable[[], Receipt]) -> Receipt:
         return Receipt("unknown", None, f"rail raised {type(error).__name__}: {error}")
 
 
-def breaker_gate(tx: LedgerTx, rail: str, now_us: int) -> bool:
+def breaker_gate(tx: UnitOfWork, rail: str, now_us: int) -> bool:
     """Whether the rail may be called now. Closed: yes. Open or half-open: only one probe, once
     a cool-down has passed since the breaker opened or since the last probe was let through.
 
     While half-open, `opened_us` is when the current probe was let through; a probe whose
     process died before the rail answered is replaced after one more cool-down. Runs in the
     payment's write transaction, so the read and the write below are one compare-and-set."""
-    breaker = tx.breaker(rail)
+    breaker = tx.breakers.get(rail)
     if breaker.state == "closed":
         return True
     if not _cooled_down(breaker, now_us):
         return False  # open, or half-open with its probe still out: fail fast
     replaced = breaker.state == "half_open"
-    tx.breaker_save(replace(breaker, state="half_open", opened_us=now_us))
+    tx.breakers.save(replace(breaker, state="half_open", opened_us=now_us))
     records.append(
         tx,
         now_us,
@@ -101,13 +101,13 @@ def _cooled_down(breaker: BreakerRow, now_us: int) -> bool:
     return now_us - since_us >= limits.breaker_cooldown_seconds * 1_000_000
 
 
-def breaker_record(tx: LedgerTx, rail: str, failed: bool, now_us: int) -> None:
+def breaker_record(tx: UnitOfWork, rail: str, failed: bool, now_us: int) -> None:
     """Count a rail answer: success closes the breaker; a failure while half-open (the probe's,
     or any other call's) opens it again for a full cool-down, as do enough failures in a row."""
-    breaker = tx.breaker(rail)
+    breaker = tx.breakers.get(rail)
     if not failed:
         if breaker.state != "closed" or breaker.consecutive_failures:
-            tx.breaker_save(BreakerRow(rail, "closed", 0, None))
+            tx.breakers.save(BreakerRow(rail, "closed", 0, None))
             if breaker.state != "closed":
                 records.append(
                     tx, now_us, "breaker.closed", rail, {"actor": "system", "rail": rail}
@@ -116,7 +116,7 @@ def breaker_record(tx: LedgerTx, rail: str, failed: bool, now_us: int) -> None:
     failures = breaker.consecutive_failures + 1
     opens = breaker.state == "half_open" or failures >= limits.breaker_failures_max
     if opens and breaker.state != "open":
-        tx.breaker_save(BreakerRow(rail, "open", failures, now_us))
+        tx.breakers.save(BreakerRow(rail, "open", failures, now_us))
         records.append(
             tx,
             now_us,
@@ -125,4 +125,4 @@ def breaker_record(tx: LedgerTx, rail: str, failed: bool, now_us: int) -> None:
             {"actor": "system", "rail": rail, "consecutive_failures": failures},
         )
     else:
-        tx.breaker_save(replace(breaker, consecutive_failures=failures))
+        tx.breakers.save(replace(breaker, consecutive_failures=failures))

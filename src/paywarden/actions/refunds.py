@@ -22,17 +22,19 @@ from paywarden.actions import rail_calls
 from paywarden.audit import records
 from paywarden.errors import InvalidInputError, NotFoundError, StateConflictError
 from paywarden.money import DEFAULT_CURRENCIES, Money
-from paywarden.ports import LedgerTx, PaymentRow, RefundRow, RefundState
+from paywarden.ports import PaymentRow, RefundRow, RefundState, UnitOfWork
 from paywarden.rails import Receipt
 from paywarden.runtime import Runtime
 
 OPEN_STATES: tuple[RefundState, ...] = ("submitted", "unknown")
 
 
-def refundable_minor(tx: LedgerTx, payment: PaymentRow) -> int:
+def refundable_minor(tx: UnitOfWork, payment: PaymentRow) -> int:
     """What may still be refunded: paid, minus refunded, minus refunds in flight."""
     in_flight = sum(
-        r.amount_minor for r in tx.refunds(payment.payment_id) if r.state in OPEN_STATES
+        r.amount_minor
+        for r in tx.refunds.list_by_payment(payment.payment_id)
+        if r.state in OPEN_STATES
     )
     return payment.amount_minor - payment.refunded_minor - in_flight
 
@@ -50,7 +52,7 @@ def amount_minor(payment: PaymentRow, amount: str | int | None, refundable: int)
 
 
 def begin(
-    tx: LedgerTx,
+    tx: UnitOfWork,
     payment_id: str,
     amount: str | int | None,
     reason: str,
@@ -58,7 +60,7 @@ def begin(
     refund_id: str,
     now_us: int,
 ) -> tuple[PaymentRow, RefundRow]:
-    payment = tx.payment(payment_id)
+    payment = tx.payments.get(payment_id)
     if payment is None:
         raise NotFoundError(f"no payment `{payment_id}`")
     if payment.state != "settled":
@@ -73,7 +75,7 @@ def begin(
         raise StateConflictError(
             f"payment `{payment_id}` has {left} left to refund (refunds in flight included)"
         )
-    number = len(tx.refunds(payment_id)) + 1
+    number = len(tx.refunds.list_by_payment(payment_id)) + 1
     refund = RefundRow(
         refund_id=refund_id,
         payment_id=payment_id,
@@ -88,27 +90,27 @@ def begin(
         created_us=now_us,
         updated_us=now_us,
     )
-    tx.refund_insert(refund)
+    tx.refunds.insert(refund)
     _audit(tx, refund, "submitted", now_us, actor)
     return payment, refund
 
 
 def finish(
-    tx: LedgerTx, refund: RefundRow, receipt: Receipt, restore_budget: bool, now_us: int
+    tx: UnitOfWork, refund: RefundRow, receipt: Receipt, restore_budget: bool, now_us: int
 ) -> RefundRow:
     """Apply the rail's answer to an open refund, once; settle the payment's refunded amount."""
     targets: dict[str, RefundState] = {"settled": "settled", "failed": "failed"}
     target = targets.get(receipt.status, "unknown")
-    current = tx.refund(refund.refund_id)
+    current = tx.refunds.get(refund.refund_id)
     if current is None or current.state not in OPEN_STATES or target == current.state:
         return current or refund
-    if not tx.refund_transition(
+    if not tx.refunds.transition(
         current.refund_id, current.state, target, now_us, receipt.rail_payment_id, receipt.error
     ):
-        return tx.refund(refund.refund_id) or current
+        return tx.refunds.get(refund.refund_id) or current
     if target == "settled":
-        payment = tx.payment(current.payment_id)
-        if payment is None or not tx.payment_add_refund(
+        payment = tx.payments.get(current.payment_id)
+        if payment is None or not tx.payments.add_refund(
             current.payment_id, current.amount_minor, now_us
         ):
             raise StateConflictError(f"payment `{current.payment_id}` cannot take this refund")
@@ -124,14 +126,14 @@ def finish(
     )
 
 
-def restore(tx: LedgerTx, payment: PaymentRow, refund_minor: int) -> None:
+def restore(tx: UnitOfWork, payment: PaymentRow, refund_minor: int) -> None:
     """Give a settled refund's share back to every budget the payment was charged to."""
-    hold = tx.hold(payment.hold_id)
+    hold = tx.holds.get(payment.hold_id)
     if hold is None or hold.state != "captured" or not hold.captured_minor:
         return
     before = payment.refunded_minor
     after = before + refund_minor
-    for charge in tx.charges(hold.hold_id):
+    for charge in tx.holds.list_charges(hold.hold_id):
         charged = charge.amount_minor
         if charge.window_start_us != -1 and hold.captured_minor != hold.amount_minor:
             share = Fraction(charge.amount_minor * hold.captured_minor, hold.amount_minor)
@@ -139,11 +141,11 @@ def restore(tx: LedgerTx, payment: PaymentRow, refund_minor: int) -> None:
         target = charged * after // payment.amount_minor
         delta = target - charge.restored_minor
         if delta > 0:
-            tx.charge_restore(charge, delta)
+            tx.budgets.restore(charge, delta)
 
 
 def _audit(
-    tx: LedgerTx,
+    tx: UnitOfWork,
     refund: RefundRow,
     state: str,
     now_us: int,
@@ -207,4 +209,4 @@ def send(rt: Runtime, payment: PaymentRow, row: RefundRow) -> RefundRow:
 def refunds(rt: Runtime, payment_id: str) -> list[RefundRow]:
     """Every refund of a payment, oldest first."""
     with rt.store.read() as tx:
-        return tx.refunds(payment_id)
+        return tx.refunds.list_by_payment(payment_id)

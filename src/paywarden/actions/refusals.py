@@ -20,7 +20,7 @@ from paywarden.audit.chain import AuditEntry
 from paywarden.audit.redact import DEFAULT_REDACTOR, Redactor
 from paywarden.clock import to_us
 from paywarden.policy.decision import Decision
-from paywarden.ports import LedgerTx
+from paywarden.ports import UnitOfWork
 
 KIND = "decision.refused"
 FIELD_BYTES_MAX = 512
@@ -108,7 +108,7 @@ def _shortened(value: object) -> object:
 
 
 def record(
-    tx: LedgerTx,
+    tx: UnitOfWork,
     decision: Decision,
     fields: Mapping[str, object],
     redactor: Redactor,

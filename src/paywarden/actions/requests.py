@@ -21,9 +21,9 @@ def idempotency_begin(
     now_us = rt.now_us()
     stale_before_us = now_us - stale_seconds * 1_000_000
     with rt.store.write() as tx:
-        if tx.idempotency_claim(scope, key, fingerprint, now_us, stale_before_us):
+        if tx.idempotency.claim(scope, key, fingerprint, now_us, stale_before_us):
             return None
-        row = tx.idempotency_get(scope, key)
+        row = tx.idempotency.get(scope, key)
     assert row is not None  # the claim failed because this row exists
     return row
 
@@ -31,10 +31,10 @@ def idempotency_begin(
 def idempotency_end(rt: Runtime, scope: str, key: str, status: int, body: str) -> None:
     """Store the response of a claimed request, for replay."""
     with rt.store.write() as tx:
-        tx.idempotency_finish(scope, key, status, body, rt.now_us())
+        tx.idempotency.finish(scope, key, status, body, rt.now_us())
 
 
 def idempotency_abandon(rt: Runtime, scope: str, key: str) -> None:
     """Release a claim whose request failed without a response worth replaying."""
     with rt.store.write() as tx:
-        tx.idempotency_release(scope, key)
+        tx.idempotency.release(scope, key)

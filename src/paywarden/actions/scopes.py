@@ -28,7 +28,7 @@ from paywarden.audit import records
 from paywarden.errors import ForbiddenError, NotFoundError, StateConflictError
 from paywarden.intent import PaymentIntent, identifier
 from paywarden.policy.workflow_settings import CompensationSettings
-from paywarden.ports import LedgerTx, ScopeRow, ScopeStatus, ScopeStepRow, StepState
+from paywarden.ports import ScopeRow, ScopeStatus, ScopeStepRow, StepState, UnitOfWork
 from paywarden.runtime import Runtime
 
 
@@ -75,20 +75,20 @@ class TransactionScope:
     def compensate(self, reason: str = "workflow failed") -> ScopeRow:
         """Undo every registered step in reverse order; returns the scope's final state."""
         with self._rt.store.write() as tx:
-            steps = [s for s in tx.scope_steps(self.scope_id) if s.state == "registered"]
+            steps = [s for s in tx.scopes.list_steps(self.scope_id) if s.state == "registered"]
         failed = False
         for step in reversed(steps):
             result = self._compensate_step(step, reason)
             failed = failed or result.state == "failed"
             with self._rt.store.write() as tx:
-                if tx.scope_step_mark(
+                if tx.scopes.transition_step(
                     self.scope_id, step.step, result.state, result.note, self._rt.now_us()
                 ):
                     self._audit(tx, f"scope.step_{result.state}", step, result.note)
         target: ScopeStatus = "compensation_failed" if failed else "compensated"
         self._finish(target, f"scope.{target}", reason)
         with self._rt.store.read() as tx:
-            row = tx.scope(self.scope_id)
+            row = tx.scopes.get(self.scope_id)
         if row is None:
             raise NotFoundError(f"no scope `{self.scope_id}`")
         return row
@@ -103,7 +103,7 @@ class TransactionScope:
         traceback: TracebackType | None,
     ) -> None:
         with self._rt.store.read() as tx:
-            row = tx.scope(self.scope_id)
+            row = tx.scopes.get(self.scope_id)
         if row is None or row.status != "open":
             return
         if exc is None:
@@ -154,18 +154,18 @@ class TransactionScope:
     def _register(self, label: str, payment_id: str | None) -> int:
         with self._rt.store.write() as tx:
             self._require_open(tx)
-            step = len(tx.scope_steps(self.scope_id))
+            step = len(tx.scopes.list_steps(self.scope_id))
             row = ScopeStepRow(self.scope_id, step, payment_id, label[:200], "registered", None, 0)
-            tx.scope_step_insert(row)
+            tx.scopes.insert_step(row)
             self._audit(tx, "scope.step_registered", row, None)
         return step
 
-    def _require_open(self, tx: LedgerTx | None = None) -> None:
+    def _require_open(self, tx: UnitOfWork | None = None) -> None:
         if tx is None:
             with self._rt.store.read() as read_tx:
-                row = read_tx.scope(self.scope_id)
+                row = read_tx.scopes.get(self.scope_id)
         else:
-            row = tx.scope(self.scope_id)
+            row = tx.scopes.get(self.scope_id)
         if row is None or row.status != "open":
             state = row.status if row is not None else "missing"
             raise StateConflictError(f"scope `{self.scope_id}` is {state}")
@@ -173,7 +173,7 @@ class TransactionScope:
     def _finish(self, target: ScopeStatus, kind: str, reason: str | None = None) -> None:
         now_us = self._rt.now_us()
         with self._rt.store.write() as tx:
-            if not tx.scope_transition(self.scope_id, "open", target, now_us):
+            if not tx.scopes.transition(self.scope_id, "open", target, now_us):
                 raise StateConflictError(f"scope `{self.scope_id}` is no longer open")
             records.append(
                 tx,
@@ -183,7 +183,7 @@ class TransactionScope:
                 {"actor": f"agent:{self.agent}", "scope_id": self.scope_id, "reason": reason},
             )
 
-    def _audit(self, tx: LedgerTx, kind: str, step: ScopeStepRow, note: str | None) -> None:
+    def _audit(self, tx: UnitOfWork, kind: str, step: ScopeStepRow, note: str | None) -> None:
         records.append(
             tx,
             self._rt.now_us(),
@@ -210,7 +210,7 @@ def transaction(rt: Runtime, agent: str) -> TransactionScope:
     now_us = rt.now_us()
     row = ScopeRow(rt.ids("scp"), agent, "open", now_us, now_us)
     with rt.store.write() as tx:
-        tx.scope_insert(row)
+        tx.scopes.insert(row)
         body: dict[str, object] = {"actor": f"agent:{agent}", "scope_id": row.scope_id}
         records.append(tx, now_us, "scope.opened", row.scope_id, body)
     return TransactionScope(rt, row)
@@ -223,7 +223,7 @@ def resume_scope(rt: Runtime, scope_id: str) -> TransactionScope:
 
 def scope(rt: Runtime, scope_id: str) -> ScopeRow:
     with rt.store.read() as tx:
-        row = tx.scope(scope_id)
+        row = tx.scopes.get(scope_id)
     if row is None:
         raise NotFoundError(f"no scope `{scope_id}`")
     return row
@@ -232,9 +232,9 @@ def scope(rt: Runtime, scope_id: str) -> ScopeRow:
 def scopes(rt: Runtime, status: str | None = None, *, limit: int = 100) -> list[ScopeRow]:
     """Scopes, newest first; `status="compensation_failed"` lists what needs a human."""
     with rt.store.read() as tx:
-        return tx.scopes(status, max(1, min(limit, 1000)))
+        return tx.scopes.list_recent(status, max(1, min(limit, 1000)))
 
 
 def scope_steps(rt: Runtime, scope_id: str) -> list[ScopeStepRow]:
     with rt.store.read() as tx:
-        return tx.scope_steps(scope_id)
+        return tx.scopes.list_steps(scope_id)

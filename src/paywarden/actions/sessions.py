@@ -14,7 +14,7 @@ from paywarden.audit import records
 from paywarden.errors import InvalidInputError, NotFoundError, PhaseTransitionError
 from paywarden.intent import identifier
 from paywarden.policy.workflow_settings import PHASES, TRANSITIONS
-from paywarden.ports import LedgerTx, Phase, SessionRow
+from paywarden.ports import Phase, SessionRow, UnitOfWork
 from paywarden.runtime import Runtime
 
 
@@ -27,8 +27,8 @@ def start_session(
     now_us = rt.now_us()
     row = SessionRow(agent, session_id, "EXPLORE", now_us, now_us)
     with rt.store.write() as tx:
-        if not tx.session_insert(row):
-            existing = tx.session(agent, session_id)
+        if not tx.sessions.insert_if_absent(row):
+            existing = tx.sessions.get(agent, session_id)
             phase = existing.phase if existing else "unknown"
             raise PhaseTransitionError(
                 f"session `{session_id}` of agent `{agent}` already exists (phase {phase})"
@@ -46,10 +46,10 @@ def advance_phase(
         raise InvalidInputError(f"unknown phase `{phase}` (EXPLORE, DECIDE, COMMIT)")
     now_us = rt.now_us()
     with rt.store.write() as tx:
-        current = tx.session(agent, session_id)
+        current = tx.sessions.get(agent, session_id)
         if current is None:
             raise NotFoundError(f"agent `{agent}` has no session `{session_id}`")
-        if target not in TRANSITIONS[current.phase] or not tx.session_transition(
+        if target not in TRANSITIONS[current.phase] or not tx.sessions.transition(
             agent, session_id, current.phase, _phase(target), now_us
         ):
             allowed = ", ".join(TRANSITIONS[current.phase]) or "none: COMMIT is final"
@@ -64,13 +64,13 @@ def advance_phase(
 
 def session(rt: Runtime, agent: str, session_id: str) -> SessionRow:
     with rt.store.read() as tx:
-        row = tx.session(agent, session_id)
+        row = tx.sessions.get(agent, session_id)
     if row is None:
         raise NotFoundError(f"agent `{agent}` has no session `{session_id}`")
     return row
 
 
-def _audit(tx: LedgerTx, row: SessionRow, source: str | None, actor: str | None) -> None:
+def _audit(tx: UnitOfWork, row: SessionRow, source: str | None, actor: str | None) -> None:
     records.append(
         tx,
         row.updated_us,

@@ -1,4 +1,8 @@
-"""Canonical bytes for hashing, with every serializer option spelled out at the call site.
+"""The one canonical encoding of everything paywarden hashes, fingerprints or chains: audit
+entries, intent fingerprints, approval bindings, secret digests, policy versions, request
+fingerprints and stored intents all go through `canonical_text` / `canonical_bytes`.
+
+Canonical bytes for hashing, with every serializer option spelled out at the call site.
 
 Sorted keys, compact separators, UTF-8 without ASCII escaping, and NaN refused: a change in a
 library default can never silently change an old hash. Floats are refused too, so a value has

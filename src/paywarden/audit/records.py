@@ -12,7 +12,7 @@ from paywarden.audit.canonical import canonical_text
 from paywarden.audit.chain import AuditEntry, link
 from paywarden.audit.redact import DEFAULT_REDACTOR, Redactor
 from paywarden.intent import PaymentIntent
-from paywarden.ports import HoldRow, LedgerTx
+from paywarden.ports import HoldRow, UnitOfWork
 
 
 def intent_summary(intent: PaymentIntent) -> dict[str, object]:
@@ -107,15 +107,15 @@ def hold_body(
 
 
 def append(
-    tx: LedgerTx, now_us: int, kind: str, ref_id: str, body: dict[str, object]
+    tx: UnitOfWork, now_us: int, kind: str, ref_id: str, body: dict[str, object]
 ) -> AuditEntry:
     """Append one entry after the current head, inside `tx`.
 
     Entry times never go backwards: a clock that jumps back is clamped to the head's time, so
     times are non-decreasing by sequence.
     """
-    head = tx.audit_head()
+    head = tx.audit.get_head()
     created_us = now_us if head is None else max(now_us, head.created_us)
     entry = link(head, created_us, kind, ref_id, canonical_text(body))
-    tx.audit_insert(entry)
+    tx.audit.append(entry)
     return entry

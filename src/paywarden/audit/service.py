@@ -34,7 +34,7 @@ def iter_entries(store: Store, page_entries: int = VERIFY_PAGE_ENTRIES) -> Itera
     after = 0
     while True:
         with store.read() as tx:
-            page = tx.audit_entries(after, page_entries)
+            page = tx.audit.list_after(after, page_entries)
         if not page:
             return
         yield from page
@@ -54,7 +54,7 @@ class Checkpointer:
         if self._options.signing_key is None:
             raise CheckpointError("no audit signing key is configured (paywarden audit keygen)")
         with self._store.read() as tx:
-            head = tx.audit_head()
+            head = tx.audit.get_head()
         seq, head_hash = (head.seq, head.entry_hash) if head else (0, "00" * 32)
         signed = sign(
             Checkpoint(self._options.origin, seq, head_hash, to_us(self._clock.now())),
@@ -71,7 +71,7 @@ class Checkpointer:
         if options.signing_key is None or options.checkpoint_dir is None:
             return
         with self._store.read() as tx:
-            head = tx.audit_head()
+            head = tx.audit.get_head()
         if head is not None and head.seq - self._last_seq >= options.checkpoint_every:
             self.checkpoint()
 

@@ -14,7 +14,7 @@ from paywarden.errors import StoreError
 from paywarden.ledger.usage import ROLLING_HEAD_US, BudgetClaim, VelocityClaim, budget_trace
 from paywarden.policy.decision import BudgetTrace
 from paywarden.policy.fx import ceil_fraction
-from paywarden.ports import ChargeRow, HoldRow, HoldState, LedgerTx
+from paywarden.ports import ChargeRow, HoldRow, HoldState, UnitOfWork
 
 
 class InvariantError(StoreError):
@@ -27,12 +27,12 @@ def invariant(condition: bool, message: str) -> None:
         raise InvariantError(f"ledger invariant violated: {message}")
 
 
-def read_budgets(tx: LedgerTx, claims: list[BudgetClaim]) -> list[BudgetTrace]:
+def read_budgets(tx: UnitOfWork, claims: list[BudgetClaim]) -> list[BudgetTrace]:
     """Lock each claim's counter row in lock-key order and read its spent and held amounts."""
     traces = []
     for claim in claims:
         spec = claim.spec
-        row = tx.lock_counter(
+        row = tx.budgets.lock_counter(
             spec.budget_id, claim.scope_key, claim.counter_window_us, spec.limit.currency
         )
         # A policy that changes a budget's currency mid-window must not read the old minor
@@ -43,7 +43,9 @@ def read_budgets(tx: LedgerTx, claims: list[BudgetClaim]) -> list[BudgetTrace]:
             f"this window holds {row.currency}; give the budget a new id to change its currency",
         )
         if claim.rolling:
-            spent, held = tx.rolling_usage(spec.budget_id, claim.scope_key, claim.window_start_us)
+            spent, held = tx.budgets.get_rolling_usage(
+                spec.budget_id, claim.scope_key, claim.window_start_us
+            )
         else:
             spent, held = row.spent_minor, row.held_minor
         traces.append(budget_trace(claim, spent, held))
@@ -51,12 +53,14 @@ def read_budgets(tx: LedgerTx, claims: list[BudgetClaim]) -> list[BudgetTrace]:
 
 
 def read_velocity(
-    tx: LedgerTx, claims: list[VelocityClaim], now_us: int
+    tx: UnitOfWork, claims: list[VelocityClaim], now_us: int
 ) -> list[tuple[VelocityClaim, int, int | None]]:
     usage = []
     for claim in claims:
         since_us = now_us - claim.spec.window_seconds * 1_000_000
-        count, last_us = tx.velocity_usage(claim.spec.velocity_id, claim.scope_key, since_us)
+        count, last_us = tx.budgets.get_velocity_usage(
+            claim.spec.velocity_id, claim.scope_key, since_us
+        )
         usage.append((claim, count, last_us))
     return usage
 
@@ -73,7 +77,7 @@ class NewHold:
 
 
 def reserve(
-    tx: LedgerTx,
+    tx: UnitOfWork,
     hold: NewHold,
     claims: list[BudgetClaim],
     traces: list[BudgetTrace],
@@ -91,7 +95,7 @@ def reserve(
             f"budget `{claim.spec.budget_id}` checked over its limit",
         )
         if not claim.rolling:
-            reserved = tx.reserve(
+            reserved = tx.budgets.reserve(
                 claim.spec.budget_id, claim.scope_key, claim.window_start_us, amount, limit
             )
             invariant(reserved, f"budget `{claim.spec.budget_id}` reservation did not fit")
@@ -99,7 +103,7 @@ def reserve(
         charges.append(
             ChargeRow(hold.hold_id, claim.spec.budget_id, claim.scope_key, window, amount)
         )
-    tx.insert_hold(
+    tx.holds.insert(
         HoldRow(
             hold.hold_id,
             hold.decision_id,
@@ -115,13 +119,13 @@ def reserve(
         charges,
     )
     for claim_v in velocity:
-        tx.record_velocity(
+        tx.budgets.insert_velocity_event(
             claim_v.spec.velocity_id, claim_v.scope_key, hold.created_us, hold.hold_id
         )
 
 
 def resolve(
-    tx: LedgerTx, hold: HoldRow, state: HoldState, now_us: int, captured_minor: int | None = None
+    tx: UnitOfWork, hold: HoldRow, state: HoldState, now_us: int, captured_minor: int | None = None
 ) -> bool:
     """Move a held hold to `state` once; release its charges. False when already resolved."""
     invariant(state != "held", "a hold cannot be resolved back to held")
@@ -130,24 +134,24 @@ def resolve(
             captured_minor is not None and 0 < captured_minor <= hold.amount_minor,
             "a capture must be positive and at most the held amount",
         )
-    if not tx.resolve_hold(hold.hold_id, state, now_us, captured_minor):
+    if not tx.holds.transition(hold.hold_id, state, now_us, captured_minor):
         return False
-    for charge in tx.charges(hold.hold_id):
+    for charge in tx.holds.list_charges(hold.hold_id):
         captured_charge = 0
         if captured_minor is not None:
             share = Fraction(charge.amount_minor * captured_minor, hold.amount_minor)
             captured_charge = min(ceil_fraction(share), charge.amount_minor)
-        tx.release(charge, captured_charge)
+        tx.budgets.release(charge, captured_charge)
         if charge.window_start_us == ROLLING_HEAD_US and captured_charge:
-            tx.set_charge_amount(hold.hold_id, charge.budget_id, captured_charge)
+            tx.holds.set_charge_amount(hold.hold_id, charge.budget_id, captured_charge)
     return True
 
 
-def expire_due(tx: LedgerTx, now_us: int, batch_max: int) -> list[HoldRow]:
+def expire_due(tx: UnitOfWork, now_us: int, batch_max: int) -> list[HoldRow]:
     """Expire up to `batch_max` holds whose deadline passed (a bounded sweep); return them."""
     expired = []
-    for hold_id in tx.due_holds(now_us, batch_max):
-        hold = tx.hold(hold_id)
+    for hold_id in tx.holds.list_due(now_us, batch_max):
+        hold = tx.holds.get(hold_id)
         if hold is not None and resolve(tx, hold, "expired", now_us):
             expired.append(hold)
     return expired

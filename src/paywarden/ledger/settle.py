@@ -8,12 +8,12 @@ from paywarden.audit import records
 from paywarden.errors import NotFoundError, StateConflictError
 from paywarden.ledger import holds
 from paywarden.money import DEFAULT_CURRENCIES, Money
-from paywarden.ports import HoldRow, HoldState, LedgerTx
+from paywarden.ports import HoldRow, HoldState, UnitOfWork
 
 
-def open_hold(tx: LedgerTx, hold_id: str, now_us: int) -> HoldRow:
+def open_hold(tx: UnitOfWork, hold_id: str, now_us: int) -> HoldRow:
     """The hold, expired first if its deadline passed (that expiry is recorded and kept)."""
-    hold = tx.hold(hold_id)
+    hold = tx.holds.get(hold_id)
     if hold is None:
         raise NotFoundError(f"no hold `{hold_id}`")
     if (
@@ -44,7 +44,7 @@ def capture_amount(hold: HoldRow, amount: str | int | None) -> int:
 
 
 def settle(
-    tx: LedgerTx,
+    tx: UnitOfWork,
     hold: HoldRow,
     state: HoldState,
     now_us: int,
@@ -61,10 +61,10 @@ def settle(
         hold.hold_id,
         records.hold_body(hold, state, actor, captured_minor),
     )
-    return tx.hold(hold.hold_id)
+    return tx.holds.get(hold.hold_id)
 
 
-def expire_due(tx: LedgerTx, now_us: int, batch_max: int) -> list[HoldRow]:
+def expire_due(tx: UnitOfWork, now_us: int, batch_max: int) -> list[HoldRow]:
     """A bounded sweep of overdue holds, each expiry audited; returns the expired holds."""
     expired = holds.expire_due(tx, now_us, batch_max)
     for hold in expired:

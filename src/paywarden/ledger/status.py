@@ -8,7 +8,7 @@ from datetime import datetime
 from paywarden.clock import to_us
 from paywarden.ledger.usage import ROLLING_HEAD_US, BudgetClaim, gate_of
 from paywarden.policy.compiler import CompiledPolicy
-from paywarden.ports import LedgerTx
+from paywarden.ports import UnitOfWork
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,8 +29,8 @@ class BudgetStatus:
         return max(self.limit_minor - self.spent_minor - self.held_minor, 0)
 
 
-def budget_status(tx: LedgerTx, policy: CompiledPolicy, now: datetime) -> list[BudgetStatus]:
-    rows = tx.counters()
+def budget_status(tx: UnitOfWork, policy: CompiledPolicy, now: datetime) -> list[BudgetStatus]:
+    rows = tx.budgets.list_counters()
     result = []
     for spec in policy.budgets:
         start_us = to_us(spec.window.start(now, policy.timezone))
@@ -41,7 +41,7 @@ def budget_status(tx: LedgerTx, policy: CompiledPolicy, now: datetime) -> list[B
                 continue
             spent, held = row.spent_minor, row.held_minor
             if rolling:
-                spent, held = tx.rolling_usage(spec.budget_id, row.scope_key, start_us)
+                spent, held = tx.budgets.get_rolling_usage(spec.budget_id, row.scope_key, start_us)
             claim = BudgetClaim(spec, row.scope_key, start_us, 0)
             result.append(
                 BudgetStatus(

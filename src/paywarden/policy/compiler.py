@@ -8,7 +8,6 @@ warnings never block loading.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from fractions import Fraction
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from paywarden import limits
+from paywarden.audit.canonical import canonical_bytes
 from paywarden.audit.redact import DEFAULT_REDACTOR, Redactor
 from paywarden.errors import InvalidInputError, PolicyCompileError
 from paywarden.money import CurrencyTable
@@ -549,7 +549,4 @@ def _plain(value: object) -> object:
 
 def _version_hash(document: LocMap) -> str:
     """SHA-256 of the canonical native form: comments and layout do not change the version."""
-    canonical = json.dumps(
-        _plain(document), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
-    return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return "sha256:" + hashlib.sha256(canonical_bytes(_plain(document))).hexdigest()

@@ -9,7 +9,7 @@ from pathlib import Path
 from paywarden import limits
 from paywarden.policy.compiler import CompiledPolicy, check_policy
 from paywarden.policy.report import CompileReport
-from paywarden.ports import LedgerTx
+from paywarden.ports import UnitOfWork
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,12 +60,12 @@ POLICY_VERSION_KEY = "policy_version"
 POLICY_TEXT_KEY = "policy_text:"
 
 
-def record_version(tx: LedgerTx, loaded: LoadedPolicy) -> None:
+def record_version(tx: UnitOfWork, loaded: LoadedPolicy) -> None:
     """Record `loaded` as the policy in force, with its text, so that every process sharing
     the store decides with it from this transaction on."""
     if loaded.policy is None:
         return
     version = loaded.policy.version
     if loaded.text is not None:
-        tx.meta_set(POLICY_TEXT_KEY + version, loaded.text)
-    tx.meta_set(POLICY_VERSION_KEY, version)
+        tx.meta.set(POLICY_TEXT_KEY + version, loaded.text)
+    tx.meta.set(POLICY_VERSION_KEY, version)

@@ -11,11 +11,8 @@ not followed. Delivery never blocks or changes a decision.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import http.client
 import logging
-import math
 import random
 import threading
 import time
@@ -27,8 +24,18 @@ from typing import Any
 
 from paywarden import limits
 from paywarden.clock import Clock, to_us
-from paywarden.errors import InvalidInputError
 from paywarden.ports import OutboxRow, Store
+from paywarden.webhooks import WebhookOptions, signature, url_problem, verify_signature
+
+__all__ = [
+    "WebhookDispatcher",
+    "WebhookNotifier",
+    "WebhookOptions",
+    "deliver_due",
+    "signature",
+    "url_problem",
+    "verify_signature",
+]
 
 _log = logging.getLogger("paywarden.webhooks")
 
@@ -37,91 +44,6 @@ _log = logging.getLogger("paywarden.webhooks")
 GIVEN_UP_US = 2**62
 # The longest wait between two delivery passes that failed as a whole (the store was down).
 PASS_RETRY_SECONDS_MAX = 60.0
-
-
-def url_problem(url: object) -> str | None:
-    """Why `url` cannot receive webhooks, or None: it must be an absolute http or https URL
-    with a host (no other scheme, no relative path, no spaces or control characters). The
-    reason never repeats the URL: webhook URLs often carry a token (Slack's do)."""
-    if not isinstance(url, str) or not url:
-        return "the webhook URL must be a non-empty string"
-    if not url.isprintable() or any(char.isspace() for char in url):
-        return "the webhook URL may not contain spaces or control characters"
-    try:
-        parts = urllib.parse.urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError for a port out of range
-    except ValueError as error:
-        return f"the webhook URL is not a valid URL: {error}"
-    if parts.scheme.lower() not in ("http", "https"):
-        shown = f"`{parts.scheme[:20]}:`" if parts.scheme else "no scheme"
-        return f"the webhook URL has {shown}; only http and https URLs are allowed"
-    if not parts.hostname:
-        return "the webhook URL has no host"
-    return None
-
-
-@dataclass(frozen=True, slots=True)
-class WebhookOptions:
-    """Where and how approval events are delivered; invalid options raise InvalidInputError."""
-
-    url: str
-    secret: str
-    attempts_max: int = limits.webhook_attempts_max
-    backoff_seconds: float = limits.webhook_backoff_seconds
-    timeout_seconds: float = limits.webhook_timeout_seconds
-    poll_seconds: float = 0.2
-
-    def __post_init__(self) -> None:
-        problem = url_problem(self.url)
-        if problem is not None:
-            raise InvalidInputError(problem)
-        if not isinstance(self.secret, str) or not self.secret:
-            raise InvalidInputError("the webhook secret must be a non-empty string")
-        if isinstance(self.attempts_max, bool) or not (
-            isinstance(self.attempts_max, int) and self.attempts_max >= 1
-        ):
-            raise InvalidInputError("webhook `attempts_max` must be an integer of at least 1")
-        for name in ("backoff_seconds", "timeout_seconds", "poll_seconds"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-                raise InvalidInputError(f"webhook `{name}` must be a number above 0")
-            if not math.isfinite(value):
-                raise InvalidInputError(f"webhook `{name}` must be finite")
-
-
-def signature(secret: str, timestamp: int, body: bytes) -> str:
-    mac = hmac.new(secret.encode("utf-8"), f"{timestamp}.".encode() + body, hashlib.sha256)
-    return f"t={timestamp},v1={mac.hexdigest()}"
-
-
-def verify_signature(
-    secret: str,
-    header: str,
-    body: bytes,
-    *,
-    tolerance_seconds: float | None = None,
-    now: float | None = None,
-) -> bool:
-    """For receivers: check an `X-Paywarden-Signature` header in constant time.
-
-    With `tolerance_seconds` (300 is a good value), a signature whose timestamp is further than
-    that from `now` (default: this machine's clock) is refused too, so a captured request
-    cannot be replayed later.
-    """
-    if not header.isascii():
-        return False  # compare_digest raises on non-ASCII text; no valid header has any
-    try:
-        parts = dict(item.split("=", 1) for item in header.split(","))
-        timestamp = int(parts["t"])
-        expected = signature(secret, timestamp, body)
-    except (KeyError, ValueError):
-        return False
-    if not hmac.compare_digest(expected, header):
-        return False
-    if tolerance_seconds is None:
-        return True
-    current = time.time() if now is None else now
-    return abs(current - timestamp) <= tolerance_seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +105,7 @@ def deliver_due(
     set, so closing the Warden never waits for (or races) a backlog to a slow receiver."""
     now_us = to_us(clock.now())
     with store.read() as tx:
-        due = tx.outbox_due(now_us, batch_max)
+        due = tx.outbox.list_due(now_us, batch_max)
     delivered = 0
     for row in due:
         if stop is not None and stop.is_set():
@@ -193,7 +115,7 @@ def deliver_due(
         if failure is None:
             delivered += 1
         with store.write() as tx:
-            tx.outbox_mark(
+            tx.outbox.mark(
                 row.event_id,
                 attempted_us if failure is None else None,
                 _next_attempt_us(options, row.attempts + 1, attempted_us, failure),
@@ -249,7 +171,7 @@ class WebhookNotifier:
     def __init__(self, store: Store, options: WebhookOptions, clock: Clock) -> None:
         self._store, self._options, self._clock = store, options, clock
         with store.write() as tx:
-            tx.meta_set("webhooks", "on")  # from now on, approvals queue their events
+            tx.meta.set("webhooks", "on")  # from now on, approvals queue their events
         self._dispatcher: WebhookDispatcher | None = WebhookDispatcher(store, options, clock)
 
     def deliver_now(self) -> int:

@@ -153,6 +153,19 @@ CREATE TABLE IF NOT EXISTS sandbox_refunds (
 """
 
 
+def _set_wal(db: sqlite3.Connection, attempts: int = 50) -> None:
+    """Switch a new state file to WAL. SQLite answers "database is locked" at once (without its
+    busy handler) while another process does the same to a new file: wait and try again."""
+    for attempt in range(attempts):
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or attempt == attempts - 1:
+                raise
+            time.sleep(0.02 * (attempt + 1))
+
+
 class _FilePage:
     """The state in a SQLite file shared by processes; one short connection per transaction."""
 
@@ -161,7 +174,7 @@ class _FilePage:
         self.lock = threading.Lock()  # one transaction at a time here; SQLite serialises the rest
         self._db: sqlite3.Connection | None = None
         with closing(self._connect()) as db:
-            db.execute("PRAGMA journal_mode=WAL")
+            _set_wal(db)
             db.executescript(_SCHEMA)
 
     def _connect(self) -> sqlite3.Connection:

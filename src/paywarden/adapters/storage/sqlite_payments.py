@@ -1,79 +1,55 @@
-"""SQLite statements for payments and circuit breakers; every state change is a compare-and-set."""
+"""SQLite repositories of payments, refunds and circuit breakers.
+
+Every state change is a compare-and-set on the current state, so each transition happens once
+even when two processes race for it.
+"""
 
 from __future__ import annotations
 
-import sqlite3
+from paywarden.adapters.storage.sqlite_rows import (
+    SQLiteRepository,
+    bind,
+    columns,
+    fetch_all,
+    fetch_one,
+    insert_statement,
+)
+from paywarden.ports import BreakerRow, PaymentRow, PaymentState, RefundRow, RefundState
 
-from paywarden.ports import BreakerRow, PaymentRow
-
-_PAYMENT = (
-    "payment_id, decision_id, hold_id, agent, rail, rail_key, intent, amount_minor, currency,"
-    " state, rail_payment_id, refunded_minor, error, created_us, updated_us"
+_PAYMENT = columns(PaymentRow)
+_INSERT_PAYMENT = insert_statement("payments", PaymentRow)
+_REFUND = columns(RefundRow)
+_INSERT_REFUND = insert_statement("refunds", RefundRow)
+_BREAKER = columns(BreakerRow)
+_SAVE_BREAKER = insert_statement("breakers", BreakerRow) + (
+    " ON CONFLICT (rail) DO UPDATE SET state = excluded.state,"
+    " consecutive_failures = excluded.consecutive_failures, opened_us = excluded.opened_us"
 )
 
 
-class PaymentStatements:
-    """Mixed into SQLiteTx; `_db` is the transaction's connection."""
-
+class SQLitePayments(SQLiteRepository):
     __slots__ = ()
-    _db: sqlite3.Connection
 
-    def payment_insert(self, row: PaymentRow) -> None:
-        self._db.execute(
-            f"INSERT INTO payments ({_PAYMENT}) VALUES ({', '.join('?' * 15)})",
-            (
-                row.payment_id,
-                row.decision_id,
-                row.hold_id,
-                row.agent,
-                row.rail,
-                row.rail_key,
-                row.intent,
-                row.amount_minor,
-                row.currency,
-                row.state,
-                row.rail_payment_id,
-                row.refunded_minor,
-                row.error,
-                row.created_us,
-                row.updated_us,
-            ),
-        )
-
-    def payment(self, payment_id: str) -> PaymentRow | None:
-        row = self._db.execute(
+    def get(self, payment_id: str) -> PaymentRow | None:
+        cursor = self._db.execute(
             f"SELECT {_PAYMENT} FROM payments WHERE payment_id = ?", (payment_id,)
-        ).fetchone()
-        return PaymentRow(*row) if row else None
+        )
+        return fetch_one(cursor, PaymentRow)
 
-    def payment_by_decision(self, decision_id: str) -> PaymentRow | None:
-        row = self._db.execute(
+    def get_by_decision(self, decision_id: str) -> PaymentRow | None:
+        cursor = self._db.execute(
             f"SELECT {_PAYMENT} FROM payments WHERE decision_id = ?", (decision_id,)
-        ).fetchone()
-        return PaymentRow(*row) if row else None
+        )
+        return fetch_one(cursor, PaymentRow)
 
-    def payments_open(self, limit: int) -> list[PaymentRow]:
-        rows = self._db.execute(
-            f"SELECT {_PAYMENT} FROM payments"
-            " WHERE state IN ('authorized', 'submitted', 'unknown') ORDER BY created_us LIMIT ?",
-            (limit,),
-        ).fetchall()
-        return [PaymentRow(*row) for row in rows]
+    def insert(self, row: PaymentRow) -> None:
+        self._db.execute(_INSERT_PAYMENT, bind(row))
 
-    def payments(self, agent: str | None, state: str | None, limit: int) -> list[PaymentRow]:
-        """Newest first, optionally for one agent and one state."""
-        rows = self._db.execute(
-            f"SELECT {_PAYMENT} FROM payments WHERE (?1 IS NULL OR agent = ?1)"
-            " AND (?2 IS NULL OR state = ?2) ORDER BY created_us DESC, payment_id LIMIT ?3",
-            (agent, state, limit),
-        ).fetchall()
-        return [PaymentRow(*row) for row in rows]
-
-    def payment_transition(
+    def transition(
         self,
         payment_id: str,
-        source: str,
-        target: str,
+        source: PaymentState,
+        target: PaymentState,
         now_us: int,
         rail_payment_id: str | None,
         error: str | None,
@@ -87,7 +63,7 @@ class PaymentStatements:
         )
         return cursor.rowcount == 1
 
-    def payment_add_refund(self, payment_id: str, amount_minor: int, now_us: int) -> bool:
+    def add_refund(self, payment_id: str, amount_minor: int, now_us: int) -> bool:
         cursor = self._db.execute(
             "UPDATE payments SET refunded_minor = refunded_minor + ?, updated_us = ?,"
             " state = CASE WHEN refunded_minor + ? = amount_minor THEN 'refunded' ELSE state END"
@@ -96,18 +72,76 @@ class PaymentStatements:
         )
         return cursor.rowcount == 1
 
-    def breaker(self, rail: str) -> BreakerRow:
-        row = self._db.execute(
-            "SELECT rail, state, consecutive_failures, opened_us FROM breakers WHERE rail = ?",
-            (rail,),
-        ).fetchone()
-        return BreakerRow(*row) if row else BreakerRow(rail, "closed", 0, None)
-
-    def breaker_save(self, row: BreakerRow) -> None:
-        self._db.execute(
-            "INSERT INTO breakers (rail, state, consecutive_failures, opened_us)"
-            " VALUES (?, ?, ?, ?) ON CONFLICT (rail) DO UPDATE SET state = excluded.state,"
-            " consecutive_failures = excluded.consecutive_failures,"
-            " opened_us = excluded.opened_us",
-            (row.rail, row.state, row.consecutive_failures, row.opened_us),
+    def list_open(self, limit: int) -> list[PaymentRow]:
+        cursor = self._db.execute(
+            f"SELECT {_PAYMENT} FROM payments"
+            " WHERE state IN ('authorized', 'submitted', 'unknown') ORDER BY created_us LIMIT ?",
+            (limit,),
         )
+        return fetch_all(cursor, PaymentRow)
+
+    def list_recent(self, agent: str | None, state: str | None, limit: int) -> list[PaymentRow]:
+        """Newest first, optionally for one agent and one state."""
+        cursor = self._db.execute(
+            f"SELECT {_PAYMENT} FROM payments WHERE (?1 IS NULL OR agent = ?1)"
+            " AND (?2 IS NULL OR state = ?2) ORDER BY created_us DESC, payment_id LIMIT ?3",
+            (agent, state, limit),
+        )
+        return fetch_all(cursor, PaymentRow)
+
+
+class SQLiteRefunds(SQLiteRepository):
+    __slots__ = ()
+
+    def get(self, refund_id: str) -> RefundRow | None:
+        cursor = self._db.execute(
+            f"SELECT {_REFUND} FROM refunds WHERE refund_id = ?", (refund_id,)
+        )
+        return fetch_one(cursor, RefundRow)
+
+    def insert(self, row: RefundRow) -> None:
+        self._db.execute(_INSERT_REFUND, bind(row))
+
+    def transition(
+        self,
+        refund_id: str,
+        source: RefundState,
+        target: RefundState,
+        now_us: int,
+        rail_refund_id: str | None,
+        error: str | None,
+    ) -> bool:
+        cursor = self._db.execute(
+            "UPDATE refunds SET state = ?, updated_us = ?,"
+            " rail_refund_id = COALESCE(?, rail_refund_id), error = ?"
+            " WHERE refund_id = ? AND state = ?",
+            (target, now_us, rail_refund_id, error, refund_id, source),
+        )
+        return cursor.rowcount == 1
+
+    def list_by_payment(self, payment_id: str) -> list[RefundRow]:
+        cursor = self._db.execute(
+            f"SELECT {_REFUND} FROM refunds WHERE payment_id = ?"
+            " ORDER BY created_us, length(rail_key), rail_key",
+            (payment_id,),
+        )
+        return fetch_all(cursor, RefundRow)
+
+    def list_open(self, limit: int) -> list[RefundRow]:
+        cursor = self._db.execute(
+            f"SELECT {_REFUND} FROM refunds WHERE state IN ('submitted', 'unknown')"
+            " ORDER BY created_us LIMIT ?",
+            (limit,),
+        )
+        return fetch_all(cursor, RefundRow)
+
+
+class SQLiteBreakers(SQLiteRepository):
+    __slots__ = ()
+
+    def get(self, rail: str) -> BreakerRow:
+        cursor = self._db.execute(f"SELECT {_BREAKER} FROM breakers WHERE rail = ?", (rail,))
+        return fetch_one(cursor, BreakerRow) or BreakerRow(rail, "closed", 0, None)
+
+    def save(self, row: BreakerRow) -> None:
+        self._db.execute(_SAVE_BREAKER, bind(row))

@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.resources import files
 
+import click
+
 from paywarden.clock import FrozenClock
 from paywarden.intent import PaymentIntent
 from paywarden.policy.decision import Decision
@@ -171,3 +173,9 @@ def _approval_walkthrough(
         f"    and once more: {_MARKS[again.outcome]} ({again.reason_code}): an approval is used "
         "once, so a new request opens"
     )
+
+
+@click.command("demo")
+def demo() -> None:
+    """Run the seed scenarios (CapFence tiers, PaySentry controls) and print the decisions."""
+    run_demo(click.echo)

@@ -296,6 +296,3 @@ def resume(agent: str | None, actor: str, database: str) -> None:
         cleared = warden.resume(agent, actor=actor)
     click.echo("resumed" if cleared else "nothing was halted for that scope")
     sys.exit(0 if cleared else EXIT_REFUSED)
-
-
-COMMANDS = (operators, approvals, grants, halt, resume)

@@ -195,6 +195,3 @@ def payments_show(payment_id: str, as_json: bool, database: str) -> None:
     )
     for name, value in fields:
         click.echo(f"{name + ':':<10} {value}")
-
-
-COMMANDS = (reconcile, payments)

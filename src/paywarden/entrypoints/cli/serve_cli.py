@@ -3,6 +3,9 @@
 Settings come from defaults, then a config file (`--config` or `PAYWARDEN_CONFIG`), then
 `PAYWARDEN_*` environment variables, then these options. A bad setting exits 2 before anything
 starts; a missing or invalid policy starts the gateway not ready, denying every payment.
+
+The REST package (FastAPI, uvicorn, the MCP SDK: the `server` extra) loads only when the command
+runs, after `paywarden.entrypoints.cli.main` has checked that the extra is installed.
 """
 
 from __future__ import annotations
@@ -12,12 +15,15 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from paywarden.entrypoints.rest.settings import Settings, load_settings
 from paywarden.errors import InvalidInputError
 from paywarden.policy.loading import load_policy
+
+if TYPE_CHECKING:
+    from paywarden.entrypoints.rest.settings import Settings
 
 EXIT_USAGE = 2
 
@@ -91,6 +97,8 @@ def serve(
     keep_alive_timeout_seconds: int | None,
 ) -> None:
     """Run the REST gateway (API keys, /v1 routes, OpenAPI at /docs) until interrupted."""
+    from paywarden.entrypoints.rest.settings import load_settings
+
     overrides = {
         "host": host,
         "port": port,

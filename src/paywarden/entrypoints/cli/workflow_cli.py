@@ -246,6 +246,3 @@ def scopes_compensate(scope_id: str, reason: str, policy_path: str | None, datab
     with _warden(database, policy_path) as warden:
         row = warden.resume_scope(scope_id).compensate(reason)
     click.echo(_scope_line(row))
-
-
-COMMANDS = (refund, sessions, disputes, scopes)

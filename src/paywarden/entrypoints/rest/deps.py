@@ -23,6 +23,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
 from paywarden.admission import identifier_secret
+from paywarden.audit.canonical import canonical_bytes
 from paywarden.entrypoints.rest import problems
 from paywarden.entrypoints.rest.settings import Settings
 from paywarden.errors import (
@@ -149,9 +150,7 @@ IDEMPOTENCY_KEY_CONTEXT = b"paywarden idempotency v1"
 def fingerprint(method: str, path: str, body: object, key: bytes) -> str:
     """The route and the parsed body (key order and spacing do not matter), as HMAC-SHA256
     under `key`, so the stored value says nothing about a body that may carry secrets."""
-    canonical = json.dumps(
-        [method, path, jsonable_encoder(body)], sort_keys=True, separators=(",", ":")
-    ).encode("utf-8")
+    canonical = canonical_bytes([method, path, jsonable_encoder(body)])
     return hmac.new(key, canonical, hashlib.sha256).hexdigest()
 
 

@@ -1,0 +1,95 @@
+"""SQLite repositories of the append-only audit log, the shared settings and the outbox."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from paywarden.adapters.storage.sqlite_audit import AUDIT_COLUMNS
+from paywarden.adapters.storage.sqlite_rows import (
+    SQLiteRepository,
+    bind,
+    columns,
+    fetch_all,
+    fetch_one,
+    insert_statement,
+)
+from paywarden.audit.chain import AuditEntry
+from paywarden.ports import OutboxRow
+
+_INSERT_AUDIT = insert_statement("audit_log", AuditEntry)
+_OUTBOX = columns(OutboxRow)
+
+
+def read_audit_page(connection: sqlite3.Connection, after_seq: int, limit: int) -> list[AuditEntry]:
+    """Up to `limit` entries after `after_seq`, in sequence order, on any connection."""
+    cursor = connection.execute(
+        f"SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?",
+        (after_seq, limit),
+    )
+    return fetch_all(cursor, AuditEntry)
+
+
+class SQLiteAudit(SQLiteRepository):
+    __slots__ = ()
+
+    def get_head(self) -> AuditEntry | None:
+        """The last entry's link fields; its body is left out (appending never needs it)."""
+        cursor = self._db.execute(
+            "SELECT seq, created_us, kind, ref_id, parent_hash, entry_hash, '' AS body"
+            " FROM audit_log ORDER BY seq DESC LIMIT 1"
+        )
+        return fetch_one(cursor, AuditEntry)
+
+    def append(self, entry: AuditEntry) -> None:
+        self._db.execute(_INSERT_AUDIT, bind(entry))
+
+    def list_after(self, after_seq: int, limit: int) -> list[AuditEntry]:
+        return read_audit_page(self._db, after_seq, limit)
+
+    def list_by_ref(self, ref_id: str) -> list[AuditEntry]:
+        cursor = self._db.execute(
+            f"SELECT {AUDIT_COLUMNS} FROM audit_log WHERE ref_id = ? ORDER BY seq", (ref_id,)
+        )
+        return fetch_all(cursor, AuditEntry)
+
+
+class SQLiteMeta(SQLiteRepository):
+    __slots__ = ()
+
+    def get(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return str(row[0]) if row else None
+
+    def set(self, key: str, value: str) -> None:
+        self._db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+
+class SQLiteOutbox(SQLiteRepository):
+    __slots__ = ()
+
+    def insert(self, kind: str, body: str, now_us: int) -> None:
+        self._db.execute(
+            "INSERT INTO outbox (kind, body, created_us, next_attempt_us) VALUES (?, ?, ?, ?)",
+            (kind, body, now_us, now_us),
+        )
+
+    def list_due(self, now_us: int, limit: int) -> list[OutboxRow]:
+        cursor = self._db.execute(
+            f"SELECT {_OUTBOX} FROM outbox WHERE delivered_us IS NULL AND next_attempt_us <= ?"
+            " ORDER BY event_id LIMIT ?",
+            (now_us, limit),
+        )
+        return fetch_all(cursor, OutboxRow)
+
+    def mark(
+        self, event_id: int, delivered_us: int | None, next_attempt_us: int, error: str | None
+    ) -> None:
+        self._db.execute(
+            "UPDATE outbox SET attempts = attempts + 1, delivered_us = ?, next_attempt_us = ?,"
+            " last_error = ? WHERE event_id = ?",
+            (delivered_us, next_attempt_us, error, event_id),
+        )

@@ -1,0 +1,158 @@
+"""`paywarden policy validate|explain` and `paywarden budgets`: read policies and budgets."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from paywarden.money import format_minor
+from paywarden.policy.compiler import check_policy
+from paywarden.warden import Warden
+
+EXIT_INVALID = 2
+
+
+@click.group()
+def policy() -> None:
+    """Validate and explain policy files."""
+
+
+@policy.command("validate")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def policy_validate(path: str, as_json: bool) -> None:
+    """Compile a policy and report every error and warning with its line.
+
+    Exit status: 0 when the policy is valid (warnings allowed), 1 when it has errors.
+    """
+    text = _read_policy(path)
+    compiled, report = check_policy(text, path)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "valid": compiled is not None,
+                    "version": compiled.version if compiled else None,
+                    "problems": [p.to_dict() for p in report.problems],
+                },
+                indent=2,
+            )
+        )
+    else:
+        for line in report.lines():
+            click.echo(line)
+        if compiled is not None:
+            click.echo(f"{path}: valid ({len(compiled.rules)} rules, version {compiled.version})")
+    sys.exit(0 if compiled is not None else 1)
+
+
+@policy.command("explain")
+@click.argument("path", type=click.Path(dir_okay=False))
+def policy_explain(path: str) -> None:
+    """Show how paywarden reads a policy: rules by precedence, their conditions, budgets."""
+    text = _read_policy(path)
+    compiled, report = check_policy(text, path)
+    for line in report.lines():
+        click.echo(line)
+    if compiled is None:
+        sys.exit(1)
+    click.echo(f"policy {compiled.name!r} ({compiled.dialect} format), version {compiled.version}")
+    click.echo(f"time zone {compiled.timezone.key}, default currency {compiled.currency}")
+    click.echo(
+        "precedence: any deny wins, then require_approval, then allow; nothing matched denies"
+    )
+    for effect, indexes in (
+        ("deny", compiled.deny_rules),
+        ("require_approval", compiled.approval_rules),
+        ("allow", compiled.allow_rules),
+    ):
+        click.echo(f"\n{effect} rules:")
+        for index in indexes:
+            rule = compiled.rules[index]
+            click.echo(
+                f"  - {rule.rule_id} (line {rule.mark.line}): "
+                f"{' and '.join(rule.conditions) or 'every intent'}"
+            )
+            click.echo(f"      reason: {rule.reason}")
+        if not indexes:
+            click.echo("  (none)")
+    for budget in compiled.budgets:
+        click.echo(
+            f"\nbudget {budget.budget_id}: {budget.limit} per {budget.window}, scope {budget.scope}"
+        )
+    for limit in compiled.velocity:
+        click.echo(
+            f"\nvelocity {limit.velocity_id}: max {limit.max_count} per "
+            f"{limit.window_seconds}s, cooldown {limit.cooldown_seconds}s, "
+            f"scope {limit.scope}"
+        )
+
+
+def _read_policy(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        click.echo(f"error: cannot read `{path}`: {error}", err=True)
+        sys.exit(EXIT_INVALID)
+
+
+@click.command()
+@click.option(
+    "--policy",
+    "policy_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Policy YAML file that defines the budgets.",
+)
+@click.option(
+    "--database",
+    default="paywarden.db",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="SQLite ledger file.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the budgets as JSON.")
+def budgets(policy_path: str, database: str, as_json: bool) -> None:
+    """Show each budget's spent, held, remaining and gate in its current window."""
+    if not Path(database).exists():
+        click.echo(f"error: no ledger at `{database}`", err=True)
+        sys.exit(EXIT_INVALID)
+    with Warden.open(Path(policy_path), database=database) as warden:
+        if warden.policy is None:
+            click.echo(f"error: {warden.loaded_policy.report.summary()}", err=True)
+            sys.exit(1)
+        rows = warden.budgets()
+        exponents = {b.budget_id: b.limit.exponent for b in warden.policy.budgets}
+    if as_json:
+        click.echo(
+            json.dumps(
+                [
+                    {**dataclasses.asdict(row), "remaining_minor": row.remaining_minor}
+                    for row in rows
+                ],
+                indent=2,
+            )
+        )
+        return
+    click.echo(
+        f"{'budget':<16} {'scope':<24} {'window':<16} {'spent':>12} {'held':>12} "
+        f"{'remaining':>12} {'limit':>12}  gate"
+    )
+    for row in rows:
+        exponent = exponents[row.budget_id]
+        amounts = [
+            format_minor(value, exponent)
+            for value in (row.spent_minor, row.held_minor, row.remaining_minor, row.limit_minor)
+        ]
+        scope = f"{row.scope}:{row.scope_key}"
+        click.echo(
+            f"{row.budget_id:<16} {scope:<24} {row.window:<16} "
+            + " ".join(f"{a:>12}" for a in amounts)
+            + f"  {row.gate} {row.currency}"
+        )
+    if not rows:
+        click.echo("(no spending recorded in the current windows)")
