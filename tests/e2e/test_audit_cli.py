@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from paywarden import FrozenClock, PaymentIntent, Warden
+from paywarden import FrozenClock, Warden
 from paywarden.adapters.storage.sqlite_audit import iter_audit_readonly
 from paywarden.audit.chain import AuditEntry
 from paywarden.audit.checkpoint import (
@@ -35,6 +35,8 @@ from paywarden.audit.checkpoint import (
     parse,
 )
 from paywarden.entrypoints.cli.main import cli
+from paywarden.testing import example_intent
+from support.ledger_file import tampered_copy
 
 PAYWARDEN = Path(sys.executable).with_name("paywarden")
 POLICY = """
@@ -66,15 +68,9 @@ def _write_log(warden: Warden, clock: FrozenClock) -> tuple[str, str, str]:
     hold_id = ""
     for index in range(8):
         clock.advance(5)
+        amount = "950.00" if index % 4 == 3 else "20.00"
         decision = warden.authorize(
-            PaymentIntent(
-                agent="agent-1",
-                action="payments.transfer",
-                amount="950.00" if index % 4 == 3 else "20.00",
-                currency="USD",
-                recipient="vendor.example.com",
-                purpose=f"Zoë café #{index}",
-            )
+            example_intent(amount, agent="agent-1", purpose=f"Zoë café #{index}")
         )
         if decision.hold_id is not None:
             if index % 2:
@@ -88,10 +84,9 @@ def _write_log(warden: Warden, clock: FrozenClock) -> tuple[str, str, str]:
 
 
 @pytest.fixture
-def ledger(tmp_path: Path) -> Ledger:
+def ledger(tmp_path: Path, database: Path) -> Ledger:
     key, public = tmp_path / "audit.key", tmp_path / "audit.pub"
     generate_key(key, public)
-    database = tmp_path / "ledger.db"
     clock = FrozenClock("2026-03-10T15:00:00+00:00")
     with Warden.open(POLICY, database=database, clock=clock) as warden:
         allowed, denied, hold_id = _write_log(warden, clock)
@@ -115,14 +110,22 @@ def checkpoint(ledger: Ledger, database: Path | None = None) -> Path:
 
 
 def tampered(ledger: Ledger, name: str, *statements: str) -> Path:
-    copy = ledger.directory / name
-    copy.write_bytes(ledger.database.read_bytes())
-    with closing(sqlite3.connect(copy, isolation_level=None)) as db:
-        db.execute("DROP TRIGGER audit_log_no_update")
-        db.execute("DROP TRIGGER audit_log_no_delete")
-        for statement in statements:
-            db.execute(statement)
-    return copy
+    return tampered_copy(ledger.database, ledger.directory / name, *statements)
+
+
+def verify_against(ledger: Ledger, path: Path, *extra: str, database: Path | None = None) -> Result:
+    """`paywarden audit verify` of `database` (the ledger's by default) against the signed
+    checkpoint in `path` and the ledger's public key."""
+    return run(
+        "verify",
+        "--database",
+        database or ledger.database,
+        "--checkpoint",
+        path,
+        "--public-key",
+        ledger.public,
+        *extra,
+    )
 
 
 # keygen -----------------------------------------------------------------------------------------
@@ -200,21 +203,10 @@ def test_verify_reports_an_intact_log_with_status_0(ledger: Ledger) -> None:
     assert f"ok: {count} entries verified" in plain.stdout
     assert "tail truncation cannot be ruled out" in plain.stdout
     path = checkpoint(ledger)
-    anchored = run(
-        "verify", "--database", ledger.database, "--checkpoint", path, "--public-key", ledger.public
-    )
+    anchored = verify_against(ledger, path)
     assert anchored.exit_code == 0, anchored.output
     assert f"checkpoint at seq {count} matches" in anchored.stdout
-    as_json = run(
-        "verify",
-        "--database",
-        ledger.database,
-        "--checkpoint",
-        path,
-        "--public-key",
-        ledger.public,
-        "--json",
-    )
+    as_json = verify_against(ledger, path, "--json")
     assert as_json.exit_code == 0
     assert json.loads(as_json.stdout) == {
         "ok": True,
@@ -267,9 +259,7 @@ def test_a_truncated_tail_is_only_caught_with_a_checkpoint(ledger: Ledger) -> No
     last = len(ledger.entries)
     truncated = tampered(ledger, "truncated.db", f"DELETE FROM audit_log WHERE seq = {last}")
     assert run("verify", "--database", truncated).exit_code == 0  # documented limit
-    result = run(
-        "verify", "--database", truncated, "--checkpoint", path, "--public-key", ledger.public
-    )
+    result = verify_against(ledger, path, database=truncated)
     assert result.exit_code == 1
     assert f"log ends at seq {last - 1} but the signed checkpoint covers seq {last}" in (
         result.stdout
@@ -284,15 +274,7 @@ def test_a_checkpoint_signed_by_another_key_or_tampered_is_rejected_with_status_
     foreign = run("checkpoint", "--database", ledger.database, "--key", other_key)
     foreign_path = ledger.directory / "foreign.json"
     foreign_path.write_text(foreign.stdout)
-    result = run(
-        "verify",
-        "--database",
-        ledger.database,
-        "--checkpoint",
-        foreign_path,
-        "--public-key",
-        ledger.public,
-    )
+    result = verify_against(ledger, foreign_path)
     assert result.exit_code == 1
     assert "not by the trusted key" in result.stderr
     data = json.loads(checkpoint(ledger).read_text())
@@ -300,15 +282,7 @@ def test_a_checkpoint_signed_by_another_key_or_tampered_is_rejected_with_status_
     data["signature"] = signature[:20] + ("A" if signature[20] != "A" else "B") + signature[21:]
     forged_path = ledger.directory / "forged.json"
     forged_path.write_text(json.dumps(data))
-    forged = run(
-        "verify",
-        "--database",
-        ledger.database,
-        "--checkpoint",
-        forged_path,
-        "--public-key",
-        ledger.public,
-    )
+    forged = verify_against(ledger, forged_path)
     assert forged.exit_code == 1
     assert "signature does not verify" in forged.stderr
 

@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from paywarden.entrypoints.cli.main import cli
+from support.policies import write_policy
 
 REPO = Path(__file__).resolve().parents[2]
 FINTECH = REPO / "src" / "paywarden" / "examples" / "fintech_policy.yaml"
@@ -43,8 +44,8 @@ def _check(*extra: str, policy: Path = FINTECH, amount: str = "120.00") -> Resul
 
 @pytest.fixture
 def policy_file(tmp_path: Path) -> Path:
-    path = tmp_path / "policy.yaml"
-    path.write_text(
+    return write_policy(
+        tmp_path,
         "currency: USD\n"
         "rules:\n"
         "  - id: cap\n"
@@ -53,9 +54,7 @@ def policy_file(tmp_path: Path) -> Path:
         "  - id: transfers\n"
         "    effect: allow\n"
         "    actions: [payments.transfer]\n",
-        encoding="utf-8",
     )
-    return path
 
 
 # --- check ----------------------------------------------------------------------------------

@@ -156,9 +156,8 @@ MCP_ERROR = "error: paywarden mcp needs the mcp extra: pip install 'paywarden[mc
 
 @pytest.mark.parametrize("blocked", ["fastapi", "uvicorn", "mcp", "starlette", "pydantic"])
 def test_serve_without_the_server_extra_is_one_line_and_starts_nothing(
-    tmp_path: Path, blocked: str
+    tmp_path: Path, blocked: str, database: Path
 ) -> None:
-    database = tmp_path / "ledger.db"
     result, modules = _probe(
         tmp_path, "serve", "--database", database, "--port", "1", blocked=(blocked,)
     )
@@ -192,8 +191,7 @@ def test_help_works_without_any_extra(tmp_path: Path) -> None:
         assert result.stdout.startswith(f"Usage: paywarden {command} ")
 
 
-def test_the_base_install_runs_the_library_commands(tmp_path: Path) -> None:
-    database = tmp_path / "ledger.db"
+def test_the_base_install_runs_the_library_commands(tmp_path: Path, database: Path) -> None:
     steps: list[tuple[str | Path, ...]] = [
         (*_check_args(FINTECH), "--database", database),
         ("budgets", "--policy", FINTECH, "--database", database),

@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from paywarden import FrozenClock, PaymentIntent, Warden
+from paywarden import FrozenClock, Warden
 from paywarden.entrypoints.cli.main import cli
 from paywarden.testing import example_intent
+from support.policies import write_policy
 
 POLICY = """
 currency: USD
@@ -48,10 +49,6 @@ def _run(*args: str | Path) -> Result:
     return CliRunner().invoke(cli, [str(arg) for arg in args], catch_exceptions=False)
 
 
-def _intent(amount: str = "500.00", **changes: Any) -> PaymentIntent:
-    return example_intent(amount, **changes)
-
-
 def _refused(result: Result, fragment: str) -> None:
     assert result.exit_code == 1, result.output
     assert result.stderr.startswith("error: ") and fragment in result.stderr, result.stderr
@@ -60,14 +57,7 @@ def _refused(result: Result, fragment: str) -> None:
 
 @pytest.fixture
 def policy(tmp_path: Path) -> Path:
-    path = tmp_path / "policy.yaml"
-    path.write_text(POLICY, encoding="utf-8")
-    return path
-
-
-@pytest.fixture
-def database(tmp_path: Path) -> Path:
-    return tmp_path / "paywarden.db"
+    return write_policy(tmp_path, POLICY)
 
 
 def _warden(policy: Path, database: Path, *, ago: float = 0) -> Warden:
@@ -88,7 +78,7 @@ def ledger(policy: Path, database: Path) -> Iterator[Path]:
 
 def _request(policy: Path, database: Path, amount: str = "500.00", **changes: Any) -> str:
     with _warden(policy, database) as warden:
-        decision = warden.authorize(_intent(amount, **changes))
+        decision = warden.authorize(example_intent(amount, **changes))
     assert decision.outcome == "require_approval" and decision.approval_id
     return decision.approval_id
 
@@ -217,7 +207,7 @@ def test_approve_then_the_agent_pays_once(ledger: Path, policy: Path) -> None:
         ("alice", "approve", "approve by alice")
     ]
     with _warden(policy, ledger) as warden:
-        used = warden.authorize(_intent())
+        used = warden.authorize(example_intent())
         assert (used.outcome, used.reason_code) == ("allow", "approved")
         assert "alice" in used.reason
         assert warden.verify_audit().ok
@@ -267,7 +257,7 @@ def test_an_expired_request_is_refused_with_exit_1(
     policy: Path, database: Path, ledger: Path
 ) -> None:
     with _warden(policy, database, ago=3_600) as warden:
-        decision = warden.authorize(_intent())
+        decision = warden.authorize(example_intent())
     approval_id = str(decision.approval_id)
     _refused(_approve(approval_id, "alice", database, policy), "expired")
     _refused(_decide("reject", approval_id, "bob", database), "expired")
@@ -341,11 +331,21 @@ def test_check_approve_check_through_the_command_line(ledger: Path, policy: Path
 # Grants ------------------------------------------------------------------------------------
 
 
-def _grant(database: Path, *extra: str, operator: str = "alice", agent: str = "agent-a") -> Result:
+def _grant(
+    database: Path,
+    *extra: str,
+    operator: str = "alice",
+    agent: str = "agent-a",
+    per_payment: str = "2500",
+    total: str = "6000",
+    currency: str = "USD",
+    expires_in: str = "1h",
+) -> Result:
+    """`paywarden grants add` for `payments.*`."""
     return _run(
         "grants", "add", "--agent", agent, "--action", "payments.*",
-        "--max-per-payment", "2500", "--total", "6000", "--currency", "USD",
-        "--expires-in", "1h", "--operator", operator, "--database", database, *extra,
+        "--max-per-payment", per_payment, "--total", total, "--currency", currency,
+        "--expires-in", expires_in, "--operator", operator, "--database", database, *extra,
     )  # fmt: skip
 
 
@@ -361,9 +361,9 @@ def test_grants_add_list_and_revoke(ledger: Path, policy: Path) -> None:
     )
     assert grant["recipients"] == ["vendor.example.com"] and grant["created_by"] == "alice"
     with _warden(policy, ledger) as warden:
-        assert warden.authorize(_intent("2500.00")).reason_code == "allowed_by_grant"
-        assert warden.authorize(_intent("9999.00")).reason_code == "approval_required"
-        assert warden.authorize(_intent("2500.00", agent="agent-b")).outcome != "allow"
+        assert warden.authorize(example_intent("2500.00")).reason_code == "allowed_by_grant"
+        assert warden.authorize(example_intent("9999.00")).reason_code == "approval_required"
+        assert warden.authorize(example_intent("2500.00", agent="agent-b")).outcome != "allow"
     listed = json.loads(_run("grants", "list", "--database", ledger).stdout)
     assert [(g["grant_id"], g["uses"], g["used_minor"]) for g in listed] == [
         (grant["grant_id"], 1, 250_000)
@@ -377,7 +377,7 @@ def test_grants_add_list_and_revoke(ledger: Path, policy: Path) -> None:
     everything = json.loads(_run("grants", "list", "--database", ledger).stdout)
     assert everything[0]["revoked_us"] is not None
     with _warden(policy, ledger) as warden:
-        assert warden.authorize(_intent("2400.00")).reason_code == "approval_required"
+        assert warden.authorize(example_intent("2400.00")).reason_code == "approval_required"
         assert warden.verify_audit().ok
 
 
@@ -401,38 +401,22 @@ def test_grant_refusals_exit_1(ledger: Path) -> None:
 
 def test_grants_add_with_a_bad_lifetime_exits_2(ledger: Path) -> None:
     for lifetime in ("soon", "day"):
-        result = _run(
-            "grants", "add", "--agent", "agent-a", "--action", "payments.*",
-            "--max-per-payment", "10", "--total", "10", "--currency", "USD",
-            "--expires-in", lifetime, "--operator", "alice", "--database", ledger,
-        )  # fmt: skip
+        result = _grant(ledger, per_payment="10", total="10", expires_in=lifetime)
         assert result.exit_code == 2, result.output
         assert "--expires-in" in result.stderr
     assert json.loads(_run("grants", "list", "--database", ledger).stdout) == []
 
 
 def test_grants_add_with_an_invalid_amount_exits_2_like_other_invalid_input(ledger: Path) -> None:
-    result = _run(
-        "grants", "add", "--agent", "agent-a", "--action", "payments.*",
-        "--max-per-payment", "ten", "--total", "10", "--currency", "USD",
-        "--expires-in", "1h", "--operator", "alice", "--database", ledger,
-    )  # fmt: skip
+    result = _grant(ledger, per_payment="ten", total="10")
     assert result.exit_code == 2, result.output
 
 
 def test_grants_add_refusals_of_bounds_exit_1_and_create_nothing(ledger: Path) -> None:
-    too_big = _run(
-        "grants", "add", "--agent", "agent-a", "--action", "payments.*",
-        "--max-per-payment", "7000", "--total", "6000", "--currency", "USD",
-        "--expires-in", "1h", "--operator", "alice", "--database", ledger,
-    )  # fmt: skip
+    too_big = _grant(ledger, per_payment="7000", total="6000")
     _refused(too_big, "the per-payment ceiling cannot exceed the total")
     _refused(_grant(ledger, "--uses", "0"), "uses must be at least 1")
-    too_long = _run(
-        "grants", "add", "--agent", "agent-a", "--action", "payments.*",
-        "--max-per-payment", "10", "--total", "10", "--currency", "USD",
-        "--expires-in", "29d", "--operator", "alice", "--database", ledger,
-    )  # fmt: skip
+    too_long = _grant(ledger, per_payment="10", total="10", expires_in="29d")
     _refused(too_long, "a grant must expire within 28 days")
     _refused(_grant(ledger, operator="mallory"), "not a registered operator")
     assert json.loads(_run("grants", "list", "--database", ledger).stdout) == []
@@ -445,11 +429,7 @@ def test_grants_add_refusals_of_bounds_exit_1_and_create_nothing(ledger: Path) -
 def test_grants_add_amounts_and_currencies_that_check_refuses_exit_2(
     ledger: Path, per_payment: str, currency: str, fragment: str
 ) -> None:
-    result = _run(
-        "grants", "add", "--agent", "agent-a", "--action", "payments.*",
-        "--max-per-payment", per_payment, "--total", "100", "--currency", currency,
-        "--expires-in", "1h", "--operator", "alice", "--database", ledger,
-    )  # fmt: skip
+    result = _grant(ledger, per_payment=per_payment, total="100", currency=currency)
     assert result.exit_code == 2, result.output
     assert result.stderr.startswith("error: ") and fragment in result.stderr
     assert json.loads(_run("grants", "list", "--database", ledger).stdout) == []
@@ -460,7 +440,7 @@ def test_a_blank_reason_is_refused_first_and_changes_nothing_even_when_overdue(
     policy: Path, database: Path, ledger: Path, verb: str
 ) -> None:
     with _warden(policy, database, ago=3_600) as warden:  # an overdue request
-        approval_id = str(warden.authorize(_intent()).approval_id)
+        approval_id = str(warden.authorize(example_intent()).approval_id)
     for operator in ("alice", "mallory"):
         blank = _run(
             "approvals", verb, approval_id, "--operator", operator, "--reason", "  ",
@@ -496,13 +476,13 @@ def test_halt_and_resume_everyone(ledger: Path, policy: Path) -> None:
     assert halted.stdout.startswith("halted all agents: incident 7")
     with _warden(policy, ledger) as warden:
         for agent in ("agent-a", "agent-b"):
-            denied = warden.authorize(_intent("10.00", agent=agent))
+            denied = warden.authorize(example_intent("10.00", agent=agent))
             assert (denied.outcome, denied.reason_code) == ("deny", "halted")
             assert "incident 7" in denied.reason
     resumed = _run("resume", "--actor", "bob", "--database", ledger)
     assert (resumed.exit_code, resumed.stdout) == (0, "resumed\n")
     with _warden(policy, ledger) as warden:
-        assert warden.authorize(_intent("10.00")).outcome == "allow"
+        assert warden.authorize(example_intent("10.00")).outcome == "allow"
     again = _run("resume", "--actor", "bob", "--database", ledger)
     assert (again.exit_code, again.stdout) == (1, "nothing was halted for that scope\n")
     assert _run("halt", "--actor", "alice", "--database", ledger).exit_code == 2  # no reason
@@ -524,12 +504,12 @@ def test_halt_one_agent_and_void_its_pending_requests(ledger: Path, policy: Path
     assert [line.split()[0] for line in pending.stdout.splitlines()] == [theirs]
     with _warden(policy, ledger) as warden:
         assert sum(row.held_minor for row in warden.budgets()) == 60_000
-        assert warden.authorize(_intent("10.00")).reason_code == "halted"
-        assert warden.authorize(_intent("10.00", agent="agent-b")).outcome == "allow"
+        assert warden.authorize(example_intent("10.00")).reason_code == "halted"
+        assert warden.authorize(example_intent("10.00", agent="agent-b")).outcome == "allow"
     # Resuming everyone does not lift the agent's own halt.
     assert _run("resume", "--actor", "alice", "--database", ledger).exit_code == 1
     resumed = _run("resume", "--agent", "agent-a", "--actor", "alice", "--database", ledger)
     assert resumed.exit_code == 0
     with _warden(policy, ledger) as warden:
-        assert warden.authorize(_intent("10.00")).outcome == "allow"
+        assert warden.authorize(example_intent("10.00")).outcome == "allow"
         assert warden.verify_audit().ok

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +22,8 @@ import httpx
 import pytest
 
 from paywarden import Warden
+from support.policies import write_policy
+from support.servers import free_port, stop_process
 
 PAYWARDEN = str(Path(sys.executable).with_name("paywarden"))
 POLICY = """
@@ -41,13 +41,6 @@ BODY = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def _cli(*args: str) -> str:
     done = subprocess.run(
         [PAYWARDEN, *args], capture_output=True, text=True, timeout=60, check=False
@@ -59,9 +52,8 @@ def _cli(*args: str) -> str:
 @contextmanager
 def _serve(tmp_path: Path, *extra: str) -> Iterator[tuple[str, list[str]]]:
     """Run the gateway; yields its URL and a list that holds its output once it stopped."""
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(POLICY, encoding="utf-8")
-    port = _free_port()
+    policy = write_policy(tmp_path, POLICY)
+    port = free_port()
     command = [PAYWARDEN, "serve", "--database", str(tmp_path / "pw.db"), "--policy", str(policy)]
     command += ["--port", str(port), "--no-access-log", "--log-level", "warning", *extra]
     env = {
@@ -78,12 +70,7 @@ def _serve(tmp_path: Path, *extra: str) -> Iterator[tuple[str, list[str]]]:
         _wait_healthy(url, process)
         yield url, output
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
         if process.stdout is not None:
             output.append(process.stdout.read())
             process.stdout.close()

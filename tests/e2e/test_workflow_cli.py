@@ -26,11 +26,16 @@ def _shared_sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PAYWARDEN_SANDBOX_STATE", str(tmp_path / "sandbox.db"))
 
 
+def _open(database: str) -> Warden:
+    """A Warden on the ledger file the commands read, paying through the shared sandbox."""
+    return Warden.open(
+        POLICY, database=database, clock=FrozenClock(), rails={"sandbox": SandboxRail()}
+    )
+
+
 def _ledger_with_payment(tmp_path: Path) -> tuple[str, str]:
     database = str(tmp_path / "paywarden.db")
-    with Warden.open(
-        POLICY, database=database, clock=FrozenClock(), rails={"sandbox": SandboxRail()}
-    ) as warden:
+    with _open(database) as warden:
         outcome = warden.pay(example_intent("40.00"))
         warden.add_operator("alice", name="Alice")
     assert outcome.payment is not None
@@ -92,9 +97,7 @@ def test_a_dispute_from_open_to_refunded(tmp_path: Path) -> None:
 
 def test_scopes_list_show_and_compensate_an_abandoned_scope(tmp_path: Path) -> None:
     database, _ = _ledger_with_payment(tmp_path)
-    with Warden.open(
-        POLICY, database=database, clock=FrozenClock(), rails={"sandbox": SandboxRail()}
-    ) as warden:
+    with _open(database) as warden:
         scope = warden.transaction("agent-a")
         scope.pay(example_intent("5.00"))
     code, out = _run("scopes", "list", "--status", "open", "--database", database)

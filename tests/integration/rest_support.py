@@ -7,13 +7,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from fastapi.testclient import TestClient
 
 from paywarden import FrozenClock, Warden
 from paywarden.adapters.rails.sandbox import SandboxRail
 from paywarden.entrypoints.rest import Settings, create_app
+from support.policies import write_policy
+from support.wardens import no_sleep
 
 POLICY = """
 currency: USD
@@ -25,17 +26,6 @@ budgets:
   - {id: per-agent, limit: 50000, window: day, scope: agent}
 """
 KEY_SECRET = b"k" * 32
-
-
-def intent_body(amount: str = "10.00", **changes: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "action": "payments.transfer",
-        "amount": amount,
-        "currency": "USD",
-        "recipient": "vendor.example.com",
-    }
-    body.update(changes)
-    return body
 
 
 @dataclass
@@ -53,13 +43,11 @@ class Gateway:
         return {"Authorization": f"Bearer {self.keys[who]}", **headers}
 
 
-def open_warden(database: Path, clock: FrozenClock, rail: SandboxRail, policy: str) -> Warden:
+def gateway_warden(database: Path, clock: FrozenClock, rail: SandboxRail, policy: str) -> Warden:
+    """The Warden behind a gateway: the sandbox rail given, no real sleeping, the test key
+    secret."""
     warden = Warden.open(
-        policy,
-        database=database,
-        clock=clock,
-        rails={"sandbox": rail},
-        sleep=lambda seconds: None,
+        policy, database=database, clock=clock, rails={"sandbox": rail}, sleep=no_sleep
     )
     warden.use_key_secret(KEY_SECRET)
     return warden
@@ -79,13 +67,13 @@ def make_keys(warden: Warden) -> dict[str, str]:
 
 @contextmanager
 def open_gateway(tmp_path: Path, policy_text: str = POLICY) -> Iterator[Gateway]:
-    """The gateway for one test; each test module wraps this in its `gateway` fixture."""
+    """The gateway for one test, on `policy_text` (by default POLICY); the `gateway` fixture
+    of tests/integration/conftest.py is this with POLICY."""
     clock = FrozenClock()
-    rail = SandboxRail(sleep=lambda seconds: None)
+    rail = SandboxRail(sleep=no_sleep)
     database = tmp_path / "gateway.db"
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(policy_text, encoding="utf-8")
-    warden = open_warden(database, clock, rail, policy_text)
+    policy = write_policy(tmp_path, policy_text)
+    warden = gateway_warden(database, clock, rail, policy_text)
     keys = make_keys(warden)
     settings = Settings(database=str(database), policy=str(policy), policy_poll_seconds=0)
     try:

@@ -23,29 +23,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from adversarial_support import (
-    REFUSED,
-    audit_count,
-    entries,
-    mcp_call,
-    new_entries,
-    open_warden,
-    pay_args,
-    table_state,
-)
-from rest_support import Gateway, intent_body, open_gateway
+from adversarial_support import REFUSED, table_state
+from rest_support import Gateway, open_gateway
 
 from paywarden import FrozenClock, PaymentIntent, Warden
 from paywarden.errors import InvalidIntentError, InvalidRecipientError
+from support.audit import audit_count, entries, new_entries
+from support.intents import intent_body, intent_builder
+from support.mcp import mcp_call
+from support.policies import policy_text
+from support.wardens import OpenWarden, no_sleep
 
 START = "2026-01-05T12:00:00+00:00"
-POLICY = """
-currency: USD
-rules:
-  - {id: pay, effect: allow, actions: ["payments.*"]}
-budgets:
-  - {id: daily, limit: 100000, window: day}
-"""
+POLICY = policy_text("pay_100000_a_day")
 # The design's bound on one stored entry: every agent-supplied field is bounded in UTF-8 bytes
 # (purpose 1 KiB, name 256 B, metadata 4 KiB, recipient 512 B and its canonical form 1 KiB,
 # ids 128-255 B), JSON escaping at most doubles them, and a trace lists at most 64 rules.
@@ -53,16 +43,7 @@ ENTRY_BYTES_MAX = 16 * 1024
 STRIPE = "sk_" + "live_" + "4eC39HqLyjWDarjtT1zdp7dc"
 
 
-def _intent(amount: str = "10.00", **changes: Any) -> PaymentIntent:
-    fields: dict[str, Any] = {
-        "agent": "agent-a",
-        "action": "payments.transfer",
-        "amount": amount,
-        "currency": "USD",
-        "recipient": "vendor.example.com",
-    }
-    fields.update(changes)
-    return PaymentIntent(**fields)
+_intent = intent_builder("10.00")
 
 
 @pytest.fixture
@@ -108,13 +89,13 @@ def test_every_refused_request_on_every_surface_leaves_exactly_one_entry(
         b'"recipient":"v.example","purpose":"a\\ud800b"}',
     ]
     mcp: list[dict[str, Any]] = [
-        pay_args(True),
-        pay_args(1.0),
-        pay_args("1e2"),
-        pay_args(agent="agent-b"),
-        pay_args(recipient="evil..example"),
-        pay_args(metadata={"f": 1.5}),
-        pay_args(purpose="x\u200by"),
+        intent_body(True),
+        intent_body(1.0),
+        intent_body("1e2"),
+        intent_body(agent="agent-b"),
+        intent_body(recipient="evil..example"),
+        intent_body(metadata={"f": 1.5}),
+        intent_body(purpose="x\u200by"),
     ]
     seen: list[str] = []
     for name, attempt in library:
@@ -144,15 +125,14 @@ def test_every_refused_request_on_every_surface_leaves_exactly_one_entry(
 
 
 def test_an_internal_error_is_denied_and_audited_without_the_secret_it_quotes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    monkeypatch: pytest.MonkeyPatch, open_warden: OpenWarden, database: Path
 ) -> None:
     from paywarden.actions import decide
 
     def broken(*args: object) -> object:
         raise RuntimeError(f"boom while reading {STRIPE}")
 
-    database = tmp_path / "ledger.db"
-    with open_warden(POLICY, database, clock=FrozenClock(START)) as warden:
+    with open_warden(POLICY, sleep=no_sleep) as warden:
         state = table_state(database)
         monkeypatch.setattr(decide, "decide", broken)
         before = audit_count(warden)
@@ -231,9 +211,10 @@ def _largest_allowed_intent() -> PaymentIntent:
     )
 
 
-def test_the_largest_allowed_decision_stays_within_the_design_bound(tmp_path: Path) -> None:
-    database = tmp_path / "ledger.db"
-    with open_warden(POLICY, database, clock=FrozenClock(START)) as warden:
+def test_the_largest_allowed_decision_stays_within_the_design_bound(
+    open_warden: OpenWarden, database: Path
+) -> None:
+    with open_warden(POLICY, sleep=no_sleep) as warden:
         decision = warden.authorize(_largest_allowed_intent())
         assert decision.outcome == "allow"
         largest = _largest_allowed_intent()
@@ -246,9 +227,7 @@ def test_the_largest_allowed_decision_stays_within_the_design_bound(tmp_path: Pa
     assert max(sizes) <= ENTRY_BYTES_MAX
 
 
-def test_a_refused_request_with_many_large_fields_stays_within_the_bound(
-    gateway: Gateway,
-) -> None:
+def test_a_refused_request_with_many_large_fields_stays_within_the_bound(gateway: Gateway) -> None:
     quote = '"' * 520
     body: dict[str, Any] = {f"k{index:02d}" + "x" * 58: quote for index in range(23)}
     body["metadata"] = {f"m{index:02d}" + "y" * 60: quote for index in range(24)}
@@ -277,7 +256,7 @@ def big_policy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Warde
     rules.append("  - {id: pay, effect: allow, actions: ['payments.*']}")
     policy = "currency: USD\nrules:\n" + "\n".join(rules) + "\n"
     database = tmp_path_factory.mktemp("big-policy") / "ledger.db"
-    with open_warden(policy, database, clock=FrozenClock(START)) as warden:
+    with Warden.open(policy, database=database, clock=FrozenClock(START), sleep=no_sleep) as warden:
         assert warden.policy is not None and len(warden.policy.rules) == RULES_MAX
         yield warden, database
 
@@ -314,11 +293,12 @@ DENY_VENDOR = POLICY.replace(
 )
 
 
-def test_a_reload_by_one_warden_governs_the_next_decision_of_another(tmp_path: Path) -> None:
-    database = tmp_path / "ledger.db"
-    with (
-        open_warden(ALLOW_VENDOR, database) as first,
-        open_warden(ALLOW_VENDOR, database) as second,
+def test_a_reload_by_one_warden_governs_the_next_decision_of_another(
+    open_warden: OpenWarden,
+) -> None:
+    with (  # on the system clock
+        open_warden(ALLOW_VENDOR, clock=None, sleep=no_sleep) as first,
+        open_warden(ALLOW_VENDOR, clock=None, sleep=no_sleep) as second,
     ):
         old = second.authorize(_intent())
         assert old.outcome == "allow"
@@ -331,13 +311,14 @@ def test_a_reload_by_one_warden_governs_the_next_decision_of_another(tmp_path: P
         assert paid.payment is None and paid.decision.policy_version == loaded.policy.version
 
 
-def test_no_decision_committed_after_a_reload_uses_the_old_policy(tmp_path: Path) -> None:
-    database = tmp_path / "ledger.db"
+def test_no_decision_committed_after_a_reload_uses_the_old_policy(
+    open_warden: OpenWarden, database: Path
+) -> None:
     stop = threading.Event()
     failures: list[BaseException] = []
-    with (
-        open_warden(ALLOW_VENDOR, database) as reloader,
-        open_warden(ALLOW_VENDOR, database) as decider,
+    with (  # on the system clock
+        open_warden(ALLOW_VENDOR, clock=None, sleep=no_sleep) as reloader,
+        open_warden(ALLOW_VENDOR, clock=None, sleep=no_sleep) as decider,
     ):
 
         def decide() -> None:

@@ -17,31 +17,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from adversarial_support import (
-    REFUSED,
-    RecordingRail,
-    audit_count,
-    mcp_call,
-    new_entries,
-    open_warden,
-    pay_args,
-    rows,
-    table_state,
-    tool_text,
-)
+from adversarial_support import REFUSED, RecordingRail, table_state
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from rest_support import intent_body, open_gateway
+from rest_support import open_gateway
 
-from paywarden import FrozenClock, PaymentIntent, Warden
+from paywarden import Warden
 from paywarden.adapters.rails.stripe import StripeRail
 from paywarden.entrypoints.cli.main import cli
 from paywarden.entrypoints.rest import Settings, create_app
 from paywarden.errors import InvalidIntentError
+from support.audit import audit_count, new_entries
+from support.intents import intent_body, intent_builder
+from support.ledger_file import rows
+from support.mcp import mcp_call, tool_text
+from support.policies import write_policy
+from support.wardens import OpenWarden, no_sleep
 
-START = "2026-01-05T12:00:00+00:00"
 DEV_ONLY = """
 currency: USD
 rules:
@@ -60,21 +54,12 @@ velocity:
 """
 
 
-def _intent(amount: str = "10.00", **changes: Any) -> PaymentIntent:
-    fields: dict[str, Any] = {
-        "agent": "agent-a",
-        "action": "payments.transfer",
-        "amount": amount,
-        "currency": "USD",
-        "recipient": "vendor.example.com",
-    }
-    fields.update(changes)
-    return PaymentIntent(**fields)
+_intent = intent_builder("10.00")
 
 
-def _warden(database: Path, policy: str = PAY_ALL, **options: Any) -> Warden:
+def _warden(open_warden: OpenWarden, policy: str = PAY_ALL, **options: Any) -> Warden:
     options.setdefault("rails", {"sandbox": RecordingRail()})
-    return open_warden(policy, database, clock=FrozenClock(START), **options)
+    return open_warden(policy, sleep=no_sleep, **options)
 
 
 def _budgets(warden: Warden) -> list[tuple[str, str, int, int]]:
@@ -87,8 +72,7 @@ def _budgets(warden: Warden) -> list[tuple[str, str, int, int]]:
 
 
 def test_a_development_key_pays_nothing_on_a_default_gateway(tmp_path: Path) -> None:
-    database, policy = tmp_path / "gateway.db", tmp_path / "policy.yaml"
-    policy.write_text(DEV_ONLY, encoding="utf-8")
+    database, policy = tmp_path / "gateway.db", write_policy(tmp_path, DEV_ONLY)
     created = CliRunner().invoke(
         cli,
         ["keys", "create", "--role", "agent", "--agent", "agent-d"]
@@ -112,31 +96,33 @@ def test_a_development_key_pays_nothing_on_a_default_gateway(tmp_path: Path) -> 
 
 
 def test_a_development_key_or_intent_pays_nothing_on_a_default_warden_or_mcp(
-    tmp_path: Path,
+    tmp_path: Path, open_warden: OpenWarden
 ) -> None:
     rail = RecordingRail()
-    with _warden(tmp_path / "ledger.db", DEV_ONLY, rails={"sandbox": rail}) as warden:
+    with _warden(open_warden, DEV_ONLY, rails={"sandbox": rail}) as warden:
         decision = warden.pay(_intent(environment="development")).decision
         assert (decision.outcome, decision.reason_code) == ("deny", "environment_mismatch")
         dev_key, _ = warden.create_key(
             role="agent", agent="agent-d", environment="development", actor="test"
         )
         prod_key, _ = warden.create_key(role="agent", agent="agent-p", actor="test")
-        result = mcp_call(warden, dev_key, "request_payment", pay_args())
+        result = mcp_call(warden, dev_key, "request_payment", intent_body())
         assert result.structured_content is not None
         assert (result.structured_content["status"], result.structured_content["reason_code"]) == (
             "denied",
             "environment_mismatch",
         )
         # A production key meets the development-only rule's environment check: no rule allows.
-        result = mcp_call(warden, prod_key, "request_payment", pay_args())
+        result = mcp_call(warden, prod_key, "request_payment", intent_body())
         assert result.structured_content is not None
         assert result.structured_content["reason_code"] == "no_rule_matched"
         limits = mcp_call(warden, dev_key, "describe_my_limits", {})
         assert not limits.is_error
     assert rail.paid == []
     # The positive control: the same rule pays on a deployment that says it is development.
-    with _warden(tmp_path / "dev.db", DEV_ONLY, environment="development") as dev_warden:
+    with _warden(
+        open_warden, DEV_ONLY, database=tmp_path / "dev.db", environment="development"
+    ) as dev_warden:
         assert dev_warden.pay(_intent()).state == "settled"
 
 
@@ -144,15 +130,15 @@ def test_a_development_key_or_intent_pays_nothing_on_a_default_warden_or_mcp(
 
 
 def test_another_agent_naming_my_session_neither_spends_from_it_nor_reads_it(
-    tmp_path: Path,
+    open_warden: OpenWarden,
 ) -> None:
-    with _warden(tmp_path / "ledger.db") as warden:
+    with _warden(open_warden) as warden:
         key_a, _ = warden.create_key(role="agent", agent="agent-a", actor="test")
         key_b, _ = warden.create_key(role="agent", agent="agent-b", actor="test")
 
         def pay(key: str, amount: str) -> dict[str, Any]:
             result = mcp_call(
-                warden, key, "request_payment", pay_args(amount, session_id="sess-shared")
+                warden, key, "request_payment", intent_body(amount, session_id="sess-shared")
             )
             content: dict[str, Any] | None = result.structured_content
             assert content is not None, tool_text(result)
@@ -205,14 +191,13 @@ BAD_ARGUMENTS: list[dict[str, Any]] = [
 
 
 def test_mcp_refuses_every_coercible_amount_and_unknown_argument_and_audits_each(
-    tmp_path: Path,
+    open_warden: OpenWarden, database: Path
 ) -> None:
-    database = tmp_path / "ledger.db"
-    with _warden(database) as warden:
+    with _warden(open_warden) as warden:
         key, _ = warden.create_key(role="agent", agent="agent-a", actor="test")
         state = table_state(database)
-        for arguments in [pay_args(amount) for amount in BAD_AMOUNTS] + [
-            pay_args(**extra) for extra in BAD_ARGUMENTS
+        for arguments in [intent_body(amount) for amount in BAD_AMOUNTS] + [
+            intent_body(**extra) for extra in BAD_ARGUMENTS
         ]:
             before = audit_count(warden)
             result = mcp_call(warden, key, "request_payment", arguments)
@@ -225,7 +210,7 @@ def test_mcp_refuses_every_coercible_amount_and_unknown_argument_and_audits_each
         assert warden.payments() == []
         # Decimal text and whole numbers are the accepted forms.
         for amount in ("1.50", 2, "3"):
-            paid = mcp_call(warden, key, "request_payment", pay_args(amount))
+            paid = mcp_call(warden, key, "request_payment", intent_body(amount))
             assert paid.structured_content is not None
             assert paid.structured_content["status"] == "paid", amount
     assert warden.verify_audit().ok
@@ -268,11 +253,10 @@ def test_rest_refuses_the_same_with_an_audited_decision_id(
 
 
 def test_an_unknown_rail_is_denied_before_any_hold_and_frees_the_idempotency_key(
-    tmp_path: Path,
+    open_warden: OpenWarden, database: Path
 ) -> None:
-    database = tmp_path / "ledger.db"
     rail = RecordingRail()
-    with _warden(database, rails={"sandbox": rail}) as warden:
+    with _warden(open_warden, rails={"sandbox": rail}) as warden:
         budgets, state = _budgets(warden), table_state(database)
         before = audit_count(warden)
         refused = warden.pay(_intent("40.00", rail="nonesuch", idempotency_key="pay-1"))
@@ -291,13 +275,12 @@ def test_an_unknown_rail_is_denied_before_any_hold_and_frees_the_idempotency_key
 
 
 def test_stripe_metadata_never_routes_money_and_an_unrouted_payee_is_refused_first(
-    tmp_path: Path,
+    open_warden: OpenWarden, database: Path
 ) -> None:
-    database = tmp_path / "ledger.db"
     routes: dict[str, Any] = {"payees": {"acct_1VendorXyZ": {}}, "agents": {}}
     stripe = StripeRail(api_key="sk_test_" + "x" * 24, api_base="http://127.0.0.1:9", routes=routes)
     steering = {"destination": "acct_1AttackerQ", "customer": "cus_attacker", "account": "x"}
-    with stripe, _warden(database, rails={"stripe": stripe}) as warden:
+    with stripe, _warden(open_warden, rails={"stripe": stripe}) as warden:
         budgets, state = _budgets(warden), table_state(database)
         for recipient in ("acct_1AttackerQ", "acct_1vendorxyz", "ACCT_1VENDORXYZ", "evil.example"):
             outcome = warden.pay(
@@ -334,8 +317,8 @@ def test_no_refused_request_on_any_surface_changes_state(tmp_path: Path) -> None
             )
             assert answer.status_code == 422, answer.text
         key = gateway.keys["agent-a"]
-        assert mcp_call(warden, key, "request_payment", pay_args(True)).is_error
-        assert mcp_call(warden, key, "request_payment", pay_args(recipient="evil..x")).is_error
+        assert mcp_call(warden, key, "request_payment", intent_body(True)).is_error
+        assert mcp_call(warden, key, "request_payment", intent_body(recipient="evil..x")).is_error
         assert _budgets(warden) == budgets
         assert table_state(database) == state
 
@@ -358,13 +341,13 @@ def test_no_refused_request_on_any_surface_changes_state(tmp_path: Path) -> None
 )
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 def test_property_an_arbitrary_mcp_payment_either_decides_or_is_a_refusal_never_a_crash(
-    tmp_path_factory: pytest.TempPathFactory, changes: dict[str, Any]
+    tmp_path_factory: pytest.TempPathFactory, open_warden: OpenWarden, changes: dict[str, Any]
 ) -> None:
     database = tmp_path_factory.mktemp("mcp-fuzz") / "ledger.db"
-    with _warden(database) as warden:
+    with _warden(open_warden, database=database) as warden:
         key, _ = warden.create_key(role="agent", agent="agent-a", actor="test")
         before = audit_count(warden)
-        result = mcp_call(warden, key, "request_payment", {**pay_args(), **changes})
+        result = mcp_call(warden, key, "request_payment", {**intent_body(), **changes})
         kinds = [entry.kind for entry in new_entries(warden, before)]
         if result.is_error:
             assert kinds == [REFUSED], tool_text(result)

@@ -25,26 +25,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from adversarial_support import (
-    RecordingRail,
-    audit_count,
-    bodies,
-    mcp_call,
-    new_entries,
-    open_warden,
-    pay_args,
-    rows,
-    tool_text,
-)
+from adversarial_support import RecordingRail
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from rest_support import Gateway, intent_body, open_gateway
+from rest_support import Gateway, open_gateway
 
-from paywarden import FrozenClock, Money, PaymentIntent, Warden
-from paywarden.actions.grants import GrantRequest
+from paywarden import FrozenClock, PaymentIntent, Warden
 from paywarden.errors import InvalidRecipientError
 from paywarden.payee import Payee, eip55, parse_payee
 from paywarden.policy.recipients import GLOB_CHARS, compile_patterns
+from paywarden.testing import example_intent
+from support.audit import audit_count, bodies, new_entries
+from support.intents import intent_body
+from support.ledger_file import rows
+from support.mcp import mcp_call, tool_text
+from support.wardens import grant_request, no_sleep
 
 START = "2026-01-05T12:00:00+00:00"
 CHECKSUMMED = "0x52908400098527886E0F7030069857D2E4169EE7"  # an EIP-55 test vector
@@ -231,19 +226,14 @@ MALFORMED = [
 
 
 def _warden(database: Path, rail: RecordingRail, policy: str = POLICY) -> Warden:
-    return open_warden(policy, database, clock=FrozenClock(START), rails={"sandbox": rail})
+    """Not the `open_warden` fixture: the module-scoped `setup` opens one for every test."""
+    return Warden.open(
+        policy, database=database, clock=FrozenClock(START), rails={"sandbox": rail}, sleep=no_sleep
+    )
 
 
 def _intent(recipient: str | Payee, amount: str = "10.00", **changes: Any) -> PaymentIntent:
-    fields: dict[str, Any] = {
-        "agent": "agent-a",
-        "action": "payments.transfer",
-        "amount": amount,
-        "currency": "USD",
-        "recipient": recipient,
-    }
-    fields.update(changes)
-    return PaymentIntent(**fields)
+    return example_intent(amount, recipient=recipient, **changes)
 
 
 @dataclass
@@ -293,7 +283,7 @@ def test_every_spelling_of_a_denied_payee_is_denied_and_never_paid(
     assert recorded["recipient"] == payee.text
 
 
-def test_texts_that_only_mention_an_allowed_host_are_not_allowed(tmp_path: Path) -> None:
+def test_texts_that_only_mention_an_allowed_host_are_not_allowed(database: Path) -> None:
     """With no deny rule at all, an allow rule on good.example must still not pay a text whose
     host is another: the allow list sees the same host the client would reach."""
     allow_only = """
@@ -302,7 +292,7 @@ rules:
   - {id: allow-good, effect: allow, recipients: ["good.example", "*.good.example", acct_1AbC]}
 """
     rail = RecordingRail()
-    with _warden(tmp_path / "ledger.db", rail, allow_only) as warden:
+    with _warden(database, rail, allow_only) as warden:
         for text in LOOKALIKES:
             payee = parse_payee(text)
             assert payee.host != "good.example" and not (payee.host or "").endswith(
@@ -371,7 +361,7 @@ def test_a_backslash_before_at_names_the_host_before_it_for_every_parser() -> No
 # Per-recipient counters are shared by every spelling -------------------------------------------
 
 
-def test_spellings_of_one_payee_share_its_budget_and_velocity(tmp_path: Path) -> None:
+def test_spellings_of_one_payee_share_its_budget_and_velocity(database: Path) -> None:
     policy = """
 currency: USD
 rules:
@@ -382,7 +372,7 @@ velocity:
   - {id: per-payee-rate, max_count: 4, window: 1h, scope: recipient}
 """
     rail = RecordingRail()
-    with _warden(tmp_path / "ledger.db", rail, policy) as warden:
+    with _warden(database, rail, policy) as warden:
         spend = ["vendor.example", "https://VENDOR.example:8443/a", "//vendor.example."]
         for text in spend:
             assert warden.pay(_intent(text, "30.00")).decision.outcome == "allow"
@@ -405,7 +395,7 @@ velocity:
     assert {payee.identity for payee in rail.paid} == {"vendor.example", "other.example"}
 
 
-def test_ip_spellings_share_one_counter(tmp_path: Path) -> None:
+def test_ip_spellings_share_one_counter(database: Path) -> None:
     policy = """
 currency: USD
 rules:
@@ -413,7 +403,7 @@ rules:
 velocity:
   - {id: once, max_count: 1, window: 1h, scope: recipient}
 """
-    with _warden(tmp_path / "ledger.db", RecordingRail(), policy) as warden:
+    with _warden(database, RecordingRail(), policy) as warden:
         assert warden.authorize(_intent("http://0x7f.1/")).outcome == "allow"
         for text in ("127.0.0.1", "[::ffff:127.0.0.1]", "https://2130706433:8443/x", "0177.1"):
             decision = warden.authorize(_intent(text))
@@ -430,9 +420,9 @@ rules:
 """
 
 
-def test_an_approval_for_one_account_id_never_pays_its_case_variant(tmp_path: Path) -> None:
+def test_an_approval_for_one_account_id_never_pays_its_case_variant(database: Path) -> None:
     rail = RecordingRail()
-    with _warden(tmp_path / "ledger.db", rail, CASE_POLICY) as warden:
+    with _warden(database, rail, CASE_POLICY) as warden:
         warden.add_operator("alice", name="Alice")
         pending = warden.authorize(_intent("acct_1AbC", "500.00"))
         assert pending.outcome == "require_approval" and pending.approval_id
@@ -448,20 +438,12 @@ def test_an_approval_for_one_account_id_never_pays_its_case_variant(tmp_path: Pa
 
 
 def test_a_grant_or_allow_rule_for_one_account_id_never_covers_its_case_variant(
-    tmp_path: Path,
+    database: Path,
 ) -> None:
     rail = RecordingRail()
-    with _warden(tmp_path / "ledger.db", rail, CASE_POLICY) as warden:
+    with _warden(database, rail, CASE_POLICY) as warden:
         warden.add_operator("alice", name="Alice")
-        grant = GrantRequest(
-            "agent-a",
-            "payments.*",
-            Money.parse("1000", "USD"),
-            Money.parse("5000", "USD"),
-            3600,
-            None,
-            ("acct_1XyZ",),
-        )
+        grant = grant_request("1000", "5000", recipients=("acct_1XyZ",))
         warden.grant(grant, operator="alice")
         for variant in ("acct_1xYz", "ACCT_1XYZ", "acct_1xyz"):
             decision = warden.pay(_intent(variant, "500.00")).decision
@@ -492,7 +474,7 @@ def test_evm_addresses_have_one_identity_and_a_wrong_checksum_is_refused() -> No
             parse_payee("eip155:1:0x" + flipped)
 
 
-def test_an_ipv6_literal_in_a_rule_denies_every_spelling_of_it(tmp_path: Path) -> None:
+def test_an_ipv6_literal_in_a_rule_denies_every_spelling_of_it(database: Path) -> None:
     """An IPv6 host's canonical form is bracketed; the brackets are not a glob class (this was
     a bypass while this module was written: a deny on `2001:db8::dead` never matched)."""
     policy = """
@@ -502,7 +484,7 @@ rules:
   - {id: pay, effect: allow}
 """
     rail = RecordingRail()
-    with _warden(tmp_path / "ledger.db", rail, policy) as warden:
+    with _warden(database, rail, policy) as warden:
         spellings = ["2001:db8::dead", "[2001:DB8::DEAD]", "https://[2001:db8:0::dead]:8443/"]
         for text in [*spellings, "::1", "[0:0:0:0:0:0:0:1]", "http://[::1]:8080/x"]:
             decision = warden.pay(_intent(text)).decision
@@ -540,12 +522,12 @@ def test_a_malformed_payee_is_a_422_with_an_audited_decision_on_rest(
     assert (entry.kind, entry.ref_id) == ("decision.refused", problem["decision_id"])
 
 
-def test_malformed_payees_are_clean_tool_errors_on_mcp(tmp_path: Path) -> None:
-    with _warden(tmp_path / "ledger.db", RecordingRail()) as warden:
+def test_malformed_payees_are_clean_tool_errors_on_mcp(database: Path) -> None:
+    with _warden(database, RecordingRail()) as warden:
         secret, _ = warden.create_key(role="agent", agent="agent-a", actor="test")
         for text in MALFORMED[:12] + USERINFO[:3]:
             before = audit_count(warden)
-            result = mcp_call(warden, secret, "request_payment", pay_args(recipient=text))
+            result = mcp_call(warden, secret, "request_payment", intent_body(recipient=text))
             assert result.is_error, text
             assert re.match(
                 r"(invalid_recipient|invalid_input|invalid_intent): ", tool_text(result)
@@ -738,14 +720,14 @@ def test_property_a_payee_parses_cleanly_again_and_a_rule_on_its_canonical_form_
 # Real bypasses found: pinned, strict -------------------------------------------------------------
 
 
-def test_a_url_glob_for_subdomains_never_pays_another_host(tmp_path: Path) -> None:
+def test_a_url_glob_for_subdomains_never_pays_another_host(database: Path) -> None:
     policy = """
 currency: USD
 rules:
   - {id: data-apis, effect: allow, recipients: ["https://*.data.example/*"]}
 """
     rail = RecordingRail()
-    with _warden(tmp_path / "ledger.db", rail, policy) as warden:
+    with _warden(database, rail, policy) as warden:
         assert warden.pay(_intent("https://api.data.example/v1")).decision.outcome == "allow"
         for text in ("https://evil.example/.data.example/x", "evil.example/x.data.example/"):
             decision = warden.pay(_intent(text)).decision

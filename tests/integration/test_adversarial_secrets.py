@@ -21,32 +21,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from adversarial_support import (
-    REFUSED,
-    RecordingRail,
-    audit_count,
-    bodies,
-    leaks,
-    mcp_call,
-    new_entries,
-    open_warden,
-    pay_args,
-    rows,
-    table_state,
-    tool_text,
-)
+from adversarial_support import REFUSED, RecordingRail, leaks, table_state
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from rest_support import Gateway, intent_body, open_gateway
+from rest_support import Gateway, open_gateway
 
-from paywarden import FrozenClock, PaymentIntent, Warden
+from paywarden import FrozenClock, Warden
 from paywarden.adapters.notify.webhook import WebhookOptions
 from paywarden.admission import digest_key
 from paywarden.audit.canonical import canonical_text
 from paywarden.audit.redact import REDACTED
 from paywarden.entrypoints.cli.main import cli
 from paywarden.errors import IdempotencyConflictError, InvalidIntentError, InvalidRecipientError
+from support.audit import audit_count, bodies, new_entries
+from support.intents import intent_body, intent_builder
+from support.ledger_file import rows
+from support.mcp import mcp_call, tool_text
+from support.wardens import OpenWarden, no_sleep
 
 START = "2026-01-05T12:00:00+00:00"
 POLICY = """
@@ -172,22 +164,11 @@ def _luhn_digit(body: str) -> str:
     return str((10 - total % 10) % 10)
 
 
-def _intent(amount: str = "10.00", **changes: Any) -> PaymentIntent:
-    fields: dict[str, Any] = {
-        "agent": "agent-a",
-        "action": "payments.transfer",
-        "amount": amount,
-        "currency": "USD",
-        "recipient": "vendor.example.com",
-    }
-    fields.update(changes)
-    return PaymentIntent(**fields)
+_intent = intent_builder("10.00")
 
 
-def _warden(database: Path, policy: str = POLICY, **options: Any) -> Warden:
-    return open_warden(
-        policy, database, clock=FrozenClock(START), rails={"sandbox": RecordingRail()}, **options
-    )
+def _warden(open_warden: OpenWarden, policy: str = POLICY, **options: Any) -> Warden:
+    return open_warden(policy, rails={"sandbox": RecordingRail()}, sleep=no_sleep, **options)
 
 
 @pytest.fixture
@@ -200,11 +181,12 @@ def gateway(tmp_path: Path) -> Iterator[Gateway]:
 
 
 @pytest.mark.parametrize("kind", sorted(CATALOGUE))
-def test_a_secret_in_free_text_and_metadata_is_stored_nowhere(tmp_path: Path, kind: str) -> None:
+def test_a_secret_in_free_text_and_metadata_is_stored_nowhere(
+    kind: str, open_warden: OpenWarden, database: Path
+) -> None:
     secret = CATALOGUE[kind]
-    database = tmp_path / "ledger.db"
     webhook = WebhookOptions(url="http://127.0.0.1:9/hook", secret="whk", poll_seconds=3600)
-    with _warden(database, webhook=webhook) as warden:
+    with _warden(open_warden, webhook=webhook) as warden:
         warden.add_operator("alice", name="Alice")
         fields: dict[str, Any] = {
             "purpose": f"pay with {secret} now",
@@ -231,11 +213,12 @@ def test_a_secret_in_free_text_and_metadata_is_stored_nowhere(tmp_path: Path, ki
     assert leaks(database, _needles(secret)) == []
 
 
-def test_key_named_secrets_are_redacted_and_ordinary_words_are_not(tmp_path: Path) -> None:
-    database = tmp_path / "ledger.db"
+def test_key_named_secrets_are_redacted_and_ordinary_words_are_not(
+    open_warden: OpenWarden, database: Path
+) -> None:
     metadata: dict[str, Any] = {**KEY_NAMED, **ORDINARY_METADATA}
     purpose = "Order 1000000000000009 for the author; pinned; ref 2024-01-15 12:30"
-    with _warden(database) as warden:
+    with _warden(open_warden) as warden:
         decision = warden.authorize(_intent(purpose=purpose, metadata=metadata))
         assert decision.outcome == "allow"
     (body,) = bodies(database, "decision")
@@ -255,11 +238,10 @@ def test_key_named_secrets_are_redacted_and_ordinary_words_are_not(tmp_path: Pat
 
 @pytest.mark.parametrize(("field", "kind"), IDENTIFIER_CASES)
 def test_a_secret_in_an_identifier_is_refused_audited_and_not_stored(
-    tmp_path: Path, field: str, kind: str
+    field: str, kind: str, open_warden: OpenWarden, database: Path
 ) -> None:
     secret = CATALOGUE[kind]
-    database = tmp_path / "ledger.db"
-    with _warden(database) as warden:
+    with _warden(open_warden) as warden:
         state = table_state(database)
         before = audit_count(warden)
         with pytest.raises(InvalidIntentError) as refused:
@@ -274,10 +256,11 @@ def test_a_secret_in_an_identifier_is_refused_audited_and_not_stored(
 
 
 @pytest.mark.parametrize("kind", ["stripe-live", "stripe-restricted", "paywarden-live"])
-def test_a_secret_as_the_action_is_refused(tmp_path: Path, kind: str) -> None:
+def test_a_secret_as_the_action_is_refused(
+    kind: str, open_warden: OpenWarden, database: Path
+) -> None:
     secret = CATALOGUE[kind]
-    database = tmp_path / "ledger.db"
-    with _warden(database) as warden, pytest.raises(InvalidIntentError):
+    with _warden(open_warden) as warden, pytest.raises(InvalidIntentError):
         warden.authorize(_intent(action=secret.upper()))
     assert leaks(database, [secret, secret.lower(), secret.upper()]) == []
 
@@ -324,12 +307,15 @@ def test_a_secret_in_the_recipient_is_stored_nowhere_via_rest(
     assert leaks(gateway.database, _needles(secret)) == []
 
 
-def test_a_secret_in_the_recipient_is_stored_nowhere_via_mcp(tmp_path: Path) -> None:
-    database = tmp_path / "ledger.db"
-    with _warden(database) as warden:
+def test_a_secret_in_the_recipient_is_stored_nowhere_via_mcp(
+    open_warden: OpenWarden, database: Path
+) -> None:
+    with _warden(open_warden) as warden:
         key, _ = warden.create_key(role="agent", agent="agent-a", actor="test")
         for recipient, secret, status in RECIPIENT_CASES:
-            result = mcp_call(warden, key, "request_payment", pay_args(recipient=_fill(recipient)))
+            result = mcp_call(
+                warden, key, "request_payment", intent_body(recipient=_fill(recipient))
+            )
             assert result.is_error == (status == 422), tool_text(result)
             assert _fill(secret) not in tool_text(result) or status == 422
         listed = mcp_call(warden, key, "list_my_payments", {})
@@ -368,10 +354,11 @@ def test_rest_idempotency_with_secrets_replays_refuses_a_changed_secret_and_stor
     assert leaks(gateway.database, [n for s in secrets for n in _needles(s)]) == []
 
 
-def test_library_idempotency_compares_secrets_by_a_keyed_hmac_only(tmp_path: Path) -> None:
-    database = tmp_path / "ledger.db"
+def test_library_idempotency_compares_secrets_by_a_keyed_hmac_only(
+    open_warden: OpenWarden, database: Path
+) -> None:
     visa, amex = CATALOGUE["visa"], CATALOGUE["amex"]
-    with _warden(database) as warden:
+    with _warden(open_warden) as warden:
         first = warden.authorize(_intent(purpose=f"card {visa}", idempotency_key="k-1"))
         replay = warden.authorize(_intent(purpose=f"card {visa}", idempotency_key="k-1"))
         assert replay.replayed and replay.hold_id == first.hold_id
@@ -389,16 +376,17 @@ def test_library_idempotency_compares_secrets_by_a_keyed_hmac_only(tmp_path: Pat
     assert leaks(database, [*_needles(visa), *_needles(amex), *plain]) == []
 
 
-def test_secrets_in_mcp_arguments_are_redacted_or_refused(tmp_path: Path) -> None:
-    database = tmp_path / "ledger.db"
+def test_secrets_in_mcp_arguments_are_redacted_or_refused(
+    open_warden: OpenWarden, database: Path
+) -> None:
     token, card = CATALOGUE["github"], CATALOGUE["jcb"]
-    with _warden(database) as warden:
+    with _warden(open_warden) as warden:
         key, _ = warden.create_key(role="agent", agent="agent-a", actor="test")
         paid = mcp_call(
             warden,
             key,
             "request_payment",
-            pay_args(
+            intent_body(
                 purpose=f"token {token}",
                 recipient_name=f"card {card}",
                 metadata={"seed": "zq zoo zoo wrong zq", "ticket": "T-9"},
@@ -407,18 +395,17 @@ def test_secrets_in_mcp_arguments_are_redacted_or_refused(tmp_path: Path) -> Non
         assert not paid.is_error and paid.structured_content
         assert paid.structured_content["status"] == "paid"
         before = audit_count(warden)
-        refused = mcp_call(warden, key, "request_payment", pay_args(session_id=token))
+        refused = mcp_call(warden, key, "request_payment", intent_body(session_id=token))
         assert refused.is_error and tool_text(refused).startswith("invalid_intent: ")
         assert [entry.kind for entry in new_entries(warden, before)] == [REFUSED]
-        refused = mcp_call(warden, key, "request_payment", pay_args(idempotency_key=token))
+        refused = mcp_call(warden, key, "request_payment", intent_body(idempotency_key=token))
         assert refused.is_error
     assert leaks(database, [*_needles(token), *_needles(card), "zq zoo zoo wrong zq"]) == []
 
 
-def test_approvals_show_prints_redacted_fields(tmp_path: Path) -> None:
-    database = tmp_path / "ledger.db"
+def test_approvals_show_prints_redacted_fields(open_warden: OpenWarden, database: Path) -> None:
     secret = CATALOGUE["anthropic"]
-    with open_warden(POLICY, database) as warden:  # the CLI uses the system clock
+    with open_warden(POLICY, clock=None, sleep=no_sleep) as warden:  # the CLI's system clock
         pending = warden.authorize(
             _intent("500.00", purpose=f"key {secret}", metadata={"cvv": "zqcvv777zq"})
         )
@@ -508,11 +495,11 @@ def test_property_a_generated_secret_never_survives_admission(
                 warden.admit(_intent(session_id=identifier))
 
 
-def test_a_card_like_digit_run_in_a_machine_identifier_is_accepted(tmp_path: Path) -> None:
+def test_a_card_like_digit_run_in_a_machine_identifier_is_accepted(open_warden: OpenWarden) -> None:
     """Idempotency keys and session ids are made by machines: a Luhn-valid digit run with an
     issuer prefix is not refused there (a payee, scanned for card numbers, still is)."""
     number = "4242424242424242"
-    with _warden(tmp_path / "ledger.db") as warden:
+    with _warden(open_warden) as warden:
         decision = warden.authorize(
             _intent(idempotency_key=f"order-{number}", session_id=f"s-{number}")
         )
@@ -572,20 +559,22 @@ def test_a_refused_recipient_is_not_quoted_with_its_secret_in_a_stored_rest_answ
     assert leaks(gateway.database, [secret]) == []  # ...but the stored REST answer is not
 
 
-def test_a_secret_as_a_metadata_key_is_refused_and_not_stored(tmp_path: Path) -> None:
-    database = tmp_path / "ledger.db"
+def test_a_secret_as_a_metadata_key_is_refused_and_not_stored(
+    open_warden: OpenWarden, database: Path
+) -> None:
     secret = CATALOGUE["stripe-live"]
-    with _warden(database) as warden:
+    with _warden(open_warden) as warden:
         with pytest.raises(InvalidIntentError, match="metadata key looks like a secret"):
             warden.pay(_intent(metadata={secret: "x"}))
         assert [entry.kind for entry in warden.audit_entries()][-1] == "decision.refused"
     assert leaks(database, [secret]) == []
 
 
-def test_a_policy_pattern_secret_is_not_quoted_in_a_refusal_reason(tmp_path: Path) -> None:
+def test_a_policy_pattern_secret_is_not_quoted_in_a_refusal_reason(
+    open_warden: OpenWarden, database: Path
+) -> None:
     policy = POLICY + "redaction:\n  value_patterns: ['EMP-[0-9]{6}']\n"
-    database = tmp_path / "ledger.db"
-    with _warden(database, policy) as warden:
+    with _warden(open_warden, policy) as warden:
         key, _ = warden.create_key(role="agent", agent="agent-a", actor="test")
         admitted = warden.admit(_intent(purpose="employee EMP-123456"))
         assert admitted.purpose == REDACTED  # the pattern is in force for free text
@@ -593,14 +582,15 @@ def test_a_policy_pattern_secret_is_not_quoted_in_a_refusal_reason(tmp_path: Pat
             warden,
             key,
             "request_payment",
-            pay_args(recipient="https://vendor.example.com:99999/EMP-654321"),
+            intent_body(recipient="https://vendor.example.com:99999/EMP-654321"),
         )
         assert result.is_error
     assert leaks(database, ["EMP-654321"]) == []
 
 
-def test_an_upper_case_secret_in_a_folded_identifier_is_refused(tmp_path: Path) -> None:
-    database = tmp_path / "ledger.db"
+def test_an_upper_case_secret_in_a_folded_identifier_is_refused(
+    open_warden: OpenWarden, database: Path
+) -> None:
     aws = CATALOGUE["aws"]
     attempts = [
         {"category": aws},
@@ -608,7 +598,7 @@ def test_an_upper_case_secret_in_a_folded_identifier_is_refused(tmp_path: Path) 
         {"action": aws},
         {"recipient": f"billing+{aws}@vendor.example.com"},
     ]
-    with _warden(database) as warden:
+    with _warden(open_warden) as warden:
         for changes in attempts:
             try:
                 warden.authorize(_intent(**changes))
@@ -635,9 +625,10 @@ def test_a_secret_in_an_agents_refund_reason_is_not_stored(gateway: Gateway) -> 
 
 
 @pytest.mark.parametrize("separator", ["\u00a0", "\u2009", "  ", "\t", "\n"], ids=repr)
-def test_a_card_number_with_other_whitespace_is_not_stored(tmp_path: Path, separator: str) -> None:
-    database = tmp_path / "ledger.db"
+def test_a_card_number_with_other_whitespace_is_not_stored(
+    separator: str, open_warden: OpenWarden, database: Path
+) -> None:
     card = separator.join(["4242", "4242", "4242", "4242"])
-    with _warden(database) as warden:
+    with _warden(open_warden) as warden:
         assert warden.authorize(_intent(purpose=f"card {card} exp 12/28")).outcome == "allow"
     assert leaks(database, [card]) == []

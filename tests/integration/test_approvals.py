@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from paywarden import FrozenClock, NotFoundError, PaymentIntent, StateConflictError, Warden
-from paywarden.adapters.storage.sqlite_audit import iter_audit_readonly
 from paywarden.errors import ApprovalExpiredError, ForbiddenError, InvalidInputError
 from paywarden.policy.decision import Decision
-from paywarden.testing import example_intent
+from support.audit import entries, kinds_of
+from support.intents import intent_builder
+from support.wardens import OpenWarden, add_operators
+from support.workers import run_threads
 
-START = "2026-01-05T12:00:00+00:00"
 POLICY = """
 currency: USD
 fx:
@@ -58,30 +58,12 @@ FREEZE_VENDOR = POLICY.replace(
 LOWERED_BUDGET = POLICY.replace('limit: "10000.00"', 'limit: "400.00"')
 
 
-def _intent(amount: str = "500.00", **changes: Any) -> PaymentIntent:
-    return example_intent(amount, **{"purpose": "invoice 42", **changes})
+_intent = intent_builder("500.00", purpose="invoice 42")
 
 
 @pytest.fixture
-def database(tmp_path: Path) -> Path:
-    return tmp_path / "ledger.db"
-
-
-@pytest.fixture
-def clock() -> FrozenClock:
-    return FrozenClock(START)
-
-
-def _open(database: Path, clock: FrozenClock, policy: str = POLICY, **options: Any) -> Warden:
-    return Warden.open(policy, database=database, clock=clock, **options)
-
-
-@pytest.fixture
-def warden(database: Path, clock: FrozenClock) -> Iterator[Warden]:
-    with _open(database, clock) as opened:
-        opened.add_operator("alice", name="Alice Example")
-        opened.add_operator("bob", name="Bob Example")
-        yield opened
+def warden(open_warden: OpenWarden) -> Warden:
+    return add_operators(open_warden(POLICY))
 
 
 def _held(warden: Warden) -> int:
@@ -97,10 +79,6 @@ def _pending(warden: Warden, intent: PaymentIntent | None = None) -> Decision:
     assert (decision.outcome, decision.reason_code) == ("require_approval", "approval_required")
     assert decision.approval_id is not None and decision.hold_id is not None
     return decision
-
-
-def _kinds(database: Path, ref_id: str) -> list[str]:
-    return [entry.kind for entry in iter_audit_readonly(database) if entry.ref_id == ref_id]
 
 
 # A pending request -----------------------------------------------------------------------------
@@ -168,7 +146,7 @@ def test_the_requesting_agent_and_unregistered_principals_cannot_decide(
         warden.approve(approval_id, operator="agent-a", reason="self-service")
     view = warden.approval(approval_id)
     assert (view.status, view.votes) == ("pending", ())
-    assert _kinds(database, approval_id) == ["approval.requested"]
+    assert kinds_of(database, approval_id) == ["approval.requested"]
     # ...and the request is still decidable by a real operator.
     assert warden.approve(approval_id, operator="alice", reason="ok").status == "approved"
 
@@ -213,14 +191,14 @@ def test_above_the_four_eyes_amount_two_distinct_operators_must_approve(
     assert "alice" in used.reason and "bob" in used.reason
     recorded = warden.decision(str(used.decision_id))
     assert recorded.reason == used.reason and recorded.approval_id == approval_id
-    assert _kinds(database, approval_id) == [
+    assert kinds_of(database, approval_id) == [
         "approval.requested",
         "approval.approve_vote",
         "approval.approve_vote",
         "approval.approved",
         "approval.consumed",
     ]
-    approved = [json.loads(e.body) for e in iter_audit_readonly(database, ref_id=approval_id)]
+    approved = [json.loads(e.body) for e in entries(database, approval_id)]
     assert approved[3]["approved_by"] == ["alice", "bob"]
     assert warden.verify_audit().ok
 
@@ -267,7 +245,7 @@ def test_an_expired_approval_is_refused_and_its_hold_released(
     # The agent's retry opens a fresh request; the expired one never authorizes anything.
     retry = _pending(warden)
     assert retry.approval_id != approval_id
-    assert _kinds(database, approval_id) == ["approval.requested", "approval.expired"]
+    assert kinds_of(database, approval_id) == ["approval.requested", "approval.expired"]
     assert warden.verify_audit().ok
 
 
@@ -300,7 +278,7 @@ def test_the_sweep_expires_waiting_requests_without_a_decision(
     assert warden.expire_due() == 1
     assert warden.approval(str(pending.approval_id)).status == "expired"
     assert _held(warden) == 0
-    assert "approval.expired" in _kinds(database, str(pending.approval_id))
+    assert "approval.expired" in kinds_of(database, str(pending.approval_id))
 
 
 def test_a_rule_approval_ttl_overrides_the_policy_default(
@@ -340,13 +318,13 @@ def test_an_approval_is_consumed_once(warden: Warden, database: Path) -> None:
     assert _held(warden) == 100_000  # the used hold plus the new request's hold
     with pytest.raises(StateConflictError, match="consumed"):
         warden.approve(approval_id, operator="bob", reason="once more")
-    assert _kinds(database, approval_id).count("approval.consumed") == 1
+    assert kinds_of(database, approval_id).count("approval.consumed") == 1
 
 
 def test_concurrent_identical_payments_use_one_approval_exactly_once(
-    database: Path, clock: FrozenClock
+    open_warden: OpenWarden,
 ) -> None:
-    with _open(database, clock) as warden:
+    with open_warden(POLICY) as warden:
         warden.add_operator("alice", name="Alice")
         approval_id = str(_pending(warden).approval_id)
         warden.approve(approval_id, operator="alice", reason="ok")
@@ -357,17 +335,14 @@ def test_concurrent_identical_payments_use_one_approval_exactly_once(
 
     def pay() -> None:
         try:
-            with _open(database, clock) as racer:
+            with open_warden(POLICY) as racer:
                 barrier.wait(timeout=30)
                 results.append(racer.authorize(_intent()))
         except BaseException as error:  # reported to the test thread
             errors.append(error)
 
     threads = [threading.Thread(target=pay) for _ in range(threads_count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    run_threads(threads, 60)
     assert not errors
     allowed = [d for d in results if d.outcome == "allow"]
     assert len(allowed) == 1 and allowed[0].approval_id == approval_id
@@ -379,16 +354,14 @@ def test_concurrent_identical_payments_use_one_approval_exactly_once(
 # Binding: environment, amount, recipient, currency -------------------------------------------
 
 
-def test_an_approval_made_in_staging_never_authorizes_production(
-    database: Path, clock: FrozenClock
-) -> None:
-    with _open(database, clock, environment="staging") as staging:
+def test_an_approval_made_in_staging_never_authorizes_production(open_warden: OpenWarden) -> None:
+    with open_warden(POLICY, environment="staging") as staging:
         staging.add_operator("alice", name="Alice")
         pending = _pending(staging)
         approval_id = str(pending.approval_id)
         assert staging.approval(approval_id).intent.environment == "staging"
         staging.approve(approval_id, operator="alice", reason="staging test")
-    with _open(database, clock, environment="production") as production:
+    with open_warden(POLICY, environment="production") as production:
         decision = production.authorize(_intent())
         assert decision.outcome == "require_approval"
         assert decision.approval_id != approval_id
@@ -397,18 +370,16 @@ def test_an_approval_made_in_staging_never_authorizes_production(
         mismatch = production.authorize(_intent(environment="staging"))
         assert (mismatch.outcome, mismatch.reason_code) == ("deny", "environment_mismatch")
         assert production.approval(approval_id).status == "approved"
-    with _open(database, clock, environment="staging") as staging:
+    with open_warden(POLICY, environment="staging") as staging:
         used = staging.authorize(_intent())
         assert (used.outcome, used.approval_id) == ("allow", approval_id)
 
 
-def test_the_environment_named_in_the_intent_is_bound_too(
-    database: Path, clock: FrozenClock
-) -> None:
+def test_the_environment_named_in_the_intent_is_bound_too(open_warden: OpenWarden) -> None:
     """One ledger, two deployments: an approval given in staging never pays in production."""
     with (
-        _open(database, clock, environment="staging") as staging,
-        _open(database, clock) as production,
+        open_warden(POLICY, environment="staging") as staging,
+        open_warden(POLICY) as production,
     ):
         staging.add_operator("alice", name="Alice Example")
         approval_id = str(_pending(staging, _intent(environment="staging")).approval_id)
@@ -462,13 +433,13 @@ def test_recipient_spelling_and_free_text_do_not_change_the_binding(warden: Ward
 
 
 def test_approval_rechecks_deny_rules_added_since_the_request(
-    database: Path, clock: FrozenClock
+    database: Path, open_warden: OpenWarden
 ) -> None:
-    with _open(database, clock) as warden:
+    with open_warden(POLICY) as warden:
         warden.add_operator("alice", name="Alice")
         pending = _pending(warden)
         assert _held(warden) == 50_000
-    with _open(database, clock, FREEZE_VENDOR) as warden:
+    with open_warden(FREEZE_VENDOR) as warden:
         view = warden.approve(str(pending.approval_id), operator="alice", reason="ok")
         assert view.status == "rejected"
         assert view.row.note is not None and "at approval time" in view.row.note
@@ -478,7 +449,7 @@ def test_approval_rechecks_deny_rules_added_since_the_request(
         assert (denied.outcome, denied.reason_code) == ("deny", "denied_by_rule")
         with pytest.raises(StateConflictError):
             warden.approve(str(pending.approval_id), operator="alice", reason="again")
-        assert _kinds(database, str(pending.approval_id)) == [
+        assert kinds_of(database, str(pending.approval_id)) == [
             "approval.requested",
             "approval.approve_vote",
             "approval.rejected",
@@ -486,11 +457,11 @@ def test_approval_rechecks_deny_rules_added_since_the_request(
         assert warden.verify_audit().ok
 
 
-def test_approval_rechecks_a_lowered_budget(database: Path, clock: FrozenClock) -> None:
-    with _open(database, clock) as warden:
+def test_approval_rechecks_a_lowered_budget(open_warden: OpenWarden) -> None:
+    with open_warden(POLICY) as warden:
         warden.add_operator("alice", name="Alice")
         pending = _pending(warden)
-    with _open(database, clock, LOWERED_BUDGET) as warden:
+    with open_warden(LOWERED_BUDGET) as warden:
         view = warden.approve(str(pending.approval_id), operator="alice", reason="ok")
         assert view.status == "rejected"
         assert view.row.note is not None and "budget `daily`" in view.row.note
@@ -499,10 +470,10 @@ def test_approval_rechecks_a_lowered_budget(database: Path, clock: FrozenClock) 
 
 
 def test_approval_within_the_budget_is_not_rejected_by_its_own_hold(
-    database: Path, clock: FrozenClock
+    open_warden: OpenWarden,
 ) -> None:
     exact = POLICY.replace('limit: "10000.00"', 'limit: "500.00"')
-    with _open(database, clock, exact) as warden:
+    with open_warden(exact) as warden:
         warden.add_operator("alice", name="Alice")
         pending = _pending(warden)  # holds the whole 500.00 budget
         assert warden.approve(str(pending.approval_id), operator="alice", reason="ok").status == (
@@ -511,19 +482,19 @@ def test_approval_within_the_budget_is_not_rejected_by_its_own_hold(
 
 
 def test_a_deny_rule_added_after_approval_voids_it_at_use_and_audits_that(
-    database: Path, clock: FrozenClock
+    database: Path, open_warden: OpenWarden
 ) -> None:
-    with _open(database, clock) as warden:
+    with open_warden(POLICY) as warden:
         warden.add_operator("alice", name="Alice")
         pending = _pending(warden)
         warden.approve(str(pending.approval_id), operator="alice", reason="ok")
-    with _open(database, clock, FREEZE_VENDOR) as warden:
+    with open_warden(FREEZE_VENDOR) as warden:
         denied = warden.authorize(_intent())
         assert (denied.outcome, denied.reason_code) == ("deny", "denied_by_rule")
         assert warden.approval(str(pending.approval_id)).status == "voided"
         assert warden.hold(str(pending.hold_id)).state == "voided"
         assert _held(warden) == 0
-        kinds = _kinds(database, str(pending.approval_id))
+        kinds = kinds_of(database, str(pending.approval_id))
         assert kinds[-1] == "approval.voided", kinds
         assert warden.verify_audit().ok
 
@@ -547,13 +518,13 @@ def test_a_rejected_request_releases_its_hold_and_cannot_be_approved(
             act(approval_id, operator="bob", reason="again")
     with pytest.raises(StateConflictError):
         warden.capture(str(pending.hold_id))
-    assert _kinds(database, approval_id) == [
+    assert kinds_of(database, approval_id) == [
         "approval.requested",
         "approval.approve_vote",
         "approval.reject_vote",
         "approval.rejected",
     ]
-    rejected = json.loads(list(iter_audit_readonly(database, ref_id=approval_id))[-1].body)
+    rejected = json.loads(list(entries(database, approval_id))[-1].body)
     assert rejected["actor"] == "operator:bob" and "unknown vendor" in rejected["note"]
     assert warden.verify_audit().ok
 
@@ -565,7 +536,7 @@ def test_voiding_the_hold_closes_the_request(warden: Warden, database: Path) -> 
     assert warden.approval(approval_id).status == "voided"
     with pytest.raises(StateConflictError, match="already voided"):
         warden.approve(approval_id, operator="alice", reason="ok")
-    assert _kinds(database, approval_id) == ["approval.requested", "approval.voided"]
+    assert kinds_of(database, approval_id) == ["approval.requested", "approval.voided"]
 
 
 # The audit trail ------------------------------------------------------------------------------
@@ -582,31 +553,27 @@ def test_every_approval_state_change_is_audited_and_the_chain_verifies(
     warden.reject(str(rejected.approval_id), operator="bob", reason="no")
     clock.advance(16 * 60)
     warden.expire_due()
-    assert _kinds(database, str(used.approval_id)) == [
+    assert kinds_of(database, str(used.approval_id)) == [
         "approval.requested",
         "approval.approve_vote",
         "approval.approved",
         "approval.consumed",
     ]
-    assert _kinds(database, str(rejected.approval_id)) == [
+    assert kinds_of(database, str(rejected.approval_id)) == [
         "approval.requested",
         "approval.reject_vote",
         "approval.rejected",
     ]
-    assert _kinds(database, str(expired.approval_id)) == [
+    assert kinds_of(database, str(expired.approval_id)) == [
         "approval.requested",
         "approval.expired",
     ]
-    votes = [
-        json.loads(entry.body)
-        for entry in iter_audit_readonly(database)
-        if entry.kind.endswith("_vote")
-    ]
+    votes = [json.loads(entry.body) for entry in entries(database) if entry.kind.endswith("_vote")]
     assert [(v["actor"], v["vote"], v["reason"]) for v in votes] == [
         ("operator:alice", "approve", "ok"),
         ("operator:bob", "reject", "no"),
     ]
-    assert [e.ref_id for e in iter_audit_readonly(database) if e.kind == "operator.added"] == [
+    assert [e.ref_id for e in entries(database) if e.kind == "operator.added"] == [
         "alice",
         "bob",
     ]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import queue
 import sqlite3
 import threading
 import traceback
@@ -24,6 +23,8 @@ import pytest
 from paywarden import FrozenClock, PaymentIntent, Warden
 from paywarden.adapters.storage.sqlite_audit import iter_audit_readonly
 from paywarden.audit.chain import AuditEntry, verify
+from paywarden.testing import example_intent
+from support.workers import reaped, reports, run_threads
 
 START = "2026-03-10T15:00:00+00:00"
 POLICY = """
@@ -42,13 +43,8 @@ pytestmark = pytest.mark.slow
 
 
 def _intent(worker: int, number: int) -> PaymentIntent:
-    return PaymentIntent(
-        agent=f"worker-{worker}",
-        action="payments.transfer",
-        amount="1.00",
-        currency="USD",
-        recipient="vendor.example.com",
-        purpose=f"worker {worker} payment {number}",
+    return example_intent(
+        "1.00", agent=f"worker-{worker}", purpose=f"worker {worker} payment {number}"
     )
 
 
@@ -98,9 +94,8 @@ def _prepare(database: Path) -> None:
     Warden.open(POLICY, database=database, clock=FrozenClock(START)).close()
 
 
-def test_8_threads_x_250_decisions_make_one_chain(tmp_path: Path) -> None:
+def test_8_threads_x_250_decisions_make_one_chain(database: Path) -> None:
     threads_count, per_thread = 8, 250
-    database = tmp_path / "ledger.db"
     _prepare(database)
     barrier = threading.Barrier(threads_count)
     outcomes: dict[int, list[tuple[str, str]]] = {}
@@ -113,10 +108,7 @@ def test_8_threads_x_250_decisions_make_one_chain(tmp_path: Path) -> None:
             errors.append(traceback.format_exc())
 
     threads = [threading.Thread(target=run, args=(worker,)) for worker in range(threads_count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=300)
+    run_threads(threads, 300)
     assert not any(thread.is_alive() for thread in threads)
     assert not errors, errors[0]
     decided = [outcome for worker in sorted(outcomes) for outcome in outcomes[worker]]
@@ -126,9 +118,8 @@ def test_8_threads_x_250_decisions_make_one_chain(tmp_path: Path) -> None:
     assert agents == {f"worker-{worker}": per_thread for worker in range(threads_count)}
 
 
-def test_4_processes_x_250_decisions_make_one_chain(tmp_path: Path) -> None:
+def test_4_processes_x_250_decisions_make_one_chain(database: Path) -> None:
     processes_count, per_process = 4, 250
-    database = tmp_path / "ledger.db"
     _prepare(database)
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(processes_count)
@@ -143,25 +134,8 @@ def test_4_processes_x_250_decisions_make_one_chain(tmp_path: Path) -> None:
     ]
     for process in processes:
         process.start()
-    outcomes: list[tuple[str, str]] = []
-    errors: list[str] = []
-    try:
-        for _ in processes:
-            try:
-                _worker, done, error = results.get(timeout=300)
-            except queue.Empty:
-                pytest.fail("a writer process neither reported nor failed within 300 s")
-            outcomes.extend(done)
-            if error is not None:
-                errors.append(error)
-    finally:
-        for process in processes:
-            process.join(timeout=60)
-            if process.is_alive():
-                process.kill()
-                process.join()
-        results.close()
-        results.join_thread()
+    with reaped(processes, results, join_seconds=60):
+        outcomes, errors = reports(processes, results, 300, "a writer process")
     assert not errors, errors[0]
     assert all(process.exitcode == 0 for process in processes)
     assert Counter(outcomes) == {("allow", "allowed"): processes_count * per_process}
@@ -170,8 +144,7 @@ def test_4_processes_x_250_decisions_make_one_chain(tmp_path: Path) -> None:
     assert agents == {f"worker-{worker}": per_process for worker in range(processes_count)}
 
 
-def test_a_warden_shared_by_threads_builds_one_chain_and_closes(tmp_path: Path) -> None:
-    database = tmp_path / "ledger.db"
+def test_a_warden_shared_by_threads_builds_one_chain_and_closes(database: Path) -> None:
     warden = Warden.open(POLICY, database=database, clock=FrozenClock(START))
     try:
         barrier = threading.Barrier(4)
@@ -182,10 +155,7 @@ def test_a_warden_shared_by_threads_builds_one_chain_and_closes(tmp_path: Path) 
                 warden.authorize(_intent(worker, number))
 
         threads = [threading.Thread(target=run, args=(worker,)) for worker in range(4)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=120)
+        run_threads(threads, 120)
         _assert_one_chain(database, 100)
     finally:
         warden.close()

@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from paywarden import FrozenClock, PaymentIntent, StateConflictError, StoreError, Warden
-from paywarden.adapters.storage.sqlite_audit import iter_audit_readonly
+from paywarden import FrozenClock, StateConflictError, StoreError, Warden
 from paywarden.adapters.storage.sqlite_log import SQLiteAudit
 from paywarden.audit.chain import AuditEntry, verify
 from paywarden.audit.checkpoint import (
@@ -32,8 +29,13 @@ from paywarden.audit.checkpoint import (
 from paywarden.audit.redact import REDACTED
 from paywarden.clock import to_us
 from paywarden.warden import AuditOptions
+from support.audit import entries
+from support.intents import intent_builder
+from support.ledger_file import count, rows
+from support.wardens import OpenWarden
 
 START = "2026-03-10T15:00:00+00:00"
+pytestmark = pytest.mark.clock(START)
 POLICY = """
 currency: USD
 rules:
@@ -60,49 +62,20 @@ STRIPE_KEY = "sk_live_4eC39HqLyjWDarjtT1zdp7dc"
 API_KEY = "ak-9f8e7d6c5b4a39281706"
 
 
-def _intent(amount: str = "25.00", **changes: Any) -> PaymentIntent:
-    fields: dict[str, Any] = {
-        "agent": "agent-1",
-        "action": "payments.transfer",
-        "amount": amount,
-        "currency": "USD",
-        "recipient": "vendor.example.com",
-    }
-    fields.update(changes)
-    return PaymentIntent(**fields)
+_intent = intent_builder("25.00", agent="agent-1")
 
 
 @pytest.fixture
-def database(tmp_path: Path) -> Path:
-    return tmp_path / "ledger.db"
-
-
-@pytest.fixture
-def clock() -> FrozenClock:
-    return FrozenClock(START)
-
-
-@pytest.fixture
-def warden(database: Path, clock: FrozenClock) -> Iterator[Warden]:
-    with Warden.open(POLICY, database=database, clock=clock) as opened:
-        yield opened
-
-
-def entries(database: Path) -> list[AuditEntry]:
-    return list(iter_audit_readonly(database))
+def warden(open_warden: OpenWarden) -> Warden:
+    return open_warden(POLICY)
 
 
 def counts(database: Path) -> dict[str, int]:
-    with closing(sqlite3.connect(database)) as db:
-        return {
-            table: db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
-            for table in (*LEDGER_TABLES, "audit_log")
-        }
+    return {table: count(database, table) for table in (*LEDGER_TABLES, "audit_log")}
 
 
 def counters(database: Path) -> list[tuple[object, ...]]:
-    with closing(sqlite3.connect(database)) as db:
-        return db.execute("SELECT * FROM budget_counters ORDER BY budget_id").fetchall()
+    return rows(database, "SELECT * FROM budget_counters ORDER BY budget_id")
 
 
 # One entry per decision and per state change, in the same transaction -----------------------
@@ -159,11 +132,11 @@ def test_every_decision_and_hold_change_appends_exactly_one_entry(
 
 
 def test_a_policy_load_is_recorded_only_when_the_version_changes(
-    database: Path, clock: FrozenClock
+    database: Path, open_warden: OpenWarden
 ) -> None:
     other = POLICY.replace('limit: "1000.00"', 'limit: "2000.00"')
     for policy in (POLICY, POLICY, other, other, POLICY, "rules: [", "rules: ["):
-        with Warden.open(policy, database=database, clock=clock):
+        with open_warden(policy):
             pass
     loads = [json.loads(entry.body) for entry in entries(database)]
     assert [load["status"] for load in loads] == ["loaded", "loaded", "loaded", "rejected"]
@@ -268,7 +241,7 @@ def test_secrets_in_an_intent_never_reach_the_log_or_the_database_file(
 
 
 def test_a_secret_is_redacted_before_any_rule_can_see_or_quote_it(
-    database: Path, clock: FrozenClock
+    database: Path, open_warden: OpenWarden
 ) -> None:
     """A `when` expression that failed on a secret could quote it in its error; the secret is
     removed at the boundary, so rules see `[redacted]` and no error can carry it."""
@@ -283,7 +256,7 @@ rules:
     actions: ["payments.*"]
 """
     note = f"{STRIPE_KEY}("  # an invalid regex: an error message would quote it
-    with Warden.open(policy, database=database, clock=clock) as warden:
+    with open_warden(policy) as warden:
         decision = warden.authorize(_intent(purpose="invoice", metadata={"note": note}))
     # The rule ran on `[redacted]` (a valid regex) instead: no error, and no secret in it.
     assert decision.reason_code == "denied_by_rule"
@@ -333,13 +306,13 @@ def test_audit_times_are_non_decreasing_when_the_clock_goes_backwards(
 
 
 def test_checkpoints_are_written_every_n_entries_and_each_verifies(
-    tmp_path: Path, database: Path, clock: FrozenClock
+    tmp_path: Path, database: Path, clock: FrozenClock, open_warden: OpenWarden
 ) -> None:
     key, public = tmp_path / "audit.key", tmp_path / "audit.pub"
     generate_key(key, public)
     directory = tmp_path / "checkpoints"
     options = AuditOptions(signing_key=key, checkpoint_dir=directory, checkpoint_every=10)
-    with Warden.open(POLICY, database=database, clock=clock, audit=options) as warden:
+    with open_warden(POLICY, audit=options) as warden:
         for _ in range(34):
             clock.advance(1)
             warden.authorize(_intent("1.00"))

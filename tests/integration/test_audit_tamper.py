@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import itertools
 import json
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -56,6 +55,7 @@ from paywarden.audit.checkpoint import (
     parse,
     sign,
 )
+from paywarden.testing import SequentialIds, example_intent
 from paywarden.warden import AuditOptions
 
 LOG_ENTRIES = 200
@@ -99,16 +99,6 @@ RECIPIENTS = (
 # The generated log -------------------------------------------------------------------------
 
 
-class CountingIds:
-    """Deterministic ids, unique across every Warden that shares the source."""
-
-    def __init__(self) -> None:
-        self._next = itertools.count(1)
-
-    def __call__(self, prefix: str) -> str:
-        return f"{prefix}_{next(self._next):06d}"
-
-
 @dataclass(frozen=True)
 class GeneratedLog:
     path: Path  # the pristine file: never opened for writing after generation
@@ -130,11 +120,9 @@ class GeneratedLog:
 
 def _intent(index: int) -> PaymentIntent:
     secrets = index % 7 == 3
-    return PaymentIntent(
+    return example_intent(
+        AMOUNTS[index % len(AMOUNTS)],
         agent=f"agent-{index % 3}",
-        action="payments.transfer",
-        amount=AMOUNTS[index % len(AMOUNTS)],
-        currency="USD",
         recipient=RECIPIENTS[index % len(RECIPIENTS)],
         purpose=(
             f"card 4242 4242 4242 4242 for order {index}" if secrets else f"Zoë café #{index}"
@@ -188,14 +176,7 @@ def _fill_to(warden: Warden, clock: FrozenClock, target: int) -> None:
     for index in range(target - head):
         clock.advance(1)
         decision = warden.authorize(
-            PaymentIntent(
-                agent="filler",
-                action="payments.transfer",
-                amount="5000.00",
-                currency="USD",
-                recipient="vendor.example.com",
-                purpose=f"filler {index}",
-            )
+            example_intent("5000.00", agent="filler", purpose=f"filler {index}")
         )
         assert decision.reason_code == "denied_by_rule"
     assert _head(warden) == target
@@ -207,7 +188,7 @@ def _generate(directory: Path) -> GeneratedLog:
     generate_key(key, public_key)
     generate_key(attacker_key, directory / "attacker.pub")
     database = directory / "ledger.db"
-    clock, ids = FrozenClock(START), CountingIds()
+    clock, ids = FrozenClock(START), SequentialIds()  # unique across the Wardens sharing it
     options = AuditOptions(signing_key=key)
 
     def open_warden(policy: str) -> Warden:

@@ -7,15 +7,16 @@ precise sequential `verify`.
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
 from pathlib import Path
 
 import pytest
 
-from paywarden import FrozenClock, PaymentIntent, Warden
+from paywarden import FrozenClock, Warden
 from paywarden.adapters.storage.sqlite_audit import iter_audit_readonly, verify_file
 from paywarden.audit.chain import Checkpoint, verify
+from paywarden.testing import example_intent
+from support.ledger_file import tampered_copy
 
 POLICY = """
 currency: USD
@@ -30,29 +31,12 @@ def log(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with Warden.open(POLICY, database=database, clock=FrozenClock()) as warden:
         for index in range(120):
             amount = "60" if index % 7 == 0 else "10"
-            warden.authorize(
-                PaymentIntent(
-                    agent="a",
-                    action="payments.transfer",
-                    amount=amount,
-                    currency="USD",
-                    recipient="vendor.example",
-                )
-            )
+            warden.authorize(example_intent(amount, agent="a", recipient="vendor.example"))
     return database
 
 
 def _copy(log: Path, tmp_path: Path, *statements: str) -> Path:
-    target = tmp_path / "copy.db"
-    shutil.copy(log, target)
-    connection = sqlite3.connect(target)
-    connection.execute("DROP TRIGGER audit_log_no_update")
-    connection.execute("DROP TRIGGER audit_log_no_delete")
-    for statement in statements:
-        connection.execute(statement)
-    connection.commit()
-    connection.close()
-    return target
+    return tampered_copy(log, tmp_path / "copy.db", *statements)
 
 
 def _head(path: Path) -> Checkpoint:

@@ -4,15 +4,13 @@ failed compensation is recorded for manual follow-up while the others still run.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
-from paywarden import ForbiddenError, FrozenClock, StateConflictError, Warden
+from paywarden import ForbiddenError, StateConflictError, Warden
 from paywarden.adapters.rails.sandbox import SandboxRail
 from paywarden.rails import RailPayment, Receipt
 from paywarden.testing import example_intent
+from support.wardens import OpenWarden, no_sleep
 
 POLICY = """
 currency: USD
@@ -28,7 +26,7 @@ class RefundLog(SandboxRail):
     """The sandbox, logging the order of refunds and refusing those for `refuse` keys."""
 
     def __init__(self) -> None:
-        super().__init__(sleep=lambda seconds: None)
+        super().__init__(sleep=no_sleep)
         self.order: list[str] = []
         self.refuse: set[str] = set()
 
@@ -48,20 +46,14 @@ def rail() -> RefundLog:
     return RefundLog()
 
 
-def _open(tmp_path: Path, rail: RefundLog, compensation: str = "") -> Warden:
-    return Warden.open(
-        POLICY.format(compensation=compensation),
-        database=tmp_path / "c.db",
-        clock=FrozenClock(),
-        rails={"sandbox": rail},
-        sleep=lambda seconds: None,
-    )
+def _open(open_warden: OpenWarden, rail: RefundLog, compensation: str = "") -> Warden:
+    policy = POLICY.format(compensation=compensation)
+    return open_warden(policy, rails={"sandbox": rail}, sleep=no_sleep)
 
 
 @pytest.fixture
-def warden(tmp_path: Path, rail: RefundLog) -> Iterator[Warden]:
-    with _open(tmp_path, rail) as opened:
-        yield opened
+def warden(open_warden: OpenWarden, rail: RefundLog) -> Warden:
+    return _open(open_warden, rail)
 
 
 def _paid_ids(warden: Warden, scope_id: str) -> list[str]:
@@ -147,8 +139,10 @@ def test_declined_and_unknown_steps_are_handled_without_paying_twice(
     assert rail.order == []
 
 
-def test_record_loss_compensates_without_moving_money(tmp_path: Path, rail: RefundLog) -> None:
-    with _open(tmp_path, rail, "compensation: {default_action: record_loss}") as warden:
+def test_record_loss_compensates_without_moving_money(
+    rail: RefundLog, open_warden: OpenWarden
+) -> None:
+    with _open(open_warden, rail, "compensation: {default_action: record_loss}") as warden:
         with pytest.raises(WorkflowFailed), warden.transaction("agent-a") as scope:
             scope.pay(example_intent("10.00"))
             raise WorkflowFailed
@@ -158,9 +152,9 @@ def test_record_loss_compensates_without_moving_money(tmp_path: Path, rail: Refu
 
 
 def test_disabled_compensation_leaves_every_step_for_a_human(
-    tmp_path: Path, rail: RefundLog
+    rail: RefundLog, open_warden: OpenWarden
 ) -> None:
-    with _open(tmp_path, rail, "compensation: {enabled: false}") as warden:
+    with _open(open_warden, rail, "compensation: {enabled: false}") as warden:
         with pytest.raises(WorkflowFailed), warden.transaction("agent-a") as scope:
             scope.pay(example_intent("10.00"))
             raise WorkflowFailed
@@ -175,13 +169,13 @@ def test_a_scope_pays_only_for_its_own_agent(warden: Warden) -> None:
 
 
 def test_an_abandoned_scope_can_be_compensated_from_another_process(
-    tmp_path: Path, rail: RefundLog
+    rail: RefundLog, open_warden: OpenWarden
 ) -> None:
-    with _open(tmp_path, rail) as warden:
+    with _open(open_warden, rail) as warden:
         scope = warden.transaction("agent-a")
         scope.pay(example_intent("10.00"))
         scope.step("in-process action", lambda: None)
-    with _open(tmp_path, rail) as restarted:
+    with _open(open_warden, rail) as restarted:
         [open_scope] = restarted.scopes("open")
         final = restarted.resume_scope(open_scope.scope_id).compensate("worker died")
         assert final.status == "compensation_failed"  # the lambda died with its process

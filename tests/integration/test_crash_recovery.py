@@ -32,6 +32,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from fakes.crash_worker import BOUNDARIES
 from paywarden import FrozenClock, PaymentIntent, Warden, limits
 from paywarden.actions import rail_calls
 from paywarden.actions.payments import NEVER_US
@@ -39,23 +40,16 @@ from paywarden.adapters.rails.sandbox import NOT_RECEIVED, STATE_ENV, SandboxRai
 from paywarden.entrypoints.cli.main import cli
 from paywarden.payee import parse_payee
 from paywarden.rails import RailPayment, load_rail
+from paywarden.testing import example_intent
+from support.policies import policy_text
+from support.wardens import no_sleep
 
 WORKER = Path(__file__).resolve().parents[1] / "fakes" / "crash_worker.py"
 NOW = "2026-01-05T12:00:00+00:00"  # when the workers run
 LATER = "2026-01-05T12:30:00+00:00"  # when a restart happens, unless a test says otherwise
 TTL = limits.hold_ttl_seconds
-POLICY = """
-currency: USD
-rules:
-  - {id: pay, effect: allow, actions: ["payments.*"]}
-budgets:
-  - {id: daily, limit: 100000, window: day}
-"""
+POLICY = policy_text("pay_100000_a_day")
 KILLED = -9
-
-
-def _noop(seconds: float) -> None:
-    return None
 
 
 @dataclass(frozen=True)
@@ -80,8 +74,7 @@ class Site:
 
 
 @pytest.fixture
-def site(tmp_path: Path) -> Site:
-    database = tmp_path / "ledger.db"
+def site(tmp_path: Path, database: Path) -> Site:
     Warden.open(POLICY, database=database).close()  # the schema, once, before any worker
     return Site(database, tmp_path / "sandbox.db")
 
@@ -117,13 +110,13 @@ def _killed(site: Site, boundary: str, key: str, scenario: str = "success") -> s
 
 @contextmanager
 def _restart(site: Site, clock: FrozenClock | None = None) -> Iterator[tuple[Warden, SandboxRail]]:
-    rail = SandboxRail(state_path=site.state, sleep=_noop)
+    rail = SandboxRail(state_path=site.state, sleep=no_sleep)
     with Warden.open(
         POLICY,
         database=site.database,
         clock=clock or FrozenClock(LATER),
         rails={"sandbox": rail},
-        sleep=_noop,
+        sleep=no_sleep,
     ) as warden:
         yield warden, rail
 
@@ -284,15 +277,7 @@ def test_a_retry_after_the_orphaned_hold_expired_never_moves_uncounted_money(sit
 
 
 def _intent(key: str, scenario: str = "success", amount: str = "10.00") -> PaymentIntent:
-    return PaymentIntent(
-        agent="agent-a",
-        action="payments.transfer",
-        amount=amount,
-        currency="USD",
-        recipient="vendor.example.com",
-        idempotency_key=key,
-        metadata={"sandbox_scenario": scenario},
-    )
+    return example_intent(amount, idempotency_key=key, metadata={"sandbox_scenario": scenario})
 
 
 def test_reconcile_leaves_a_live_workers_fresh_payment_alone(
@@ -319,16 +304,6 @@ def test_reconcile_leaves_a_live_workers_fresh_payment_alone(
         _assert_conserved(site, worker, rail)
 
 
-BOUNDARIES = (
-    "after_authorize",
-    "in_begin",
-    "after_begin",
-    "in_rail",
-    "after_call",
-    "in_finish",
-    "after_finish",
-    "none",
-)
 SCENARIOS = (
     "success",
     "success",
@@ -552,9 +527,12 @@ def test_a_durable_sandbox_answers_every_scenario_like_the_in_memory_one(
 ) -> None:
     seen = []
     for state in (None, tmp_path / "sandbox.db"):
-        rail = SandboxRail(state_path=state, sleep=_noop)
+        rail = SandboxRail(state_path=state, sleep=no_sleep)
         with Warden.open(
-            POLICY, database=tmp_path / f"{state is None}.db", rails={"sandbox": rail}, sleep=_noop
+            POLICY,
+            database=tmp_path / f"{state is None}.db",
+            rails={"sandbox": rail},
+            sleep=no_sleep,
         ) as warden:
             outcome = warden.pay(_intent("k", scenario))
             assert outcome.payment is not None

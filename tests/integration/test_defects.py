@@ -117,11 +117,11 @@ class GatedRail(SandboxRail):
 
 @pytest.mark.parametrize("warden_count", [1, 6])
 def test_half_open_lets_exactly_one_probe_through_concurrent_payments(
-    tmp_path: Path, warden_count: int
+    warden_count: int, database: Path, clock: FrozenClock
 ) -> None:
     """Twelve payments race the half-open breaker, from one Warden or from six Wardens on one
     SQLite file; the probe is held inside the rail until every other payment has answered."""
-    database, clock, rail = tmp_path / "ledger.db", FrozenClock(START), GatedRail()
+    rail = GatedRail()
     racers = 12
     with ExitStack() as stack:
         wardens = [stack.enter_context(_open(database, clock, rail)) for _ in range(warden_count)]
@@ -159,9 +159,11 @@ def test_half_open_lets_exactly_one_probe_through_concurrent_payments(
         assert kinds.count("breaker.half_open") == 1 and kinds[-1] == "breaker.closed"
 
 
-def test_a_failed_probe_opens_the_breaker_for_another_full_cooldown(tmp_path: Path) -> None:
-    clock, rail = FrozenClock(START), SandboxRail(sleep=_noop)
-    with _open(tmp_path / "ledger.db", clock, rail) as warden:
+def test_a_failed_probe_opens_the_breaker_for_another_full_cooldown(
+    database: Path, clock: FrozenClock
+) -> None:
+    rail = SandboxRail(sleep=_noop)
+    with _open(database, clock, rail) as warden:
         _open_breaker(warden)
         probe_time = clock.advance(COOLDOWN)
         failed_probe = warden.pay(
@@ -226,9 +228,11 @@ def _spawn(database: Path, gate: Path, now: str, die: bool = False) -> subproces
 
 
 @pytest.fixture
-def opened_ledger(tmp_path: Path) -> Iterator[tuple[Path, Path, FrozenClock]]:
+def opened_ledger(
+    tmp_path: Path, database: Path, clock: FrozenClock
+) -> Iterator[tuple[Path, Path, FrozenClock]]:
     """A ledger whose sandbox breaker opened at START, and an empty gate directory."""
-    database, gate, clock = tmp_path / "ledger.db", tmp_path / "gate", FrozenClock(START)
+    gate = tmp_path / "gate"
     gate.mkdir()
     with _open(database, clock, SandboxRail(sleep=_noop)) as warden:
         _open_breaker(warden)
@@ -300,9 +304,8 @@ def test_a_probe_whose_process_died_is_replaced_after_another_cooldown(
 
 
 def test_reconcile_by_a_fresh_in_memory_sandbox_keeps_money_that_moved_on_hold(
-    tmp_path: Path,
+    database: Path, clock: FrozenClock
 ) -> None:
-    database, clock = tmp_path / "ledger.db", FrozenClock(START)
     paying_rail = SandboxRail(sleep=_noop)
     with _open(database, clock, paying_rail) as first:
         outcome = first.pay(
@@ -325,10 +328,11 @@ def test_reconcile_by_a_fresh_in_memory_sandbox_keeps_money_that_moved_on_hold(
     assert paying_rail.moved(key) == 1
 
 
-def test_reconciling_answers_that_cannot_know_never_trip_the_breaker(tmp_path: Path) -> None:
+def test_reconciling_answers_that_cannot_know_never_trip_the_breaker(
+    database: Path, clock: FrozenClock
+) -> None:
     """A fresh in-memory sandbox answers `unknown` for every old payment; those answers say
     nothing about whether the rail can take new payments, so reconcile leaves the breaker be."""
-    database, clock = tmp_path / "ledger.db", FrozenClock(START)
     with _open(database, clock, SandboxRail(sleep=_noop)) as first:
         for _ in range(3):  # three live unknowns: counted, but below the breaker's threshold
             first.pay(example_intent("1.00", metadata={"sandbox_scenario": "timeout_after_send"}))
@@ -391,9 +395,8 @@ def test_an_in_memory_sandbox_closes_only_keys_it_saw_fail_before_sending() -> N
 @pytest.mark.parametrize("reason", ["", "   ", "\n\t"])
 @pytest.mark.parametrize("choice", ["approve", "reject"])
 def test_a_blank_reason_is_refused_before_anything_else_and_changes_nothing(
-    tmp_path: Path, reason: str, choice: str
+    reason: str, choice: str, database: Path, clock: FrozenClock
 ) -> None:
-    database, clock = tmp_path / "ledger.db", FrozenClock(START)
     with _open(database, clock, SandboxRail(sleep=_noop)) as warden:
         warden.add_operator("alice", name="Alice")
         pending = warden.authorize(example_intent("500.00", action="payments.review"))
@@ -439,9 +442,11 @@ def test_rest_refuses_a_blank_reason_with_422_invalid_input(tmp_path: Path, reas
 # 5. Refund amounts ---------------------------------------------------------------------------
 
 
-def test_a_refund_amount_is_plain_major_units_of_the_payments_currency(tmp_path: Path) -> None:
+def test_a_refund_amount_is_plain_major_units_of_the_payments_currency(
+    database: Path, clock: FrozenClock
+) -> None:
     rail = SandboxRail(sleep=_noop)
-    with _open(tmp_path / "ledger.db", FrozenClock(START), rail) as warden:
+    with _open(database, clock, rail) as warden:
         outcome = warden.pay(example_intent("40.00"))
         assert outcome.payment is not None and outcome.state == "settled"
         payment_id, key = outcome.payment.payment_id, outcome.payment.rail_key
@@ -483,8 +488,10 @@ def test_budget_agent_globs_are_case_sensitive(suffix: str) -> None:
 # 7. halt returns the halt of its own scope -----------------------------------------------------
 
 
-def test_halting_an_agent_while_all_are_halted_returns_that_agents_halt(tmp_path: Path) -> None:
-    with _open(tmp_path / "ledger.db", FrozenClock(START), SandboxRail(sleep=_noop)) as warden:
+def test_halting_an_agent_while_all_are_halted_returns_that_agents_halt(
+    database: Path, clock: FrozenClock
+) -> None:
+    with _open(database, clock, SandboxRail(sleep=_noop)) as warden:
         warden.add_operator("alice", name="Alice")
         everyone = warden.halt(reason="incident 42", actor="alice")
         own = warden.halt("agent-a", reason="key leaked", actor="alice")

@@ -5,14 +5,11 @@ a rejection or a withdrawal, each step by a registered operator and audited."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from paywarden import (
     ForbiddenError,
-    FrozenClock,
     InvalidInputError,
     NotFoundError,
     StateConflictError,
@@ -20,6 +17,7 @@ from paywarden import (
 )
 from paywarden.adapters.rails.sandbox import SandboxRail
 from paywarden.testing import example_intent
+from support.wardens import OpenWarden, no_sleep
 
 POLICY = """
 currency: USD
@@ -30,21 +28,10 @@ rules:
 
 
 @pytest.fixture
-def rail() -> SandboxRail:
-    return SandboxRail(sleep=lambda seconds: None)
-
-
-@pytest.fixture
-def warden(tmp_path: Path, rail: SandboxRail) -> Iterator[Warden]:
-    with Warden.open(
-        POLICY,
-        database=tmp_path / "d.db",
-        clock=FrozenClock(),
-        rails={"sandbox": rail},
-        sleep=lambda seconds: None,
-    ) as opened:
-        opened.add_operator("alice", name="Alice")
-        yield opened
+def warden(open_warden: OpenWarden, rail: SandboxRail) -> Warden:
+    warden = open_warden(POLICY, rails={"sandbox": rail}, sleep=no_sleep)
+    warden.add_operator("alice", name="Alice")
+    return warden
 
 
 def _paid(warden: Warden, amount: str = "40.00") -> str:

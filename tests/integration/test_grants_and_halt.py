@@ -6,11 +6,8 @@ Every test uses a SQLite file under `tmp_path` and a `FrozenClock`.
 
 from __future__ import annotations
 
-import json
 import threading
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -19,16 +16,17 @@ from paywarden import (
     InvalidInputError,
     Money,
     NotFoundError,
-    PaymentIntent,
     Warden,
 )
 from paywarden.actions.grants import GrantRequest
-from paywarden.adapters.storage.sqlite_audit import iter_audit_readonly
 from paywarden.errors import ForbiddenError
 from paywarden.policy.decision import Decision
 from paywarden.testing import example_intent
+from support.audit import bodies
+from support.intents import intent_builder
+from support.wardens import OpenWarden, add_operators, grant_request
+from support.workers import run_threads
 
-START = "2026-01-05T12:00:00+00:00"
 POLICY = """
 currency: USD
 rules:
@@ -55,48 +53,12 @@ budgets:
 ROOMY = POLICY.replace('limit: "30000.00"', 'limit: "100000.00"')
 
 
-def _intent(amount: str = "2500.00", **changes: Any) -> PaymentIntent:
-    return example_intent(amount, **changes)
-
-
-def _request(
-    per_payment: str = "2500.00",
-    total: str = "10000.00",
-    *,
-    agent: str = "agent-a",
-    action: str = "payments.*",
-    currency: str = "USD",
-    expires_in_seconds: int = 3600,
-    uses_max: int | None = None,
-    recipients: tuple[str, ...] = (),
-) -> GrantRequest:
-    return GrantRequest(
-        agent,
-        action,
-        Money.parse(per_payment, currency),
-        Money.parse(total, currency),
-        expires_in_seconds,
-        uses_max,
-        recipients,
-    )
+_intent = intent_builder("2500.00")
 
 
 @pytest.fixture
-def database(tmp_path: Path) -> Path:
-    return tmp_path / "ledger.db"
-
-
-@pytest.fixture
-def clock() -> FrozenClock:
-    return FrozenClock(START)
-
-
-@pytest.fixture
-def warden(database: Path, clock: FrozenClock) -> Iterator[Warden]:
-    with Warden.open(POLICY, database=database, clock=clock) as opened:
-        opened.add_operator("alice", name="Alice Example")
-        opened.add_operator("bob", name="Bob Example")
-        yield opened
+def warden(open_warden: OpenWarden) -> Warden:
+    return add_operators(open_warden(POLICY))
 
 
 def _held(warden: Warden) -> int:
@@ -107,15 +69,11 @@ def _outcome(decision: Decision) -> tuple[str, str]:
     return decision.outcome, decision.reason_code
 
 
-def _audit(database: Path, kind: str) -> list[dict[str, Any]]:
-    return [json.loads(e.body) for e in iter_audit_readonly(database) if e.kind == kind]
-
-
 # Grants --------------------------------------------------------------------------------------
 
 
 def test_a_grant_with_a_2500_ceiling_allows_2500_and_not_9999(warden: Warden) -> None:
-    grant = warden.grant(_request(), operator="alice")
+    grant = warden.grant(grant_request(), operator="alice")
     allowed = warden.authorize(_intent("2500.00"))
     assert _outcome(allowed) == ("allow", "allowed_by_grant")
     assert f"grant:{grant.grant_id}" in allowed.rule_ids
@@ -131,16 +89,12 @@ def test_a_grant_with_a_2500_ceiling_allows_2500_and_not_9999(warden: Warden) ->
     assert warden.decision(str(allowed.decision_id)).reason_code == "allowed_by_grant"
 
 
-def test_a_grant_never_overrides_a_deny(warden: Warden, database: Path, clock: FrozenClock) -> None:
-    warden.grant(_request("2500.00", "10000.00"), operator="alice")
+def test_a_grant_never_overrides_a_deny(warden: Warden, open_warden: OpenWarden) -> None:
+    warden.grant(grant_request("2500.00", "10000.00"), operator="alice")
     by_rule = warden.authorize(_intent("2000.00", recipient="blocked.example.com"))
     assert _outcome(by_rule) == ("deny", "denied_by_rule")
     # The per-agent budget (30,000) is a hard limit a grant does not lift.
-    with Warden.open(
-        POLICY.replace('limit: "30000.00"', 'limit: "3000.00"'),
-        database=database,
-        clock=clock,
-    ) as tight:
+    with open_warden(POLICY.replace('limit: "30000.00"', 'limit: "3000.00"')) as tight:
         assert _outcome(tight.authorize(_intent("2500.00"))) == ("allow", "allowed_by_grant")
         over_budget = tight.authorize(_intent("2000.00"))
         assert over_budget.outcome == "deny"
@@ -153,7 +107,7 @@ def test_a_grant_does_not_cover_other_agents_actions_recipients_or_currencies(
     warden: Warden,
 ) -> None:
     warden.grant(
-        _request(action="payments.transfer", recipients=("*.vendor.example.com",)),
+        grant_request(action="payments.transfer", recipients=("*.vendor.example.com",)),
         operator="alice",
     )
     not_covered = [
@@ -172,21 +126,21 @@ def test_a_grant_does_not_cover_other_agents_actions_recipients_or_currencies(
 
 
 def test_payments_that_need_no_approval_do_not_use_a_grant(warden: Warden) -> None:
-    warden.grant(_request(), operator="alice")
+    warden.grant(grant_request(), operator="alice")
     assert _outcome(warden.authorize(_intent("1000.00"))) == ("allow", "allowed")
     [row] = warden.grants()
     assert (row.used_minor, row.uses) == (0, 0)
 
 
 def test_a_grant_stops_at_its_total_and_its_uses(warden: Warden) -> None:
-    warden.grant(_request("2500.00", "6000.00"), operator="alice")
+    warden.grant(grant_request("2500.00", "6000.00"), operator="alice")
     outcomes = [warden.authorize(_intent("2500.00", purpose=str(n))).reason_code for n in range(3)]
     assert outcomes == ["allowed_by_grant", "allowed_by_grant", "approval_required"]
     # 1,000 remains in the total: a smaller payment still fits.
     assert warden.authorize(_intent("1000.01")).reason_code == "approval_required"
     assert warden.authorize(_intent("1000.00")).reason_code == "allowed"  # needs no grant
     limited = warden.grant(
-        _request("2500.00", "10000.00", agent="agent-b", uses_max=2), operator="bob"
+        grant_request("2500.00", "10000.00", agent="agent-b", uses_max=2), operator="bob"
     )
     results = [warden.authorize(_intent("1500.00", agent="agent-b")) for _ in range(3)]
     assert [d.reason_code for d in results] == [
@@ -199,7 +153,7 @@ def test_a_grant_stops_at_its_total_and_its_uses(warden: Warden) -> None:
 
 
 def test_a_grant_ends_when_it_expires(warden: Warden, clock: FrozenClock) -> None:
-    warden.grant(_request(expires_in_seconds=600), operator="alice")
+    warden.grant(grant_request(expires_in_seconds=600), operator="alice")
     clock.advance(599)
     assert warden.authorize(_intent()).reason_code == "allowed_by_grant"
     assert len(warden.grants(active_only=True)) == 1
@@ -209,7 +163,7 @@ def test_a_grant_ends_when_it_expires(warden: Warden, clock: FrozenClock) -> Non
 
 
 def test_a_grant_is_revocable_and_every_change_is_audited(warden: Warden, database: Path) -> None:
-    grant = warden.grant(_request(), operator="alice")
+    grant = warden.grant(grant_request(), operator="alice")
     assert warden.authorize(_intent()).reason_code == "allowed_by_grant"
     revoked = warden.revoke_grant(grant.grant_id, operator="bob")
     assert revoked.revoked_us is not None
@@ -217,18 +171,18 @@ def test_a_grant_is_revocable_and_every_change_is_audited(warden: Warden, databa
     assert warden.grants(active_only=True) == []
     # Revoking again changes nothing and is not audited twice.
     assert warden.revoke_grant(grant.grant_id, operator="alice").revoked_us == revoked.revoked_us
-    created = _audit(database, "grant.created")
+    created = bodies(database, "grant.created")
     assert len(created) == 1
     assert (created[0]["actor"], created[0]["per_payment_minor"], created[0]["total_minor"]) == (
         "operator:alice",
         250_000,
         1_000_000,
     )
-    used = _audit(database, "grant.used")
+    used = bodies(database, "grant.used")
     assert [(u["actor"], u["grant_id"], u["amount_minor"]) for u in used] == [
         ("agent:agent-a", grant.grant_id, 250_000)
     ]
-    assert [r["actor"] for r in _audit(database, "grant.revoked")] == ["operator:bob"]
+    assert [r["actor"] for r in bodies(database, "grant.revoked")] == ["operator:bob"]
     assert warden.verify_audit().ok
 
 
@@ -237,12 +191,12 @@ def test_only_registered_operators_grant_and_revoke_and_never_for_themselves(
 ) -> None:
     for operator in ("agent-a", "mallory"):
         with pytest.raises(ForbiddenError):
-            warden.grant(_request(), operator=operator)
+            warden.grant(grant_request(), operator=operator)
     warden.add_operator("agent-a", name="An agent registered by mistake")
     with pytest.raises(ForbiddenError, match="requested"):
-        warden.grant(_request(agent="agent-a"), operator="agent-a")
+        warden.grant(grant_request(agent="agent-a"), operator="agent-a")
     assert warden.grants() == []
-    grant = warden.grant(_request(), operator="alice")
+    grant = warden.grant(grant_request(), operator="alice")
     with pytest.raises(ForbiddenError):
         warden.revoke_grant(grant.grant_id, operator="mallory")
     with pytest.raises(NotFoundError):
@@ -253,11 +207,11 @@ def test_only_registered_operators_grant_and_revoke_and_never_for_themselves(
 @pytest.mark.parametrize(
     "request_",
     [
-        _request("3000.00", "2500.00"),  # per payment above the total
+        grant_request("3000.00", "2500.00"),  # per payment above the total
         GrantRequest("agent-a", "payments.*", Money(0, "USD", 2), Money.parse("10", "USD"), 60),
-        _request(expires_in_seconds=0),
-        _request(expires_in_seconds=29 * 86_400),
-        _request(uses_max=0),
+        grant_request(expires_in_seconds=0),
+        grant_request(expires_in_seconds=29 * 86_400),
+        grant_request(uses_max=0),
         GrantRequest(
             "agent-a", "payments.*", Money.parse("10", "USD"), Money.parse("10", "EUR"), 60
         ),
@@ -271,11 +225,13 @@ def test_an_invalid_grant_is_refused(warden: Warden, request_: GrantRequest) -> 
 
 @pytest.mark.parametrize(("uses_max", "expected"), [(None, 3), (2, 2)])
 def test_concurrent_payments_never_take_a_grant_past_its_total_or_uses(
-    database: Path, clock: FrozenClock, uses_max: int | None, expected: int
+    database: Path, uses_max: int | None, expected: int, open_warden: OpenWarden
 ) -> None:
-    with Warden.open(ROOMY, database=database, clock=clock) as warden:
+    with open_warden(ROOMY) as warden:
         warden.add_operator("alice", name="Alice")
-        grant = warden.grant(_request("3000.00", "10000.00", uses_max=uses_max), operator="alice")
+        grant = warden.grant(
+            grant_request("3000.00", "10000.00", uses_max=uses_max), operator="alice"
+        )
     racers, per_racer = 6, 2
     barrier = threading.Barrier(racers)
     results: list[Decision] = []
@@ -283,7 +239,7 @@ def test_concurrent_payments_never_take_a_grant_past_its_total_or_uses(
 
     def pay(index: int) -> None:
         try:
-            with Warden.open(ROOMY, database=database, clock=clock) as racer:
+            with open_warden(ROOMY) as racer:
                 barrier.wait(timeout=30)
                 for number in range(per_racer):
                     results.append(
@@ -295,23 +251,20 @@ def test_concurrent_payments_never_take_a_grant_past_its_total_or_uses(
             errors.append(error)
 
     threads = [threading.Thread(target=pay, args=(index,)) for index in range(racers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    run_threads(threads, 60)
     assert not errors
     assert len(results) == racers * per_racer
     codes = [decision.reason_code for decision in results]
     assert codes.count("allowed_by_grant") == expected  # floor(10000 / 3000) = 3
     assert codes.count("approval_required") == len(results) - expected
-    with Warden.open(ROOMY, database=database, clock=clock) as warden:
+    with open_warden(ROOMY) as warden:
         [row] = warden.grants()
         assert (row.grant_id, row.uses, row.used_minor) == (
             grant.grant_id,
             expected,
             expected * 300_000,
         )
-        assert len(_audit(database, "grant.used")) == expected
+        assert len(bodies(database, "grant.used")) == expected
         assert warden.verify_audit().ok
 
 
@@ -337,13 +290,13 @@ def test_halt_denies_every_agent_and_holds_nothing_until_resume(
     assert warden.halts() == []
     assert warden.authorize(_intent("10.00")).outcome == "allow"
     assert warden.resume(actor="bob") is False  # nothing left to lift
-    assert [b["actor"] for b in _audit(database, "halt.set")] == ["alice"]
-    assert [(b["actor"], b["scope"]) for b in _audit(database, "halt.cleared")] == [("bob", "*")]
+    assert [b["actor"] for b in bodies(database, "halt.set")] == ["alice"]
+    assert [(b["actor"], b["scope"]) for b in bodies(database, "halt.cleared")] == [("bob", "*")]
     assert warden.verify_audit().ok
 
 
 def test_a_halt_overrides_grants_and_approvals_without_using_them(warden: Warden) -> None:
-    warden.grant(_request(), operator="alice")
+    warden.grant(grant_request(), operator="alice")
     pending = warden.authorize(_intent("5000.00"))
     warden.approve(str(pending.approval_id), operator="alice", reason="ok")
     warden.halt(reason="stop", actor="alice")
@@ -374,7 +327,7 @@ def test_halting_twice_keeps_the_first_halt(warden: Warden, database: Path) -> N
     warden.halt(reason="first", actor="alice")
     again = warden.halt(reason="second", actor="bob")
     assert (again.reason, again.actor) == ("first", "alice")
-    assert len(_audit(database, "halt.set")) == 1
+    assert len(bodies(database, "halt.set")) == 1
     with pytest.raises(InvalidInputError):
         warden.halt("agent-a", reason="  ", actor="alice")
 
@@ -393,7 +346,7 @@ def test_halt_with_void_pending_releases_that_agents_holds(warden: Warden, datab
     assert warden.approval(str(pending_b.approval_id)).status == "pending"
     assert warden.hold(str(pending_b.hold_id)).state == "held"
     assert _held(warden) == 700_000
-    voided = _audit(database, "approval.voided")
+    voided = bodies(database, "approval.voided")
     assert sorted(v["approval_id"] for v in voided) == sorted(
         [str(pending_a.approval_id), str(approved_a.approval_id)]
     )
@@ -419,7 +372,9 @@ def test_a_halt_without_void_pending_keeps_requests_and_holds(warden: Warden) ->
     assert _held(warden) == 500_000
 
 
-def test_a_grant_never_covers_an_intent_past_a_budgets_restrict_gate(tmp_path: Path) -> None:
+def test_a_grant_never_covers_an_intent_past_a_budgets_restrict_gate(
+    open_warden: OpenWarden,
+) -> None:
     """A rule asks for approval and the budget is past its restrict gate: a person decides."""
     policy = """
 currency: USD
@@ -429,25 +384,10 @@ rules:
 budgets:
   - {id: daily, limit: 1000, window: day, scope: agent, gates: {restrict: 0.5}}
 """
-    with Warden.open(policy, database=tmp_path / "l.db", clock=FrozenClock()) as warden:
+    with open_warden(policy) as warden:
         warden.add_operator("alice", name="Alice")
-        warden.grant(
-            GrantRequest(
-                "agent-a",
-                "payments.*",
-                Money.parse("1000", "USD"),
-                Money.parse("1000", "USD"),
-                3600,
-            ),
-            operator="alice",
-        )
-        intent = PaymentIntent(
-            agent="agent-a",
-            action="payments.transfer",
-            amount="600",
-            currency="USD",
-            recipient="vendor",
-        )
+        warden.grant(grant_request("1000", "1000"), operator="alice")
+        intent = example_intent("600", recipient="vendor")
         decision = warden.authorize(intent)
         assert decision.outcome == "require_approval"
         assert decision.reason_code == "approval_required"

@@ -13,9 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -31,13 +29,17 @@ import pytest
 from fastapi.testclient import TestClient
 from hypothesis import given
 from hypothesis import strategies as st
-from rest_support import Gateway, intent_body, open_gateway
+from rest_support import Gateway
 
 from paywarden import Warden
 from paywarden.entrypoints.rest import Settings, create_app, load_settings
 from paywarden.entrypoints.rest.http_guard import framing_problem
 from paywarden.entrypoints.rest.models import PaymentRequest
 from paywarden.errors import InvalidInputError
+from support.intents import intent_body
+from support.ledger_file import rows
+from support.policies import write_policy
+from support.servers import free_port, stop_process
 
 PAYWARDEN = str(Path(sys.executable).with_name("paywarden"))
 POLICY = """
@@ -63,13 +65,6 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def _wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -86,15 +81,15 @@ def _wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("serve")
     database = root / "pw.db"
-    (root / "policy.yaml").write_text(POLICY, encoding="utf-8")
+    policy = write_policy(root, POLICY)
     created = subprocess.run(
         [PAYWARDEN, "keys", "create", "--database", str(database), "--role", "agent",
          "--agent", "agent-a", "--json"],
         capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
-    port, log = _free_port(), root / "serve.log"
+    port, log = free_port(), root / "serve.log"
     command = [
-        PAYWARDEN, "serve", "--database", str(database), "--policy", str(root / "policy.yaml"),
+        PAYWARDEN, "serve", "--database", str(database), "--policy", str(policy),
         "--port", str(port), "--access-log", "--log-level", "info",
         "--header-timeout-seconds", str(HEADER_TIMEOUT_SECONDS),
         "--body-timeout-seconds", str(BODY_TIMEOUT_SECONDS),
@@ -108,12 +103,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         _wait_healthy(f"http://127.0.0.1:{port}", process)
         yield Server(port, json.loads(created.stdout)["key"], log)
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 @contextmanager
@@ -380,12 +370,6 @@ def test_the_access_log_never_contains_a_query_string(server: Server) -> None:
 # 405 Allow ------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def gateway(tmp_path: Path) -> Iterator[Gateway]:
-    with open_gateway(tmp_path) as opened:
-        yield opened
-
-
 @pytest.mark.parametrize(
     ("method", "path", "allowed"),
     [
@@ -416,8 +400,7 @@ def test_a_405_lists_exactly_the_methods_the_path_accepts(
 
 
 def _stored_fingerprints(database: Path) -> dict[str, str]:
-    with closing(sqlite3.connect(database)) as db:
-        return dict(db.execute("SELECT key, fingerprint FROM idempotency_keys").fetchall())
+    return dict(rows(database, "SELECT key, fingerprint FROM idempotency_keys"))
 
 
 def _pay_once(tmp_path: Path, secret: str, monkeypatch: pytest.MonkeyPatch) -> str:

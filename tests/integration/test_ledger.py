@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -31,10 +30,16 @@ from paywarden import (
 )
 from paywarden.entrypoints.cli.main import cli
 from paywarden.policy.decision import BudgetTrace, Decision
+from support.intents import intent_builder
+from support.ledger_file import count, rows
+from support.policies import write_policy
+from support.wardens import OpenWarden
+from support.workers import run_threads
 
 NEW_YORK = ZoneInfo("America/New_York")
 LOS_ANGELES = ZoneInfo("America/Los_Angeles")
 START = "2026-01-05T15:00:00+00:00"  # a Monday, 10:00 in New York
+pytestmark = pytest.mark.clock(START)
 
 ALLOW_PAYMENTS = """
 currency: USD
@@ -61,63 +66,18 @@ budgets:
 )
 
 
-def _intent(
-    amount: str = "10.00",
-    *,
-    agent: str = "agent-a",
-    currency: str = "USD",
-    action: str = "payments.transfer",
-    recipient: str = "shop.example.com",
-    key: str | None = None,
-) -> PaymentIntent:
-    return PaymentIntent(
-        agent=agent,
-        action=action,
-        amount=amount,
-        currency=currency,
-        recipient=recipient,
-        idempotency_key=key,
-    )
-
-
-@pytest.fixture
-def database(tmp_path: Path) -> Path:
-    return tmp_path / "ledger.db"
-
-
-@pytest.fixture
-def clock() -> FrozenClock:
-    return FrozenClock(START)
-
-
-@contextmanager
-def _warden(policy: str, database: Path, clock: FrozenClock, **options: Any) -> Iterator[Warden]:
-    with Warden.open(policy, database=database, clock=clock, **options) as warden:
-        yield warden
+_intent = intent_builder("10.00", recipient="shop.example.com")
 
 
 def _counters(database: Path) -> dict[tuple[str, str], tuple[int, int]]:
     """(spent, held) per (budget, scope key) in every window, read with plain sqlite3."""
-    connection = sqlite3.connect(database)
-    try:
-        rows = connection.execute(
-            "SELECT budget_id, scope_key, spent_minor, held_minor FROM budget_counters"
-        ).fetchall()
-    finally:
-        connection.close()
     totals: dict[tuple[str, str], tuple[int, int]] = {}
-    for budget_id, scope_key, spent, held in rows:
+    for budget_id, scope_key, spent, held in rows(
+        database, "SELECT budget_id, scope_key, spent_minor, held_minor FROM budget_counters"
+    ):
         old_spent, old_held = totals.get((budget_id, scope_key), (0, 0))
         totals[(budget_id, scope_key)] = (old_spent + spent, old_held + held)
     return totals
-
-
-def _count(database: Path, table: str) -> int:
-    connection = sqlite3.connect(database)
-    try:
-        return int(connection.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
-    finally:
-        connection.close()
 
 
 def _spend(warden: Warden, intent: PaymentIntent) -> Decision:
@@ -143,8 +103,10 @@ def _us(instant: datetime) -> int:
 # Budgets ------------------------------------------------------------------------------------
 
 
-def test_allows_spending_up_to_the_daily_budget_exactly(database: Path, clock: FrozenClock) -> None:
-    with _warden(DAILY_100, database, clock) as warden:
+def test_allows_spending_up_to_the_daily_budget_exactly(
+    database: Path, open_warden: OpenWarden
+) -> None:
+    with open_warden(DAILY_100) as warden:
         assert warden.authorize(_intent("60.00")).outcome == "allow"
         last = warden.authorize(_intent("40.00"))
         assert (last.outcome, last.reason_code) == ("allow", "allowed")
@@ -153,8 +115,10 @@ def test_allows_spending_up_to_the_daily_budget_exactly(database: Path, clock: F
     assert _counters(database) == {("daily", "*"): (0, 10_000)}
 
 
-def test_denies_when_daily_budget_would_be_exceeded(database: Path, clock: FrozenClock) -> None:
-    with _warden(DAILY_100, database, clock) as warden:
+def test_denies_when_daily_budget_would_be_exceeded(
+    database: Path, open_warden: OpenWarden
+) -> None:
+    with open_warden(DAILY_100) as warden:
         first = warden.authorize(_intent("60.00"))
         denied = warden.authorize(_intent("50.00"))
         assert first.outcome == "allow"
@@ -169,10 +133,10 @@ def test_denies_when_daily_budget_would_be_exceeded(database: Path, clock: Froze
         assert denied.decision_id is not None
         assert warden.decision(denied.decision_id).reason_code == "budget_exceeded"
     assert _counters(database) == {("daily", "*"): (0, 6_000)}
-    assert _count(database, "holds") == 1
+    assert count(database, "holds") == 1
 
 
-def test_warn_gate_adds_a_warning_and_still_allows(database: Path, clock: FrozenClock) -> None:
+def test_warn_gate_adds_a_warning_and_still_allows(open_warden: OpenWarden) -> None:
     policy = _policy(
         """
 budgets:
@@ -182,7 +146,7 @@ budgets:
     gates: {warn: 0.5, restrict: 0.8, halt: 0.9}
 """
     )
-    with _warden(policy, database, clock) as warden:
+    with open_warden(policy) as warden:
         quiet = warden.authorize(_intent("50.00"))  # exactly at the warn line: not past it
         warned = warden.authorize(_intent("10.00"))
     assert (quiet.outcome, quiet.warnings) == ("allow", ())
@@ -193,7 +157,7 @@ budgets:
 
 
 def test_restrict_gate_turns_allow_into_require_approval_and_holds_the_amount(
-    database: Path, clock: FrozenClock
+    database: Path, open_warden: OpenWarden
 ) -> None:
     policy = _policy(
         """
@@ -204,7 +168,7 @@ budgets:
     gates: {warn: 0.5, restrict: 0.8, halt: 0.9}
 """
     )
-    with _warden(policy, database, clock) as warden:
+    with open_warden(policy) as warden:
         warden.authorize(_intent("70.00"))
         pending = warden.authorize(_intent("15.00"))
         assert (pending.outcome, pending.reason_code) == ("require_approval", "budget_restricted")
@@ -216,7 +180,7 @@ budgets:
 
 
 def test_halt_gate_denies_with_budget_halt_before_the_limit(
-    database: Path, clock: FrozenClock
+    database: Path, open_warden: OpenWarden
 ) -> None:
     policy = _policy(
         """
@@ -227,7 +191,7 @@ budgets:
     gates: {restrict: 0.8, halt: 0.9}
 """
     )
-    with _warden(policy, database, clock) as warden:
+    with open_warden(policy) as warden:
         warden.authorize(_intent("85.00"))
         halted = warden.authorize(_intent("6.00"))  # 91 of 100: past halt, under the limit
     assert (halted.outcome, halted.reason_code) == ("deny", "budget_halt")
@@ -236,7 +200,9 @@ budgets:
     assert _counters(database) == {("daily", "*"): (0, 8_500)}
 
 
-def test_a_deny_rule_stands_and_budgets_hold_nothing(database: Path, clock: FrozenClock) -> None:
+def test_a_deny_rule_stands_and_budgets_hold_nothing(
+    database: Path, open_warden: OpenWarden
+) -> None:
     policy = _policy(
         """
   - id: no-gambling
@@ -248,7 +214,7 @@ budgets:
     window: day
 """
     )
-    with _warden(policy, database, clock) as warden:
+    with open_warden(policy) as warden:
         denied = warden.authorize(_intent("5.00", recipient="casino.example.com"))
     assert (denied.outcome, denied.reason_code, denied.hold_id) == (
         "deny",
@@ -259,7 +225,7 @@ budgets:
 
 
 def test_agent_scoped_budget_counts_each_agent_separately(
-    database: Path, clock: FrozenClock
+    database: Path, open_warden: OpenWarden
 ) -> None:
     policy = _policy(
         """
@@ -270,7 +236,7 @@ budgets:
     scope: agent
 """
     )
-    with _warden(policy, database, clock) as warden:
+    with open_warden(policy) as warden:
         assert warden.authorize(_intent("50.00", agent="agent-a")).outcome == "allow"
         assert warden.authorize(_intent("0.01", agent="agent-a")).reason_code == "budget_exceeded"
         assert warden.authorize(_intent("50.00", agent="agent-b")).outcome == "allow"
@@ -280,7 +246,7 @@ budgets:
     }
 
 
-def test_budget_applies_only_to_its_agents_and_actions(database: Path, clock: FrozenClock) -> None:
+def test_budget_applies_only_to_its_agents_and_actions(open_warden: OpenWarden) -> None:
     policy = _policy(
         """
 budgets:
@@ -291,7 +257,7 @@ budgets:
     actions: ["payments.transfer"]
 """
     )
-    with _warden(policy, database, clock) as warden:
+    with open_warden(policy) as warden:
         assert warden.authorize(_intent("10.00", agent="bot-1")).outcome == "allow"
         assert warden.authorize(_intent("1.00", agent="bot-2")).reason_code == "budget_exceeded"
         other_action = warden.authorize(_intent("50.00", agent="bot-1", action="payments.card"))
@@ -301,7 +267,7 @@ budgets:
 
 
 def test_rolling_24h_budget_frees_room_as_old_spend_ages_out(
-    database: Path, clock: FrozenClock
+    clock: FrozenClock, open_warden: OpenWarden
 ) -> None:
     policy = _policy(
         """
@@ -311,7 +277,7 @@ budgets:
     window: 24h
 """
     )
-    with _warden(policy, database, clock) as warden:
+    with open_warden(policy) as warden:
         first = warden.authorize(_intent("80.00"))
         assert first.hold_id is not None
         warden.capture(first.hold_id, "60.00")  # 20.00 released, 60.00 spent
@@ -330,7 +296,7 @@ budgets:
 
 
 def test_an_intent_touching_several_budgets_is_all_or_nothing(
-    database: Path, clock: FrozenClock
+    database: Path, open_warden: OpenWarden
 ) -> None:
     """CB-03: when one budget denies, no other budget keeps a partial debit."""
     policy = _policy(
@@ -349,7 +315,7 @@ budgets:
     scope: recipient
 """
     )
-    with _warden(policy, database, clock) as warden:
+    with open_warden(policy) as warden:
         assert warden.authorize(_intent("49.99")).outcome == "allow"
         before = _counters(database)
         denied = warden.authorize(_intent("0.02"))
@@ -368,16 +334,16 @@ budgets:
     }
 
 
-def test_a_zero_limit_freezes_spending(database: Path, clock: FrozenClock) -> None:
+def test_a_zero_limit_freezes_spending(database: Path, open_warden: OpenWarden) -> None:
     frozen = DAILY_100.replace('limit: "100.00"', "limit: 0")
-    with _warden(frozen, database, clock) as warden:
+    with open_warden(frozen) as warden:
         denied = warden.authorize(_intent("0.01"))
     assert (denied.outcome, denied.reason_code) == ("deny", "budget_exceeded")
-    assert _count(database, "holds") == 0
+    assert count(database, "holds") == 0
 
 
 def test_session_budget_puts_an_agents_intents_without_a_session_in_one_bucket(
-    database: Path, clock: FrozenClock
+    database: Path, open_warden: OpenWarden
 ) -> None:
     policy = _policy(
         """
@@ -388,7 +354,7 @@ budgets:
     scope: session
 """
     )
-    with _warden(policy, database, clock) as warden:
+    with open_warden(policy) as warden:
         assert warden.authorize(_intent("50.00", agent="agent-a")).outcome == "allow"
         # No session id is the agent's own bucket, never a way around the budget ...
         assert warden.authorize(_intent("1.00", agent="agent-a")).reason_code == "budget_exceeded"
@@ -430,9 +396,9 @@ velocity:
 
 
 def test_velocity_limit_denies_with_rate_limit_exceeded_until_the_window_passes(
-    database: Path, clock: FrozenClock
+    clock: FrozenClock, open_warden: OpenWarden
 ) -> None:
-    with _warden(VELOCITY_POLICY, database, clock) as warden:
+    with open_warden(VELOCITY_POLICY) as warden:
         for _ in range(3):
             assert warden.authorize(_intent("1.00")).outcome == "allow"
             clock.advance(seconds=10)
@@ -448,9 +414,9 @@ def test_velocity_limit_denies_with_rate_limit_exceeded_until_the_window_passes(
 
 
 def test_cooldown_denies_with_cooldown_active_until_it_has_passed(
-    database: Path, clock: FrozenClock
+    clock: FrozenClock, open_warden: OpenWarden
 ) -> None:
-    with _warden(VELOCITY_POLICY, database, clock) as warden:
+    with open_warden(VELOCITY_POLICY) as warden:
         assert warden.authorize(_intent("1.00", agent="careful-1")).outcome == "allow"
         clock.advance(seconds=9)
         cooling = warden.authorize(_intent("1.00", agent="careful-1"))
@@ -460,12 +426,10 @@ def test_cooldown_denies_with_cooldown_active_until_it_has_passed(
         assert warden.authorize(_intent("1.00", agent="careful-1")).outcome == "allow"
 
 
-def test_velocity_is_counted_in_the_store_so_two_wardens_share_it(
-    database: Path, clock: FrozenClock
-) -> None:
+def test_velocity_is_counted_in_the_store_so_two_wardens_share_it(open_warden: OpenWarden) -> None:
     with (
-        _warden(VELOCITY_POLICY, database, clock) as first,
-        _warden(VELOCITY_POLICY, database, clock) as second,
+        open_warden(VELOCITY_POLICY) as first,
+        open_warden(VELOCITY_POLICY) as second,
     ):
         assert first.authorize(_intent("1.00")).outcome == "allow"
         assert second.authorize(_intent("1.00")).outcome == "allow"
@@ -474,9 +438,7 @@ def test_velocity_is_counted_in_the_store_so_two_wardens_share_it(
         assert first.authorize(_intent("1.00")).reason_code == "rate_limit_exceeded"
 
 
-def test_denied_intents_do_not_use_up_the_velocity_limit(
-    database: Path, clock: FrozenClock
-) -> None:
+def test_denied_intents_do_not_use_up_the_velocity_limit(open_warden: OpenWarden) -> None:
     policy = _policy(
         """
 budgets:
@@ -489,7 +451,7 @@ velocity:
     window: 1h
 """
     )
-    with _warden(policy, database, clock) as warden:
+    with open_warden(policy) as warden:
         assert warden.authorize(_intent("5.00")).outcome == "allow"
         for _ in range(3):
             assert warden.authorize(_intent("50.00")).reason_code == "budget_exceeded"
@@ -500,8 +462,10 @@ velocity:
 # Holds --------------------------------------------------------------------------------------
 
 
-def test_full_capture_moves_the_held_amount_to_spent(database: Path, clock: FrozenClock) -> None:
-    with _warden(DAILY_100, database, clock) as warden:
+def test_full_capture_moves_the_held_amount_to_spent(
+    database: Path, clock: FrozenClock, open_warden: OpenWarden
+) -> None:
+    with open_warden(DAILY_100) as warden:
         decision = warden.authorize(_intent("60.00"))
         assert decision.hold_id is not None
         clock.advance(seconds=5)
@@ -513,9 +477,9 @@ def test_full_capture_moves_the_held_amount_to_spent(database: Path, clock: Froz
 
 
 def test_partial_capture_spends_part_and_releases_the_remainder(
-    database: Path, clock: FrozenClock
+    database: Path, open_warden: OpenWarden
 ) -> None:
-    with _warden(DAILY_100, database, clock) as warden:
+    with open_warden(DAILY_100) as warden:
         decision = warden.authorize(_intent("100.00"))
         assert decision.hold_id is not None
         row = warden.capture(decision.hold_id, "60.00")
@@ -526,8 +490,8 @@ def test_partial_capture_spends_part_and_releases_the_remainder(
         assert warden.authorize(_intent("0.01")).reason_code == "budget_exceeded"
 
 
-def test_void_releases_the_held_amount(database: Path, clock: FrozenClock) -> None:
-    with _warden(DAILY_100, database, clock) as warden:
+def test_void_releases_the_held_amount(database: Path, open_warden: OpenWarden) -> None:
+    with open_warden(DAILY_100) as warden:
         decision = warden.authorize(_intent("100.00"))
         assert decision.hold_id is not None
         assert warden.authorize(_intent("1.00")).reason_code == "budget_exceeded"
@@ -538,9 +502,9 @@ def test_void_releases_the_held_amount(database: Path, clock: FrozenClock) -> No
 
 
 def test_hold_expires_after_its_ttl_and_releases_the_amount(
-    database: Path, clock: FrozenClock
+    database: Path, clock: FrozenClock, open_warden: OpenWarden
 ) -> None:
-    with _warden(DAILY_100, database, clock, hold_ttl_seconds=300) as warden:
+    with open_warden(DAILY_100, hold_ttl_seconds=300) as warden:
         decision = warden.authorize(_intent("70.00"))
         assert decision.hold_id is not None
         hold = warden.hold(decision.hold_id)
@@ -555,8 +519,10 @@ def test_hold_expires_after_its_ttl_and_releases_the_amount(
     assert _counters(database) == {("daily", "*"): (0, 0)}
 
 
-def test_authorize_sweeps_expired_holds_before_deciding(database: Path, clock: FrozenClock) -> None:
-    with _warden(DAILY_100, database, clock, hold_ttl_seconds=60) as warden:
+def test_authorize_sweeps_expired_holds_before_deciding(
+    clock: FrozenClock, open_warden: OpenWarden
+) -> None:
+    with open_warden(DAILY_100, hold_ttl_seconds=60) as warden:
         stale = warden.authorize(_intent("100.00"))
         assert stale.hold_id is not None
         assert warden.authorize(_intent("1.00")).reason_code == "budget_exceeded"
@@ -566,8 +532,8 @@ def test_authorize_sweeps_expired_holds_before_deciding(database: Path, clock: F
         assert warden.hold(stale.hold_id).state == "expired"
 
 
-def test_capture_after_void_is_a_state_conflict(database: Path, clock: FrozenClock) -> None:
-    with _warden(DAILY_100, database, clock) as warden:
+def test_capture_after_void_is_a_state_conflict(database: Path, open_warden: OpenWarden) -> None:
+    with open_warden(DAILY_100) as warden:
         hold_id = warden.authorize(_intent("30.00")).hold_id
         assert hold_id is not None
         warden.void(hold_id)
@@ -578,9 +544,9 @@ def test_capture_after_void_is_a_state_conflict(database: Path, clock: FrozenClo
 
 
 def test_second_capture_and_void_after_capture_are_state_conflicts(
-    database: Path, clock: FrozenClock
+    database: Path, open_warden: OpenWarden
 ) -> None:
-    with _warden(DAILY_100, database, clock) as warden:
+    with open_warden(DAILY_100) as warden:
         hold_id = warden.authorize(_intent("30.00")).hold_id
         assert hold_id is not None
         warden.capture(hold_id, "10.00")
@@ -593,9 +559,9 @@ def test_second_capture_and_void_after_capture_are_state_conflicts(
 
 
 def test_capture_after_expiry_is_a_state_conflict_and_the_expiry_sticks(
-    database: Path, clock: FrozenClock
+    database: Path, clock: FrozenClock, open_warden: OpenWarden
 ) -> None:
-    with _warden(DAILY_100, database, clock, hold_ttl_seconds=60) as warden:
+    with open_warden(DAILY_100, hold_ttl_seconds=60) as warden:
         hold_id = warden.authorize(_intent("30.00")).hold_id
         assert hold_id is not None
         clock.advance(seconds=61)  # past the deadline, but no sweep has run yet
@@ -608,9 +574,9 @@ def test_capture_after_expiry_is_a_state_conflict_and_the_expiry_sticks(
 
 
 def test_capture_of_more_than_held_is_rejected_and_the_hold_stays_open(
-    database: Path, clock: FrozenClock
+    database: Path, open_warden: OpenWarden
 ) -> None:
-    with _warden(DAILY_100, database, clock) as warden:
+    with open_warden(DAILY_100) as warden:
         hold_id = warden.authorize(_intent("30.00")).hold_id
         assert hold_id is not None
         with pytest.raises(StateConflictError, match="cannot capture"):
@@ -622,7 +588,7 @@ def test_capture_of_more_than_held_is_rejected_and_the_hold_stays_open(
 
 
 def test_racing_capture_void_and_expiry_resolve_each_hold_exactly_once(
-    database: Path, clock: FrozenClock
+    database: Path, clock: FrozenClock, open_warden: OpenWarden
 ) -> None:
     """CB-05: capture, void and the expiry sweep fire at one hold at once, round after round."""
     rounds = 20
@@ -638,7 +604,7 @@ def test_racing_capture_void_and_expiry_resolve_each_hold_exactly_once(
         if kind == "expire":
             own_clock.advance(seconds=60)
         try:
-            with _warden(DAILY_100, database, own_clock, busy_timeout_seconds=30) as warden:
+            with open_warden(DAILY_100, clock=own_clock, busy_timeout_seconds=30) as warden:
                 for number in range(rounds):
                     start.wait(timeout=30)
                     try:
@@ -658,7 +624,7 @@ def test_racing_capture_void_and_expiry_resolve_each_hold_exactly_once(
             start.abort()
             done.abort()
 
-    with _warden(DAILY_100, database, clock, hold_ttl_seconds=60) as warden:
+    with open_warden(DAILY_100, hold_ttl_seconds=60) as warden:
         threads = [threading.Thread(target=contender, args=(kind,)) for kind in kinds]
         for thread in threads:
             thread.start()
@@ -681,8 +647,8 @@ def test_racing_capture_void_and_expiry_resolve_each_hold_exactly_once(
     assert _counters(database) == {("daily", "*"): (captured * 100, 0)}
 
 
-def test_unknown_hold_or_decision_is_not_found(database: Path, clock: FrozenClock) -> None:
-    with _warden(DAILY_100, database, clock) as warden:
+def test_unknown_hold_or_decision_is_not_found(open_warden: OpenWarden) -> None:
+    with open_warden(DAILY_100) as warden:
         for call in (warden.capture, warden.void, warden.hold, warden.decision):
             with pytest.raises(NotFoundError):
                 call("hold_does_not_exist")
@@ -705,9 +671,9 @@ budgets:
 
 
 def test_eur_intent_counts_against_a_usd_budget_through_fx_rounded_up(
-    database: Path, clock: FrozenClock
+    database: Path, open_warden: OpenWarden
 ) -> None:
-    with _warden(FX_POLICY, database, clock) as warden:
+    with open_warden(FX_POLICY) as warden:
         decision = warden.authorize(_intent("10.01", currency="EUR"))  # 10.8108 USD
         assert decision.outcome == "allow"
         assert decision.trace.budgets[0].amount_minor == 1_082
@@ -724,9 +690,9 @@ def test_eur_intent_counts_against_a_usd_budget_through_fx_rounded_up(
 
 
 def test_partial_capture_of_a_converted_hold_rounds_the_spent_share_up(
-    database: Path, clock: FrozenClock
+    database: Path, open_warden: OpenWarden
 ) -> None:
-    with _warden(FX_POLICY, database, clock) as warden:
+    with open_warden(FX_POLICY) as warden:
         hold_id = warden.authorize(_intent("0.03", currency="EUR")).hold_id  # 0.0324 -> 0.04
         assert hold_id is not None
         warden.capture(hold_id, "0.01")  # a third of 0.04 USD is 0.0133 -> 0.02
@@ -734,21 +700,23 @@ def test_partial_capture_of_a_converted_hold_rounds_the_spent_share_up(
 
 
 def test_intent_without_an_fx_rate_is_denied_currency_not_convertible(
-    database: Path, clock: FrozenClock
+    database: Path, open_warden: OpenWarden
 ) -> None:
-    with _warden(FX_POLICY, database, clock) as warden:
+    with open_warden(FX_POLICY) as warden:
         denied = warden.authorize(_intent("1.00", currency="GBP"))
     assert (denied.outcome, denied.reason_code) == ("deny", "currency_not_convertible")
     assert denied.rule_ids == ("budget:daily",)
     assert denied.hold_id is None
-    assert _count(database, "holds") == 0
+    assert count(database, "holds") == 0
 
 
-def test_jpy_intent_cannot_route_around_a_usd_budget(database: Path, clock: FrozenClock) -> None:
-    with _warden(DAILY_100, database, clock) as warden:
+def test_jpy_intent_cannot_route_around_a_usd_budget(
+    database: Path, open_warden: OpenWarden
+) -> None:
+    with open_warden(DAILY_100) as warden:
         no_rate = warden.authorize(_intent("1", currency="JPY"))
     assert (no_rate.outcome, no_rate.reason_code) == ("deny", "currency_not_convertible")
-    with _warden(FX_POLICY, database, clock) as warden:
+    with open_warden(FX_POLICY) as warden:
         assert warden.authorize(_intent("99.00")).outcome == "allow"
         # 150 JPY is 1.005 USD -> 1.01: over the 1.00 left.
         assert warden.authorize(_intent("150", currency="JPY")).reason_code == "budget_exceeded"
@@ -758,15 +726,15 @@ def test_jpy_intent_cannot_route_around_a_usd_budget(database: Path, clock: Froz
 
 
 def test_changing_a_budgets_currency_mid_window_denies_instead_of_mixing_units(
-    database: Path, clock: FrozenClock
+    database: Path, open_warden: OpenWarden
 ) -> None:
     in_yen = DAILY_100.replace(
         'limit: "100.00"\n    currency: USD', 'limit: "15000"\n    currency: JPY'
     )
     assert "currency: JPY" in in_yen
-    with _warden(DAILY_100, database, clock) as warden:
+    with open_warden(DAILY_100) as warden:
         assert _spend(warden, _intent("99.00")).outcome == "allow"
-    with _warden(in_yen, database, clock) as warden:
+    with open_warden(in_yen) as warden:
         # The counter holds 9900 US cents; read as yen it would leave room for 5100 JPY, on
         # top of the 99.00 USD already spent against a limit worth about 100 USD.
         mixed = warden.authorize(_intent("5100", currency="JPY"))
@@ -776,8 +744,8 @@ def test_changing_a_budgets_currency_mid_window_denies_instead_of_mixing_units(
     assert _counters(database) == {("daily", "*"): (9_900, 0)}
 
 
-def test_tiny_converted_payments_are_never_free(database: Path, clock: FrozenClock) -> None:
-    with _warden(FX_POLICY, database, clock) as warden:
+def test_tiny_converted_payments_are_never_free(database: Path, open_warden: OpenWarden) -> None:
+    with open_warden(FX_POLICY) as warden:
         tiny = warden.authorize(_intent("1", currency="JPY"))  # 0.0067 USD
     assert tiny.outcome == "allow"
     assert tiny.trace.budgets[0].amount_minor == 1
@@ -788,10 +756,10 @@ def test_tiny_converted_payments_are_never_free(database: Path, clock: FrozenClo
 
 
 def test_decisions_holds_and_windows_take_time_from_the_injected_clock(
-    database: Path,
+    open_warden: OpenWarden,
 ) -> None:
     clock = FrozenClock("2031-07-04T12:00:00+00:00")
-    with _warden(DAILY_100, database, clock, hold_ttl_seconds=120) as warden:
+    with open_warden(DAILY_100, clock=clock, hold_ttl_seconds=120) as warden:
         decision = warden.authorize(_intent("25.00"))
         assert decision.trace.evaluated_at == clock.now()
         assert decision.hold_id is not None
@@ -819,24 +787,24 @@ def _locked(database: Path) -> Iterator[None]:
 
 
 def test_store_busy_past_the_timeout_denies_with_store_busy(
-    database: Path, clock: FrozenClock
+    database: Path, open_warden: OpenWarden
 ) -> None:
-    with _warden(DAILY_100, database, clock, busy_timeout_seconds=0.2) as warden:
+    with open_warden(DAILY_100, busy_timeout_seconds=0.2) as warden:
         with _locked(database):
             started = time.monotonic()
             busy = warden.authorize(_intent("10.00"))
             waited = time.monotonic() - started
         assert (busy.outcome, busy.reason_code, busy.hold_id) == ("deny", "store_busy", None)
         assert 0.15 <= waited < 5
-        assert _count(database, "decisions") == 0
-        assert _count(database, "holds") == 0
+        assert count(database, "decisions") == 0
+        assert count(database, "holds") == 0
         assert warden.authorize(_intent("10.00")).outcome == "allow"
 
 
 def test_capture_on_a_busy_store_raises_and_keeps_the_hold(
-    database: Path, clock: FrozenClock
+    database: Path, open_warden: OpenWarden
 ) -> None:
-    with _warden(DAILY_100, database, clock, busy_timeout_seconds=0.2) as warden:
+    with open_warden(DAILY_100, busy_timeout_seconds=0.2) as warden:
         hold_id = warden.authorize(_intent("10.00")).hold_id
         assert hold_id is not None
         with _locked(database), pytest.raises(StoreBusyError):
@@ -848,15 +816,17 @@ def test_capture_on_a_busy_store_raises_and_keeps_the_hold(
 # A lowered limit (CB-07) --------------------------------------------------------------------
 
 
-def test_lowered_limit_applies_to_new_allows_at_once(database: Path, clock: FrozenClock) -> None:
+def test_lowered_limit_applies_to_new_allows_at_once(
+    database: Path, open_warden: OpenWarden
+) -> None:
     lowered = DAILY_100.replace('limit: "100.00"', 'limit: "50.00"')
-    with _warden(DAILY_100, database, clock) as warden:
+    with open_warden(DAILY_100) as warden:
         held = warden.authorize(_intent("40.00"))
         spent = warden.authorize(_intent("20.00"))
         also_held = warden.authorize(_intent("30.00"))  # 90 of 100
         assert held.hold_id and spent.hold_id and also_held.hold_id
         warden.capture(spent.hold_id)
-    with _warden(lowered, database, clock) as warden:
+    with open_warden(lowered) as warden:
         denied = warden.authorize(_intent("0.01"))
         assert (denied.outcome, denied.reason_code) == ("deny", "budget_exceeded")
         assert denied.policy_version != held.policy_version
@@ -878,9 +848,9 @@ def test_lowered_limit_applies_to_new_allows_at_once(database: Path, clock: Froz
 NEW_YORK_DAILY = DAILY_100.replace("timezone: UTC", "timezone: America/New_York")
 
 
-def test_daily_budget_rolls_over_at_new_york_midnight(database: Path) -> None:
+def test_daily_budget_rolls_over_at_new_york_midnight(open_warden: OpenWarden) -> None:
     clock = FrozenClock(_local(NEW_YORK, 2026, 1, 5, 23, 59))  # 04:59 UTC on the 6th
-    with _warden(NEW_YORK_DAILY, database, clock) as warden:
+    with open_warden(NEW_YORK_DAILY, clock=clock) as warden:
         assert _spend(warden, _intent("90.00")).outcome == "allow"
         clock.set(_local(NEW_YORK, 2026, 1, 5, 23, 59, 59))
         assert warden.authorize(_intent("20.00")).reason_code == "budget_exceeded"
@@ -892,9 +862,11 @@ def test_daily_budget_rolls_over_at_new_york_midnight(database: Path) -> None:
         assert status.window_start_us == _us(_local(NEW_YORK, 2026, 1, 6))
 
 
-def test_daily_budget_in_new_york_does_not_roll_over_at_utc_midnight(database: Path) -> None:
+def test_daily_budget_in_new_york_does_not_roll_over_at_utc_midnight(
+    open_warden: OpenWarden,
+) -> None:
     clock = FrozenClock(_local(NEW_YORK, 2026, 1, 5, 18, 0))  # 23:00 UTC
-    with _warden(NEW_YORK_DAILY, database, clock) as warden:
+    with open_warden(NEW_YORK_DAILY, clock=clock) as warden:
         assert _spend(warden, _intent("90.00")).outcome == "allow"
         clock.set(_local(NEW_YORK, 2026, 1, 5, 20, 0))  # 01:00 UTC, the next UTC day
         assert warden.authorize(_intent("20.00")).reason_code == "budget_exceeded"
@@ -905,7 +877,7 @@ def test_daily_budget_in_new_york_does_not_roll_over_at_utc_midnight(database: P
     ["UTC", "Asia/Tokyo", "Pacific/Kiritimati", "America/New_York", "Australia/Lord_Howe"],
 )
 def test_weekly_window_in_los_angeles_is_the_same_whatever_the_process_tz(
-    database: Path, process_tz: str
+    process_tz: str, open_warden: OpenWarden
 ) -> None:
     policy = _policy(
         """
@@ -922,7 +894,7 @@ budgets:
     try:
         # Sunday 2026-01-04 23:30 in Los Angeles is already Monday in UTC and in Tokyo.
         clock = FrozenClock(_local(LOS_ANGELES, 2026, 1, 4, 23, 30))
-        with _warden(policy, database, clock) as warden:
+        with open_warden(policy, clock=clock) as warden:
             assert _spend(warden, _intent("60.00")).outcome == "allow"
             (sunday,) = warden.budgets()
             clock.set(_local(LOS_ANGELES, 2026, 1, 5, 0, 30))  # Monday: a new week
@@ -941,9 +913,9 @@ budgets:
     assert _us(_local(LOS_ANGELES, 2026, 1, 5)) == _us(datetime(2026, 1, 5, 8, tzinfo=UTC))
 
 
-def test_daily_budget_on_the_23_hour_day_2026_03_08_is_one_window(database: Path) -> None:
+def test_daily_budget_on_the_23_hour_day_2026_03_08_is_one_window(open_warden: OpenWarden) -> None:
     clock = FrozenClock(_local(NEW_YORK, 2026, 3, 8, 0, 30))  # EST
-    with _warden(NEW_YORK_DAILY, database, clock) as warden:
+    with open_warden(NEW_YORK_DAILY, clock=clock) as warden:
         assert _spend(warden, _intent("60.00")).outcome == "allow"
         clock.set(_local(NEW_YORK, 2026, 3, 8, 3, 30))  # EDT, after the skipped hour
         assert _spend(warden, _intent("30.00")).outcome == "allow"
@@ -957,9 +929,11 @@ def test_daily_budget_on_the_23_hour_day_2026_03_08_is_one_window(database: Path
         assert status.window_start_us == _us(datetime(2026, 3, 9, 4, tzinfo=UTC))
 
 
-def test_daily_budget_on_the_25_hour_day_2026_11_01_has_one_limit(database: Path) -> None:
+def test_daily_budget_on_the_25_hour_day_2026_11_01_has_one_limit(
+    database: Path, open_warden: OpenWarden
+) -> None:
     clock = FrozenClock(_local(NEW_YORK, 2026, 11, 1, 0, 30))  # EDT
-    with _warden(NEW_YORK_DAILY, database, clock) as warden:
+    with open_warden(NEW_YORK_DAILY, clock=clock) as warden:
         assert _spend(warden, _intent("60.00")).outcome == "allow"
         clock.set(_local(NEW_YORK, 2026, 11, 1, 1, 30, fold=0))  # 05:30 UTC, EDT
         assert _spend(warden, _intent("30.00")).outcome == "allow"
@@ -971,11 +945,7 @@ def test_daily_budget_on_the_25_hour_day_2026_11_01_has_one_limit(database: Path
         assert status.window_start_us == _us(datetime(2026, 11, 1, 4, tzinfo=UTC))
         clock.set(_local(NEW_YORK, 2026, 11, 2, 0, 0))
         assert _spend(warden, _intent("20.00")).outcome == "allow"
-    windows = sqlite3.connect(database)
-    try:
-        starts = [row[0] for row in windows.execute("SELECT window_start_us FROM budget_counters")]
-    finally:
-        windows.close()
+    starts = [row[0] for row in rows(database, "SELECT window_start_us FROM budget_counters")]
     assert sorted(starts) == [
         _us(datetime(2026, 11, 1, 4, tzinfo=UTC)),
         _us(datetime(2026, 11, 2, 5, tzinfo=UTC)),
@@ -988,7 +958,7 @@ def test_daily_budget_on_the_25_hour_day_2026_11_01_has_one_limit(database: Path
     ids=["january-31", "leap-day-2028"],
 )
 def test_monthly_window_rolls_over_on_the_first_of_the_month(
-    database: Path, last_day: tuple[int, int, int], next_day: tuple[int, int, int]
+    last_day: tuple[int, int, int], next_day: tuple[int, int, int], open_warden: OpenWarden
 ) -> None:
     policy = _policy(
         """
@@ -1001,7 +971,7 @@ budgets:
     )
     year, month, _day = last_day
     clock = FrozenClock(_local(NEW_YORK, year, month, 1, 0, 0))
-    with _warden(policy, database, clock) as warden:
+    with open_warden(policy, clock=clock) as warden:
         assert _spend(warden, _intent("60.00")).outcome == "allow"
         clock.set(_local(NEW_YORK, *last_day, 23, 59))
         assert warden.authorize(_intent("60.00")).reason_code == "budget_exceeded"
@@ -1016,12 +986,12 @@ budgets:
 
 
 def test_replay_returns_the_stored_decision_and_holds_once(
-    database: Path, clock: FrozenClock
+    database: Path, clock: FrozenClock, open_warden: OpenWarden
 ) -> None:
-    with _warden(DAILY_100, database, clock) as warden:
-        first = warden.authorize(_intent("30.00", key="order-1"))
+    with open_warden(DAILY_100) as warden:
+        first = warden.authorize(_intent("30.00", idempotency_key="order-1"))
         clock.advance(seconds=30)
-        again = warden.authorize(_intent("30.00", key="order-1"))
+        again = warden.authorize(_intent("30.00", idempotency_key="order-1"))
     assert (first.replayed, again.replayed) == (False, True)
     assert again.decision_id == first.decision_id
     assert again.hold_id == first.hold_id
@@ -1031,26 +1001,26 @@ def test_replay_returns_the_stored_decision_and_holds_once(
         first.trace,
     )
     assert _counters(database) == {("daily", "*"): (0, 3_000)}
-    assert (_count(database, "decisions"), _count(database, "holds")) == (1, 1)
+    assert (count(database, "decisions"), count(database, "holds")) == (1, 1)
 
 
-def test_replay_of_a_denial_stays_a_denial(database: Path, clock: FrozenClock) -> None:
-    with _warden(DAILY_100, database, clock) as warden:
+def test_replay_of_a_denial_stays_a_denial(open_warden: OpenWarden) -> None:
+    with open_warden(DAILY_100) as warden:
         blocker = warden.authorize(_intent("100.00"))
-        denied = warden.authorize(_intent("10.00", key="order-2"))
+        denied = warden.authorize(_intent("10.00", idempotency_key="order-2"))
         assert denied.reason_code == "budget_exceeded"
         assert blocker.hold_id is not None
         warden.void(blocker.hold_id)  # room again, but the key already has its answer
-        again = warden.authorize(_intent("10.00", key="order-2"))
+        again = warden.authorize(_intent("10.00", idempotency_key="order-2"))
     assert (again.outcome, again.reason_code, again.replayed) == ("deny", "budget_exceeded", True)
     assert again.decision_id == denied.decision_id
 
 
-def test_replays_do_not_count_toward_velocity(database: Path, clock: FrozenClock) -> None:
-    with _warden(VELOCITY_POLICY, database, clock) as warden:
-        first = warden.authorize(_intent("1.00", key="order-v"))
+def test_replays_do_not_count_toward_velocity(open_warden: OpenWarden) -> None:
+    with open_warden(VELOCITY_POLICY) as warden:
+        first = warden.authorize(_intent("1.00", idempotency_key="order-v"))
         for _ in range(5):
-            assert warden.authorize(_intent("1.00", key="order-v")).replayed
+            assert warden.authorize(_intent("1.00", idempotency_key="order-v")).replayed
         assert warden.authorize(_intent("1.00")).outcome == "allow"
         assert warden.authorize(_intent("1.00")).outcome == "allow"
         assert warden.authorize(_intent("1.00")).reason_code == "rate_limit_exceeded"
@@ -1058,35 +1028,41 @@ def test_replays_do_not_count_toward_velocity(database: Path, clock: FrozenClock
 
 
 def test_reused_key_with_a_different_intent_is_a_conflict_and_changes_nothing(
-    database: Path, clock: FrozenClock
+    database: Path, open_warden: OpenWarden
 ) -> None:
-    with _warden(DAILY_100, database, clock) as warden:
-        original = warden.authorize(_intent("30.00", key="order-3"))
+    with open_warden(DAILY_100) as warden:
+        original = warden.authorize(_intent("30.00", idempotency_key="order-3"))
         with pytest.raises(IdempotencyConflictError, match="order-3"):
-            warden.authorize(_intent("30.01", key="order-3"))
+            warden.authorize(_intent("30.01", idempotency_key="order-3"))
         with pytest.raises(IdempotencyConflictError):
-            warden.authorize(_intent("30.00", key="order-3", recipient="other.example.com"))
+            warden.authorize(
+                _intent("30.00", idempotency_key="order-3", recipient="other.example.com")
+            )
         with pytest.raises(IdempotencyConflictError):
-            warden.authorize(_intent("30.00", key="order-3", currency="EUR"))
+            warden.authorize(_intent("30.00", idempotency_key="order-3", currency="EUR"))
         assert original.decision_id is not None
         assert warden.decision(original.decision_id).outcome == "allow"
     assert _counters(database) == {("daily", "*"): (0, 3_000)}
-    assert (_count(database, "decisions"), _count(database, "holds")) == (1, 1)
+    assert (count(database, "decisions"), count(database, "holds")) == (1, 1)
 
 
 def test_cosmetic_differences_in_the_recipient_replay_the_same_intent(
-    database: Path, clock: FrozenClock
+    open_warden: OpenWarden,
 ) -> None:
-    with _warden(DAILY_100, database, clock) as warden:
-        first = warden.authorize(_intent("30.00", key="order-4", recipient="shop.example.com"))
-        again = warden.authorize(_intent("30.00", key="order-4", recipient="SHOP.Example.COM."))
+    with open_warden(DAILY_100) as warden:
+        first = warden.authorize(
+            _intent("30.00", idempotency_key="order-4", recipient="shop.example.com")
+        )
+        again = warden.authorize(
+            _intent("30.00", idempotency_key="order-4", recipient="SHOP.Example.COM.")
+        )
     assert again.replayed and again.decision_id == first.decision_id
 
 
-def test_idempotency_keys_are_scoped_per_agent(database: Path, clock: FrozenClock) -> None:
-    with _warden(DAILY_100, database, clock) as warden:
-        mine = warden.authorize(_intent("30.00", agent="agent-a", key="abc"))
-        theirs = warden.authorize(_intent("50.00", agent="agent-b", key="abc"))
+def test_idempotency_keys_are_scoped_per_agent(database: Path, open_warden: OpenWarden) -> None:
+    with open_warden(DAILY_100) as warden:
+        mine = warden.authorize(_intent("30.00", agent="agent-a", idempotency_key="abc"))
+        theirs = warden.authorize(_intent("50.00", agent="agent-b", idempotency_key="abc"))
     assert not theirs.replayed
     assert theirs.decision_id != mine.decision_id
     assert theirs.outcome == "allow"
@@ -1094,7 +1070,7 @@ def test_idempotency_keys_are_scoped_per_agent(database: Path, clock: FrozenCloc
 
 
 def test_concurrent_duplicates_decide_once_and_hold_once(
-    database: Path, clock: FrozenClock
+    database: Path, open_warden: OpenWarden
 ) -> None:
     threads_count = 12
     Warden.open(DAILY_100, database=database).close()
@@ -1105,35 +1081,32 @@ def test_concurrent_duplicates_decide_once_and_hold_once(
     def duplicate() -> None:
         # Each thread has its own Warden (its own connection), as separate processes would.
         try:
-            with _warden(DAILY_100, database, clock, busy_timeout_seconds=30) as warden:
+            with open_warden(DAILY_100, busy_timeout_seconds=30) as warden:
                 barrier.wait(timeout=30)
-                decisions.append(warden.authorize(_intent("30.00", key="order-5")))
+                decisions.append(warden.authorize(_intent("30.00", idempotency_key="order-5")))
         except BaseException as error:  # surfaced by the assertions below
             errors.append(error)
 
     threads = [threading.Thread(target=duplicate) for _ in range(threads_count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    run_threads(threads, 60)
     assert not errors, errors
     assert len(decisions) == threads_count
     assert len({d.decision_id for d in decisions}) == 1
     assert len({d.hold_id for d in decisions}) == 1
     assert sorted(d.replayed for d in decisions) == [False] + [True] * (threads_count - 1)
     assert _counters(database) == {("daily", "*"): (0, 3_000)}
-    assert (_count(database, "decisions"), _count(database, "holds")) == (1, 1)
+    assert (count(database, "decisions"), count(database, "holds")) == (1, 1)
 
 
 # Restart ------------------------------------------------------------------------------------
 
 
-def test_decisions_and_holds_survive_reopening(database: Path, clock: FrozenClock) -> None:
-    with _warden(DAILY_100, database, clock) as warden:
-        allowed = warden.authorize(_intent("70.00", key="order-6"))
+def test_decisions_and_holds_survive_reopening(open_warden: OpenWarden) -> None:
+    with open_warden(DAILY_100) as warden:
+        allowed = warden.authorize(_intent("70.00", idempotency_key="order-6"))
         denied = warden.authorize(_intent("40.00"))
         assert allowed.hold_id is not None and denied.decision_id is not None
-    with _warden(DAILY_100, database, clock) as warden:
+    with open_warden(DAILY_100) as warden:
         assert allowed.decision_id is not None
         assert warden.decision(allowed.decision_id) == allowed
         assert warden.decision(denied.decision_id) == denied
@@ -1147,23 +1120,23 @@ def test_decisions_and_holds_survive_reopening(database: Path, clock: FrozenCloc
         assert (status.spent_minor, status.held_minor) == (0, 7_000)
         # The budget, the idempotency key and the hold all carry over.
         assert warden.authorize(_intent("40.00")).reason_code == "budget_exceeded"
-        replay = warden.authorize(_intent("70.00", key="order-6"))
+        replay = warden.authorize(_intent("70.00", idempotency_key="order-6"))
         assert replay.replayed and replay.hold_id == allowed.hold_id
         assert warden.capture(allowed.hold_id, "50.00").captured_minor == 5_000
-    with _warden(DAILY_100, database, clock) as warden:
+    with open_warden(DAILY_100) as warden:
         assert warden.hold(allowed.hold_id).state == "captured"
         (status,) = warden.budgets()
         assert (status.spent_minor, status.held_minor, status.remaining_minor) == (5_000, 0, 5_000)
 
 
 def test_hold_deadline_survives_reopening_with_another_ttl(
-    database: Path, clock: FrozenClock
+    clock: FrozenClock, open_warden: OpenWarden
 ) -> None:
-    with _warden(DAILY_100, database, clock, hold_ttl_seconds=60) as warden:
+    with open_warden(DAILY_100, hold_ttl_seconds=60) as warden:
         hold_id = warden.authorize(_intent("70.00")).hold_id
         assert hold_id is not None
     clock.advance(seconds=60)
-    with _warden(DAILY_100, database, clock, hold_ttl_seconds=3_600) as warden:
+    with open_warden(DAILY_100, hold_ttl_seconds=3_600) as warden:
         assert warden.expire_due() == 1
         assert warden.hold(hold_id).state == "expired"
 
@@ -1211,11 +1184,10 @@ budgets:
 )
 
 
-def _spend_for_cli(tmp_path: Path, clock: FrozenClock) -> tuple[Path, Path]:
-    policy_file = tmp_path / "policy.yaml"
-    policy_file.write_text(LIFETIME_POLICY, encoding="utf-8")
+def _spend_for_cli(tmp_path: Path, open_warden: OpenWarden) -> tuple[Path, Path]:
+    policy_file = write_policy(tmp_path, LIFETIME_POLICY)
     database = tmp_path / "cli.db"
-    with Warden.open(policy_file, database=database, clock=clock) as warden:
+    with open_warden(policy_file, database=database) as warden:
         first = warden.authorize(_intent("60.00", agent="agent-a"))
         assert first.hold_id is not None
         warden.capture(first.hold_id, "25.00")
@@ -1223,8 +1195,10 @@ def _spend_for_cli(tmp_path: Path, clock: FrozenClock) -> tuple[Path, Path]:
     return policy_file, database
 
 
-def test_budgets_command_shows_spent_held_and_remaining(tmp_path: Path, clock: FrozenClock) -> None:
-    policy_file, database = _spend_for_cli(tmp_path, clock)
+def test_budgets_command_shows_spent_held_and_remaining(
+    tmp_path: Path, open_warden: OpenWarden
+) -> None:
+    policy_file, database = _spend_for_cli(tmp_path, open_warden)
     result = CliRunner().invoke(
         cli, ["budgets", "--policy", str(policy_file), "--database", str(database)]
     )
@@ -1257,8 +1231,8 @@ def test_budgets_command_shows_spent_held_and_remaining(tmp_path: Path, clock: F
     }
 
 
-def test_budgets_command_prints_json(tmp_path: Path, clock: FrozenClock) -> None:
-    policy_file, database = _spend_for_cli(tmp_path, clock)
+def test_budgets_command_prints_json(tmp_path: Path, open_warden: OpenWarden) -> None:
+    policy_file, database = _spend_for_cli(tmp_path, open_warden)
     result = CliRunner().invoke(
         cli, ["budgets", "--policy", str(policy_file), "--database", str(database), "--json"]
     )
@@ -1274,8 +1248,7 @@ def test_budgets_command_prints_json(tmp_path: Path, clock: FrozenClock) -> None
 
 
 def test_budgets_command_without_a_ledger_fails(tmp_path: Path) -> None:
-    policy_file = tmp_path / "policy.yaml"
-    policy_file.write_text(LIFETIME_POLICY, encoding="utf-8")
+    policy_file = write_policy(tmp_path, LIFETIME_POLICY)
     missing = tmp_path / "missing.db"
     result = CliRunner().invoke(
         cli, ["budgets", "--policy", str(policy_file), "--database", str(missing)]

@@ -13,7 +13,6 @@ second each instead of re-importing everything.
 from __future__ import annotations
 
 import multiprocessing
-import queue
 import random
 import sqlite3
 import time
@@ -24,7 +23,9 @@ from typing import Any
 
 import pytest
 
-from paywarden import FrozenClock, PaymentIntent, Warden
+from paywarden import FrozenClock, Warden
+from paywarden.testing import example_intent
+from support.workers import reaped, reports
 
 WORKERS = 64
 ATTEMPTS = 2_000
@@ -81,14 +82,7 @@ def _worker(
             barrier.wait(timeout=120)
             for number in range(attempts):
                 decision = warden.authorize(
-                    PaymentIntent(
-                        agent=f"racer-{index}",
-                        action="payments.transfer",
-                        amount=AMOUNT,
-                        currency="USD",
-                        recipient="vendor.example.com",
-                        purpose=f"attempt {number}",
-                    )
+                    example_intent(AMOUNT, agent=f"racer-{index}", purpose=f"attempt {number}")
                 )
                 settled = None
                 if settle and decision.hold_id is not None:
@@ -129,28 +123,11 @@ def _race(database: Path, *, settle: bool, seed: int = 20260310) -> tuple[list[A
     ]
     for process in processes:
         process.start()
-    try:
+    with reaped(processes, results, join_seconds=30):
         barrier.wait(timeout=120)
         started = time.monotonic()
-        attempts: list[Attempt] = []
-        errors: list[str] = []
-        for _ in processes:
-            try:
-                _index, done, error = results.get(timeout=120)
-            except queue.Empty:
-                pytest.fail("a racer neither reported nor failed within 120 s")
-            attempts.extend(done)
-            if error is not None:
-                errors.append(error)
+        attempts, errors = reports(processes, results, 120, "a racer")
         elapsed = time.monotonic() - started
-    finally:
-        for process in processes:
-            process.join(timeout=30)
-            if process.is_alive():
-                process.kill()
-                process.join()
-        results.close()
-        results.join_thread()
     assert not errors, "\n".join(errors)
     assert all(process.exitcode == 0 for process in processes)
     assert len(attempts) == ATTEMPTS

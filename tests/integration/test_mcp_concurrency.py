@@ -7,25 +7,21 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 from mcp import Client
 
-from paywarden import FrozenClock, Warden
+from paywarden import Warden
 from paywarden.actions.payments import PaymentOutcome
-from paywarden.entrypoints.mcp.server import build_server
 from paywarden.intent import PaymentIntent
+from support.intents import intent_body
+from support.mcp import key_server
+from support.policies import policy_text
+from support.wardens import OpenWarden
 
-POLICY = """
-currency: USD
-rules:
-  - {id: pay, effect: allow, actions: ["payments.*"]}
-budgets:
-  - {id: hourly, limit: 200, window: hour, scope: agent}
-"""
+POLICY = policy_text("pay_200_an_hour_per_agent")
 CALLS = 20
 
 
@@ -50,24 +46,18 @@ class InFlight:
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
 def test_twenty_concurrent_payments_of_40_against_200_pay_exactly_5(
-    tmp_path: Path, mode: str, monkeypatch: pytest.MonkeyPatch
+    open_warden: OpenWarden, mode: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with Warden.open(POLICY, database=tmp_path / "ledger.db", clock=FrozenClock()) as warden:
+    with open_warden(POLICY) as warden:
         in_flight = InFlight(warden)
         monkeypatch.setattr(warden, "pay", in_flight)
         secret, _ = warden.create_key(role="agent", agent="agent-a", actor="t")
-        server = build_server(warden, lambda: warden.authenticate(secret))
+        server = key_server(warden, secret)
         results: list[dict[str, Any]] = []
 
         async def pay(client: Client, index: int) -> None:
             result = await client.call_tool(
-                "request_payment",
-                {
-                    "action": "payments.transfer",
-                    "amount": "40.00",
-                    "currency": "USD",
-                    "recipient": f"vendor-{index}.example.com",
-                },
+                "request_payment", intent_body("40.00", recipient=f"vendor-{index}.example.com")
             )
             assert not result.is_error and result.structured_content is not None
             results.append(result.structured_content)

@@ -5,78 +5,31 @@ mounts the app in a FastAPI host the way `paywarden serve` does, to prove the in
 
 from __future__ import annotations
 
-import contextlib
-import socket
-import threading
-import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterator
 
 import anyio
 import httpx2
 import pytest
-import uvicorn
 from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
-from starlette.types import ASGIApp
 
-from paywarden import FrozenClock, Warden
+from paywarden import Warden
 from paywarden.entrypoints.mcp.http import McpHttpApp
 from paywarden.entrypoints.rest.app import create_app
 from paywarden.entrypoints.rest.settings import Settings
+from support.intents import intent_body
+from support.mcp import INITIALIZE, JSON_RPC_HEADERS, http_client, structured
+from support.policies import policy_text
+from support.servers import serving
+from support.wardens import OpenWarden
 
-POLICY = """
-currency: USD
-rules:
-  - {id: pay, effect: allow, actions: ["payments.*"]}
-budgets:
-  - {id: hourly, limit: 200, window: hour, scope: agent}
-"""
-PAY = {
-    "action": "payments.transfer",
-    "amount": "40.00",
-    "currency": "USD",
-    "recipient": "vendor.example.com",
-}
-JSON_RPC_HEADERS = {"accept": "application/json, text/event-stream"}
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-11-25",
-        "capabilities": {},
-        "clientInfo": {"name": "test", "version": "1"},
-    },
-}
-
-
-@contextlib.contextmanager
-def serving(app: ASGIApp) -> Iterator[str]:
-    """Run `app` under uvicorn on a free loopback port; yield its base URL."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=20)
+POLICY = policy_text("pay_200_an_hour_per_agent")
+PAY = intent_body("40.00")
 
 
 @pytest.fixture
-def warden(tmp_path: Path) -> Iterator[Warden]:
-    with Warden.open(POLICY, database=tmp_path / "ledger.db", clock=FrozenClock()) as opened:
-        yield opened
+def warden(open_warden: OpenWarden) -> Warden:
+    return open_warden(POLICY)
 
 
 @pytest.fixture
@@ -90,34 +43,18 @@ def _key(warden: Warden, agent: str) -> str:
     return secret
 
 
-@contextlib.asynccontextmanager
-async def connect(url: str, key: str, mode: str = "auto") -> AsyncIterator[Client]:
-    headers = {"Authorization": f"Bearer {key}"}
-    async with (
-        httpx2.AsyncClient(headers=headers, timeout=30) as http,
-        Client(streamable_http_client(url, http_client=http), mode=mode) as client,
-    ):
-        yield client
-
-
-def _structured(result: Any) -> dict[str, Any]:
-    assert not result.is_error, result.content
-    assert result.structured_content is not None
-    return dict(result.structured_content)
-
-
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
 def test_each_request_acts_as_the_agent_of_its_key(warden: Warden, url: str, mode: str) -> None:
     keys = {agent: _key(warden, agent) for agent in ("agent-a", "agent-b")}
     seen: dict[str, list[str]] = {}
 
     async def as_agent(agent: str, payments: int) -> None:
-        async with connect(url, keys[agent], mode) as client:
+        async with http_client(url, keys[agent], mode) as client:
             for _ in range(payments):
-                assert _structured(await client.call_tool("request_payment", PAY))["status"] == (
+                assert structured(await client.call_tool("request_payment", PAY))["status"] == (
                     "paid"
                 )
-            listed = _structured(await client.call_tool("list_my_payments", {}))
+            listed = structured(await client.call_tool("list_my_payments", {}))
             seen[agent] = [p["payment_id"] for p in listed["payments"]]
 
     async def main() -> None:
@@ -196,12 +133,12 @@ def test_twenty_concurrent_http_payments_of_40_against_200_pay_exactly_5(
     statuses: list[str] = []
 
     async def main() -> None:
-        async with connect(url, key) as client, anyio.create_task_group() as group:
+        async with http_client(url, key) as client, anyio.create_task_group() as group:
             for _ in range(20):
                 group.start_soon(pay, client)
 
     async def pay(client: Client) -> None:
-        statuses.append(_structured(await client.call_tool("request_payment", PAY))["status"])
+        statuses.append(structured(await client.call_tool("request_payment", PAY))["status"])
 
     anyio.run(main)
     assert Counter(statuses) == {"paid": 5, "denied": 15}
@@ -216,8 +153,8 @@ def test_paywarden_serves_mcp_at_slash_mcp_beside_the_rest_api(warden: Warden) -
     paid: list[str] = []
 
     async def main(base: str) -> None:
-        async with connect(f"{base}/mcp", key) as client:
-            result = _structured(await client.call_tool("request_payment", PAY))
+        async with http_client(f"{base}/mcp", key) as client:
+            result = structured(await client.call_tool("request_payment", PAY))
         assert result["status"] == "paid", result
         payment_id = result["payment"]["payment_id"]
         headers = {"Authorization": f"Bearer {key}"}

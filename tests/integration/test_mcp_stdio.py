@@ -14,28 +14,37 @@ import pytest
 from mcp import Client, StdioServerParameters
 
 from paywarden import Warden
+from support.intents import intent_body
+from support.policies import policy_path
 
-POLICY = """
-currency: USD
-rules:
-  - {id: pay, effect: allow, actions: ["payments.*"]}
-budgets:
-  - {id: hourly, limit: 200, window: hour, scope: agent}
-"""
+POLICY = policy_path("pay_200_an_hour_per_agent")
 KEY_SECRET = "stdio-test-server-secret-0123456789abcdef"
 CLI = "from paywarden.entrypoints.cli.main import main; main()"
 
 
 @pytest.fixture
-def ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+def ledger(database: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
     monkeypatch.setenv("PAYWARDEN_KEY_SECRET", KEY_SECRET)
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(POLICY, encoding="utf-8")
-    return policy, tmp_path / "ledger.db"
+    return POLICY, database
 
 
 def _command(policy: Path, database: Path, *extra: str) -> list[str]:
     return ["-c", CLI, "mcp", "--policy", str(policy), "--database", str(database), *extra]
+
+
+def _run_mcp(
+    policy: Path, database: Path, *extra: str, env: dict[str, str], stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`paywarden mcp` run to its end, its output captured."""
+    return subprocess.run(
+        [sys.executable, *_command(policy, database, *extra)],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def _create_key(database: Path, policy: Path, **fields: str) -> str:
@@ -69,12 +78,7 @@ def test_a_stdio_client_pays_as_the_agent_of_the_key(
             assert "request_payment" in names and len(names) == 6
             result = await client.call_tool(
                 "request_payment",
-                {
-                    "action": "payments.transfer",
-                    "amount": "40.00",
-                    "currency": "USD",
-                    "recipient": "vendor.example.com",
-                },
+                intent_body("40.00"),
             )
             assert not result.is_error and result.structured_content is not None
             seen.update(result.structured_content)
@@ -106,14 +110,11 @@ def test_a_key_that_is_not_an_agent_key_stops_the_command(
     )
     if not fields:
         _create_key(database, policy, role="agent", agent="agent-a")  # the ledger exists
-    completed = subprocess.run(
-        [sys.executable, *_command(policy, database)],
+    completed = _run_mcp(
+        policy,
+        database,
         env={"PAYWARDEN_AGENT_KEY": secret, "PAYWARDEN_KEY_SECRET": KEY_SECRET},
-        input="",
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+        stdin="",
     )
     assert completed.returncode == 2
     assert message in completed.stderr
@@ -122,21 +123,7 @@ def test_a_key_that_is_not_an_agent_key_stops_the_command(
 
 def test_a_missing_key_or_ledger_is_a_usage_error(ledger: tuple[Path, Path]) -> None:
     policy, database = ledger
-    no_key = subprocess.run(
-        [sys.executable, *_command(policy, database)],
-        env={},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    no_key = _run_mcp(policy, database, env={})
     assert no_key.returncode == 2 and "PAYWARDEN_AGENT_KEY" in no_key.stderr
-    no_ledger = subprocess.run(
-        [sys.executable, *_command(policy, database, "--key", "pw_x")],
-        env={},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    no_ledger = _run_mcp(policy, database, "--key", "pw_x", env={})
     assert no_ledger.returncode == 2 and "no ledger" in no_ledger.stderr

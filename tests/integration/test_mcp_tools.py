@@ -6,18 +6,17 @@ whose identity is the key, re-checked on every call, exactly as `paywarden mcp` 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Iterator
-from pathlib import Path
-from typing import Any
 
-import anyio
 import pytest
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
 from mcp_types import CallToolResult
 
-from paywarden import FrozenClock, Warden
+from paywarden import Warden
 from paywarden.entrypoints.mcp.server import build_server
+from support.intents import intent_body
+from support.mcp import key_server, run_client, structured
+from support.wardens import OpenWarden
 
 POLICY = """
 currency: USD
@@ -46,44 +45,15 @@ EXPECTED_TOOLS = {
 
 
 @pytest.fixture
-def warden(tmp_path: Path) -> Iterator[Warden]:
-    with Warden.open(POLICY, database=tmp_path / "ledger.db", clock=FrozenClock()) as opened:
-        opened.add_operator("op-1", name="Olive Operator")
-        yield opened
-
-
-def _server(warden: Warden, secret: str) -> MCPServer:
-    return build_server(warden, lambda: warden.authenticate(secret))
+def warden(open_warden: OpenWarden) -> Warden:
+    warden = open_warden(POLICY)
+    warden.add_operator("op-1", name="Olive Operator")
+    return warden
 
 
 def _agent_server(warden: Warden, agent: str, environment: str | None = None) -> MCPServer:
     secret, _ = warden.create_key(role="agent", agent=agent, environment=environment, actor="t")
-    return _server(warden, secret)
-
-
-def _run(server: MCPServer, mode: str, body: Callable[[Client], Awaitable[None]]) -> None:
-    async def main() -> None:
-        async with Client(server, mode=mode) as client:
-            await body(client)
-
-    anyio.run(main)
-
-
-def _pay_args(amount: str = "40.00", **changes: Any) -> dict[str, Any]:
-    args: dict[str, Any] = {
-        "action": "payments.transfer",
-        "amount": amount,
-        "currency": "USD",
-        "recipient": "vendor.example.com",
-    }
-    args.update(changes)
-    return args
-
-
-def _ok(result: CallToolResult) -> dict[str, Any]:
-    assert not result.is_error, result.content
-    assert result.structured_content is not None
-    return result.structured_content
+    return key_server(warden, secret)
 
 
 def _error_code(result: CallToolResult) -> str:
@@ -109,29 +79,31 @@ def test_only_agent_tools_are_listed_with_typed_outputs(warden: Warden, mode: st
             pay.output_schema["properties"]
         )
 
-    _run(_agent_server(warden, "agent-a"), mode, body)
+    run_client(_agent_server(warden, "agent-a"), body, mode)
 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_a_payment_is_made_as_the_agent_of_the_key(warden: Warden, mode: str) -> None:
     async def body(client: Client) -> None:
         # An `agent` argument is not a parameter of the tool: it is refused, and pays nothing.
-        forged = await client.call_tool("request_payment", _pay_args(agent="agent-b"))
+        forged = await client.call_tool("request_payment", intent_body("40.00", agent="agent-b"))
         assert forged.is_error and "agent" in str(forged.content[0])
-        paid = _ok(await client.call_tool("request_payment", _pay_args()))
+        paid = structured(await client.call_tool("request_payment", intent_body("40.00")))
         assert (paid["status"], paid["reason_code"]) == ("paid", "allowed")
         assert paid["receipt"]["status"] == "settled"
         payment_id = paid["payment"]["payment_id"]
-        status = _ok(await client.call_tool("get_payment_status", {"payment_id": payment_id}))
+        status = structured(
+            await client.call_tool("get_payment_status", {"payment_id": payment_id})
+        )
         assert (status["state"], status["amount"], status["amount_minor"]) == (
             "settled",
             "40.00",
             4000,
         )
-        listed = _ok(await client.call_tool("list_my_payments", {}))
+        listed = structured(await client.call_tool("list_my_payments", {}))
         assert [p["payment_id"] for p in listed["payments"]] == [payment_id]
 
-    _run(_agent_server(warden, "agent-a"), mode, body)
+    run_client(_agent_server(warden, "agent-a"), body, mode)
     (row,) = warden.payments()
     assert row.agent == "agent-a"
     assert warden.payments(agent="agent-b") == []
@@ -140,46 +112,53 @@ def test_a_payment_is_made_as_the_agent_of_the_key(warden: Warden, mode: str) ->
 @pytest.mark.parametrize("mode", MODES)
 def test_a_denial_is_a_result_with_the_reason_to_adapt_to(warden: Warden, mode: str) -> None:
     async def body(client: Client) -> None:
-        denied = _ok(
-            await client.call_tool("request_payment", _pay_args(recipient="bets.casino.example"))
+        denied = structured(
+            await client.call_tool(
+                "request_payment", intent_body("40.00", recipient="bets.casino.example")
+            )
         )
         assert (denied["status"], denied["reason_code"]) == ("denied", "denied_by_rule")
         assert denied["reason"] == "no gambling" and denied["payment"] is None
         assert denied["rule_ids"] == ["no-casinos"]
         for _ in range(2):
-            assert _ok(await client.call_tool("request_payment", _pay_args("99.00")))["status"] == (
-                "paid"
-            )
-        budget = _ok(await client.call_tool("request_payment", _pay_args("5.00")))
+            paid = structured(await client.call_tool("request_payment", intent_body("99.00")))
+            assert paid["status"] == "paid"
+        budget = structured(await client.call_tool("request_payment", intent_body("5.00")))
         assert budget["reason_code"] == "budget_exceeded"
         assert "get_budget_status" in budget["next_step"]
 
-    _run(_agent_server(warden, "agent-a"), mode, body)
+    run_client(_agent_server(warden, "agent-a"), body, mode)
 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_an_approval_is_polled_then_used_by_the_same_request(warden: Warden, mode: str) -> None:
-    args = _pay_args("150.00", purpose="annual licence")
+    args = intent_body("150.00", purpose="annual licence")
 
     async def request(client: Client) -> None:
-        pending = _ok(await client.call_tool("request_payment", args))
+        pending = structured(await client.call_tool("request_payment", args))
         assert (pending["status"], pending["reason_code"]) == (
             "approval_required",
             "approval_required",
         )
         approval_id = pending["approval_id"]
-        view = _ok(await client.call_tool("get_approval_status", {"approval_id": approval_id}))
+        view = structured(
+            await client.call_tool("get_approval_status", {"approval_id": approval_id})
+        )
         assert (view["status"], view["amount"], view["approvals"]) == ("pending", "150.00", 0)
         warden.approve(approval_id, operator="op-1", reason="known vendor")
-        view = _ok(await client.call_tool("get_approval_status", {"approval_id": approval_id}))
+        view = structured(
+            await client.call_tool("get_approval_status", {"approval_id": approval_id})
+        )
         assert view["status"] == "approved" and "request_payment again" in view["next_step"]
         assert view["votes"][0]["operator_id"] == "op-1"
-        paid = _ok(await client.call_tool("request_payment", args))
+        paid = structured(await client.call_tool("request_payment", args))
         assert (paid["status"], paid["reason_code"]) == ("paid", "approved")
-        view = _ok(await client.call_tool("get_approval_status", {"approval_id": approval_id}))
+        view = structured(
+            await client.call_tool("get_approval_status", {"approval_id": approval_id})
+        )
         assert view["status"] == "consumed"
 
-    _run(_agent_server(warden, "agent-a"), mode, request)
+    run_client(_agent_server(warden, "agent-a"), request, mode)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -187,12 +166,12 @@ def test_another_agents_payment_and_approval_read_as_not_found(warden: Warden, m
     ids: dict[str, str] = {}
 
     async def as_a(client: Client) -> None:
-        ids["payment"] = _ok(await client.call_tool("request_payment", _pay_args()))["payment"][
-            "payment_id"
-        ]
-        ids["approval"] = _ok(await client.call_tool("request_payment", _pay_args("150.00")))[
-            "approval_id"
-        ]
+        ids["payment"] = structured(
+            await client.call_tool("request_payment", intent_body("40.00"))
+        )["payment"]["payment_id"]
+        ids["approval"] = structured(
+            await client.call_tool("request_payment", intent_body("150.00"))
+        )["approval_id"]
 
     async def as_b(client: Client) -> None:
         for tool, args in (
@@ -201,33 +180,33 @@ def test_another_agents_payment_and_approval_read_as_not_found(warden: Warden, m
             ("get_approval_status", {"approval_id": ids["approval"]}),
         ):
             assert _error_code(await client.call_tool(tool, args)) == "not_found"
-        assert _ok(await client.call_tool("list_my_payments", {}))["count"] == 0
+        assert structured(await client.call_tool("list_my_payments", {}))["count"] == 0
 
-    _run(_agent_server(warden, "agent-a"), mode, as_a)
-    _run(_agent_server(warden, "agent-b"), mode, as_b)
+    run_client(_agent_server(warden, "agent-a"), as_a, mode)
+    run_client(_agent_server(warden, "agent-b"), as_b, mode)
 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_errors_are_tool_errors_carrying_the_code(warden: Warden, mode: str) -> None:
     async def body(client: Client) -> None:
         cases = [
-            (_pay_args("-5"), "invalid_amount"),
-            (_pay_args(currency="XYZ"), "invalid_currency"),
-            (_pay_args(action="Not An Action!"), "invalid_intent"),
+            (intent_body("-5"), "invalid_amount"),
+            (intent_body("40.00", currency="XYZ"), "invalid_currency"),
+            (intent_body("40.00", action="Not An Action!"), "invalid_intent"),
         ]
         for args, code in cases:
             assert _error_code(await client.call_tool("request_payment", args)) == code
-        keyed = _pay_args(idempotency_key="order-7")
-        first = _ok(await client.call_tool("request_payment", keyed))
-        again = _ok(await client.call_tool("request_payment", keyed))
+        keyed = intent_body("40.00", idempotency_key="order-7")
+        first = structured(await client.call_tool("request_payment", keyed))
+        again = structured(await client.call_tool("request_payment", keyed))
         assert (
             again["replayed"] and again["payment"]["payment_id"] == first["payment"]["payment_id"]
         )
-        changed = _pay_args("41.00", idempotency_key="order-7")
+        changed = intent_body("41.00", idempotency_key="order-7")
         conflict = await client.call_tool("request_payment", changed)
         assert _error_code(conflict) == "idempotency_key_reused"
 
-    _run(_agent_server(warden, "agent-a"), mode, body)
+    run_client(_agent_server(warden, "agent-a"), body, mode)
     assert len(warden.payments()) == 1
 
 
@@ -238,34 +217,36 @@ def test_operator_admin_and_revoked_keys_cannot_use_the_tools(warden: Warden, mo
     agent, row = warden.create_key(role="agent", agent="agent-a", actor="t")
 
     async def forbidden(client: Client) -> None:
-        assert _error_code(await client.call_tool("request_payment", _pay_args())) == "forbidden"
+        assert (
+            _error_code(await client.call_tool("request_payment", intent_body("40.00")))
+            == "forbidden"
+        )
         assert _error_code(await client.call_tool("list_my_payments", {})) == "forbidden"
 
     async def revoked(client: Client) -> None:
-        assert _ok(await client.call_tool("list_my_payments", {}))["count"] == 0
+        assert structured(await client.call_tool("list_my_payments", {}))["count"] == 0
         warden.revoke_key(row.key_id, actor="t")
-        result = await client.call_tool("request_payment", _pay_args())
+        result = await client.call_tool("request_payment", intent_body("40.00"))
         assert _error_code(result) == "unauthenticated"
 
-    _run(_server(warden, operator), mode, forbidden)
-    _run(_server(warden, admin), mode, forbidden)
-    _run(_server(warden, agent), mode, revoked)
+    run_client(key_server(warden, operator), forbidden, mode)
+    run_client(key_server(warden, admin), forbidden, mode)
+    run_client(key_server(warden, agent), revoked, mode)
     assert warden.payments() == []
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_budgets_and_limits_show_only_what_applies_to_the_agent(tmp_path: Path, mode: str) -> None:
-    staging = Warden.open(
-        POLICY, database=tmp_path / "ledger.db", clock=FrozenClock(), environment="staging"
-    )
-    with staging as warden:
+def test_budgets_and_limits_show_only_what_applies_to_the_agent(
+    mode: str, open_warden: OpenWarden
+) -> None:
+    with open_warden(POLICY, environment="staging") as warden:
         _limits_of_a_staging_agent(warden, mode)
 
 
 def _limits_of_a_staging_agent(warden: Warden, mode: str) -> None:
     async def body(client: Client) -> None:
-        _ok(await client.call_tool("request_payment", _pay_args("40.00")))
-        budgets = _ok(await client.call_tool("get_budget_status", {}))
+        structured(await client.call_tool("request_payment", intent_body("40.00")))
+        budgets = structured(await client.call_tool("get_budget_status", {}))
         by_id = {b["budget_id"]: b for b in budgets["budgets"]}
         assert set(by_id) == {"hourly", "shared"}  # b-budget counts agent-b only
         hourly = by_id["hourly"]
@@ -274,13 +255,13 @@ def _limits_of_a_staging_agent(warden: Warden, mode: str) -> None:
             4000,
             "160.00",
         )
-        limits = _ok(await client.call_tool("describe_my_limits", {}))
+        limits = structured(await client.call_tool("describe_my_limits", {}))
         assert [r["rule_id"] for r in limits["rules"]] == ["no-casinos", "big", "pay"]
         assert limits["environment"] == "staging"
         assert [v["velocity_id"] for v in limits["velocity"]] == ["burst"]
         assert any("needs a human approval" in line for line in limits["summary"])
 
-    _run(_agent_server(warden, "agent-a", environment="staging"), mode, body)
+    run_client(_agent_server(warden, "agent-a", environment="staging"), body, mode)
     (row,) = warden.payments()
     assert json.loads(row.intent)["environment"] == "staging"
 
@@ -290,13 +271,13 @@ def test_inline_tool_bodies_decide_and_pay_the_same(warden: Warden) -> None:
     server = build_server(warden, lambda: warden.authenticate(secret), offload=False)
 
     async def body(client: Client) -> None:
-        paid = _ok(await client.call_tool("request_payment", _pay_args()))
+        paid = structured(await client.call_tool("request_payment", intent_body("40.00")))
         assert (paid["status"], paid["payment"]["amount_minor"]) == ("paid", 4000)
         assert _error_code(await client.call_tool("get_payment_status", {"payment_id": "x"})) == (
             "not_found"
         )
 
-    _run(server, "auto", body)
+    run_client(server, body, "auto")
     assert [row.agent for row in warden.payments()] == ["agent-a"]
 
 
@@ -305,12 +286,12 @@ def test_a_reloaded_policy_is_what_the_tools_describe_and_enforce(warden: Warden
     stricter = POLICY.replace("limit: 200, window: hour", "limit: 30, window: hour")
 
     async def body(client: Client) -> None:
-        before = _ok(await client.call_tool("get_budget_status", {}))
+        before = structured(await client.call_tool("get_budget_status", {}))
         assert before["budgets"][0]["limit"] == "200.00"
         warden.reload_policy(stricter, actor="admin")
-        after = _ok(await client.call_tool("describe_my_limits", {}))
+        after = structured(await client.call_tool("describe_my_limits", {}))
         assert after["budgets"][0]["limit"] == "30.00"
-        denied = _ok(await client.call_tool("request_payment", _pay_args("40.00")))
+        denied = structured(await client.call_tool("request_payment", intent_body("40.00")))
         assert denied["reason_code"] == "budget_exceeded"
 
-    _run(server, "auto", body)
+    run_client(server, body, "auto")

@@ -5,9 +5,6 @@ counts how many times money really moved per idempotency key."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from paywarden import FrozenClock, InvalidInputError, Warden
@@ -15,36 +12,15 @@ from paywarden.actions.payments import PaymentOutcome
 from paywarden.adapters.rails.sandbox import SCENARIOS, SandboxRail
 from paywarden.rails import available_rails, load_rail
 from paywarden.testing import example_intent
+from support.policies import policy_text
+from support.wardens import OpenWarden, no_sleep
 
-POLICY = """
-currency: USD
-rules:
-  - {id: pay, effect: allow, actions: ["payments.*"]}
-budgets:
-  - {id: daily, limit: 100000, window: day}
-"""
+POLICY = policy_text("pay_100000_a_day")
 
 
 @pytest.fixture
-def rail() -> SandboxRail:
-    return SandboxRail(sleep=lambda seconds: None)
-
-
-@pytest.fixture
-def clock() -> FrozenClock:
-    return FrozenClock()
-
-
-@pytest.fixture
-def warden(tmp_path: Path, rail: SandboxRail, clock: FrozenClock) -> Iterator[Warden]:
-    with Warden.open(
-        POLICY,
-        database=tmp_path / "l.db",
-        clock=clock,
-        rails={"sandbox": rail},
-        sleep=lambda seconds: None,  # no real backoff waits in tests
-    ) as opened:
-        yield opened
+def warden(open_warden: OpenWarden, rail: SandboxRail) -> Warden:
+    return open_warden(POLICY, rails={"sandbox": rail}, sleep=no_sleep)
 
 
 def _pay(warden: Warden, scenario: str, amount: str = "10.00", **changes: object) -> PaymentOutcome:
@@ -128,9 +104,9 @@ def test_retries_reuse_the_same_key_and_are_bounded(warden: Warden, rail: Sandbo
     assert set(pays) == {outcome.payment.rail_key}
 
 
-def test_a_denied_intent_never_reaches_the_rail(tmp_path: Path, rail: SandboxRail) -> None:
+def test_a_denied_intent_never_reaches_the_rail(open_warden: OpenWarden, rail: SandboxRail) -> None:
     policy = "currency: USD\nrules:\n  - {id: pay, effect: allow, amount: {lte: 5}}\n"
-    with Warden.open(policy, database=tmp_path / "d.db", rails={"sandbox": rail}) as warden:
+    with open_warden(policy, clock=None, rails={"sandbox": rail}) as warden:
         outcome = warden.pay(example_intent("10.00"))
     assert outcome.decision.outcome == "deny" and outcome.payment is None
     assert rail.calls == []

@@ -4,14 +4,15 @@ of the decision and cannot be stated by the agent."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from paywarden import FrozenClock, InvalidInputError, NotFoundError, PaymentIntent, Warden
+from paywarden import InvalidInputError, NotFoundError, PaymentIntent, Warden
 from paywarden.errors import PhaseTransitionError
 from paywarden.testing import example_intent
+from support.wardens import OpenWarden
 
 POLICY = """
 currency: USD
@@ -22,16 +23,13 @@ rules:
 """
 
 
-def _open(tmp_path: Path, sessions: str = "") -> Warden:
-    return Warden.open(
-        POLICY.format(sessions=sessions), database=tmp_path / "p.db", clock=FrozenClock()
-    )
+def _open(open_warden: OpenWarden, sessions: str = "", **options: Any) -> Warden:
+    return open_warden(POLICY.format(sessions=sessions), **options)
 
 
 @pytest.fixture
-def warden(tmp_path: Path) -> Iterator[Warden]:
-    with _open(tmp_path) as opened:
-        yield opened
+def warden(open_warden: OpenWarden) -> Warden:
+    return _open(open_warden)
 
 
 def _intent(
@@ -111,14 +109,14 @@ def test_the_phase_is_the_agents_own_session_never_another_agents(warden: Warden
 
 
 def test_untracked_sessions_are_not_gated_unless_the_policy_requires_a_session(
-    tmp_path: Path,
+    tmp_path: Path, open_warden: OpenWarden
 ) -> None:
-    with _open(tmp_path) as warden:
+    with _open(open_warden) as warden:
         assert warden.authorize(_intent(session=None)).allowed
         assert warden.authorize(_intent(session="fresh")).allowed
     strict = tmp_path / "strict"
     strict.mkdir()
-    with _open(strict, "sessions: {required: true}") as warden:
+    with _open(open_warden, "sessions: {required: true}", database=strict / "p.db") as warden:
         for session in (None, "fresh"):
             decision = warden.authorize(_intent(session=session))
             assert (decision.outcome, decision.reason_code) == ("deny", "phase_required")
@@ -128,8 +126,8 @@ def test_untracked_sessions_are_not_gated_unless_the_policy_requires_a_session(
         assert warden.authorize(_intent()).allowed
 
 
-def test_the_policy_can_allow_payments_in_other_phases(tmp_path: Path) -> None:
-    with _open(tmp_path, "sessions: {payment_phases: [DECIDE, COMMIT]}") as warden:
+def test_the_policy_can_allow_payments_in_other_phases(open_warden: OpenWarden) -> None:
+    with _open(open_warden, "sessions: {payment_phases: [DECIDE, COMMIT]}") as warden:
         warden.start_session("ap-agent", "s1")
         assert warden.authorize(_intent()).reason_code == "phase_not_allowed"
         warden.advance_phase("ap-agent", "s1", "DECIDE")

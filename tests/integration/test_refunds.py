@@ -5,15 +5,15 @@ Method: a real Warden on a SQLite file with the sandbox rail wrapped to script r
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from paywarden import FrozenClock, InvalidInputError, NotFoundError, StateConflictError, Warden
+from paywarden import InvalidInputError, NotFoundError, StateConflictError, Warden
 from paywarden.adapters.rails.sandbox import SandboxRail
 from paywarden.rails import RailPayment, Receipt
 from paywarden.testing import example_intent
+from support.wardens import OpenWarden, no_sleep
+from support.workers import run_threads
 
 POLICY = """
 currency: USD
@@ -30,7 +30,7 @@ class ScriptedRail(SandboxRail):
     """The sandbox, with refund answers scripted per call (then the real sandbox refund)."""
 
     def __init__(self) -> None:
-        super().__init__(sleep=lambda seconds: None)
+        super().__init__(sleep=no_sleep)
         self.refund_script: list[Receipt | Exception] = []
         self.refund_keys: list[str] = []
 
@@ -49,21 +49,14 @@ def rail() -> ScriptedRail:
     return ScriptedRail()
 
 
-def _open(tmp_path: Path, rail: ScriptedRail, effect: str | None = None) -> Warden:
+def _open(open_warden: OpenWarden, rail: ScriptedRail, effect: str | None = None) -> Warden:
     refunds = f"refunds: {{budget_effect: {effect}}}" if effect else ""
-    return Warden.open(
-        POLICY.format(refunds=refunds),
-        database=tmp_path / "l.db",
-        clock=FrozenClock(),
-        rails={"sandbox": rail},
-        sleep=lambda seconds: None,
-    )
+    return open_warden(POLICY.format(refunds=refunds), rails={"sandbox": rail}, sleep=no_sleep)
 
 
 @pytest.fixture
-def warden(tmp_path: Path, rail: ScriptedRail) -> Iterator[Warden]:
-    with _open(tmp_path, rail) as opened:
-        yield opened
+def warden(open_warden: OpenWarden, rail: ScriptedRail) -> Warden:
+    return _open(open_warden, rail)
 
 
 def _paid(warden: Warden, amount: str = "40.00") -> str:
@@ -182,9 +175,9 @@ def test_by_default_a_refund_keeps_the_budget_spent(warden: Warden) -> None:
 
 
 def test_budget_effect_restore_gives_the_refund_back_to_each_budget(
-    tmp_path: Path, rail: ScriptedRail
+    rail: ScriptedRail, open_warden: OpenWarden
 ) -> None:
-    with _open(tmp_path, rail, "restore") as warden:
+    with _open(open_warden, rail, "restore") as warden:
         payment_id = _paid(warden, "40.00")
         warden.refund(payment_id, "10.00")
         assert _spent(warden) == {"daily": 3000, "rolling": 3000}
@@ -194,9 +187,9 @@ def test_budget_effect_restore_gives_the_refund_back_to_each_budget(
 
 
 def test_restore_rounds_down_on_partial_refunds_and_is_exact_in_full(
-    tmp_path: Path, rail: ScriptedRail
+    rail: ScriptedRail, open_warden: OpenWarden
 ) -> None:
-    with _open(tmp_path, rail, "restore") as warden:
+    with _open(open_warden, rail, "restore") as warden:
         payment_id = _paid(warden, "0.03")
         warden.refund(payment_id, "0.01")
         assert _spent(warden)["daily"] == 2  # 3 * 1 // 3 = 1 given back
@@ -207,24 +200,21 @@ def test_restore_rounds_down_on_partial_refunds_and_is_exact_in_full(
 
 
 def test_concurrent_refunds_never_give_back_more_than_was_paid(
-    tmp_path: Path, rail: ScriptedRail
+    rail: ScriptedRail, open_warden: OpenWarden
 ) -> None:
-    with _open(tmp_path, rail) as warden:
+    with _open(open_warden, rail) as warden:
         payment_id = _paid(warden, "40.00")
     results: list[str] = []
 
     def refund_ten() -> None:
-        with _open(tmp_path, rail) as own:
+        with _open(open_warden, rail) as own:
             try:
                 results.append(own.refund(payment_id, "10.00").state)
             except StateConflictError:
                 results.append("refused")
 
     threads = [threading.Thread(target=refund_ten) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_threads(threads, None)
     assert sorted(results) == ["refused"] * 4 + ["settled"] * 4
-    with _open(tmp_path, rail) as warden:
+    with _open(open_warden, rail) as warden:
         assert warden.payment(payment_id).refunded_minor == 4000

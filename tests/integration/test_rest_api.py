@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from rest_support import POLICY, Gateway, intent_body, open_gateway
+from rest_support import POLICY, Gateway
 
 from paywarden import Warden
 from paywarden.adapters.rails.sandbox import SandboxRail
@@ -23,12 +22,8 @@ from paywarden.entrypoints.rest import Settings, create_app, load_settings
 from paywarden.errors import AuthenticationError, InvalidInputError, StoreError
 from paywarden.keys import SECRET_ENV, secret_file, server_secret
 from paywarden.testing import example_intent
-
-
-@pytest.fixture
-def gateway(tmp_path: Path) -> Iterator[Gateway]:
-    with open_gateway(tmp_path) as opened:
-        yield opened
+from support.intents import intent_body
+from support.wardens import no_sleep
 
 
 def _kinds(warden: Warden) -> list[str]:
@@ -342,11 +337,9 @@ def test_the_openapi_document_declares_keys_and_problem_responses(gateway: Gatew
 
 
 def test_payments_left_unknown_are_reconciled_at_start(tmp_path: Path) -> None:
-    rail = SandboxRail(sleep=lambda seconds: None)
+    rail = SandboxRail(sleep=no_sleep)
     database = tmp_path / "start.db"
-    with Warden.open(
-        POLICY, database=database, rails={"sandbox": rail}, sleep=lambda s: None
-    ) as warden:
+    with Warden.open(POLICY, database=database, rails={"sandbox": rail}, sleep=no_sleep) as warden:
         outcome = warden.pay(
             example_intent("10.00", metadata={"sandbox_scenario": "timeout_after_send"})
         )

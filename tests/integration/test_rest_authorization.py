@@ -9,16 +9,14 @@ it was, so nothing was changed. A separate check keeps the table in step with th
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from rest_support import POLICY, Gateway, intent_body, open_gateway
+from rest_support import POLICY, Gateway
 
-from paywarden.actions.grants import GrantRequest
-from paywarden.money import Money
 from paywarden.testing import example_intent
+from support.intents import intent_body
+from support.wardens import grant_request
 
 A, B, OP, AD = "agent-a", "agent-b", "operator", "admin"
 ROLES = (A, B, OP, AD)
@@ -66,12 +64,6 @@ MATRIX: list[tuple[str, str, dict[str, Any] | None, dict[str, int]]] = [
 ]
 
 
-@pytest.fixture
-def gateway(tmp_path: Path) -> Iterator[Gateway]:
-    with open_gateway(tmp_path) as opened:
-        yield opened
-
-
 def _objects(gateway: Gateway) -> dict[str, str]:
     """Objects owned by agent-a (and a spare key), created through the library."""
     warden = gateway.warden
@@ -79,16 +71,7 @@ def _objects(gateway: Gateway) -> dict[str, str]:
     assert paid.payment is not None and paid.payment.state == "settled"
     pending = warden.authorize(example_intent("500.00"))
     assert pending.outcome == "require_approval" and pending.approval_id is not None
-    grant = warden.grant(
-        GrantRequest(
-            "agent-a",
-            "payments.*",
-            Money.parse("10.00", "USD"),
-            Money.parse("20.00", "USD"),
-            3600,
-        ),
-        operator="bob",
-    )
+    grant = warden.grant(grant_request("10.00", "20.00"), operator="bob")
     _, spare = warden.create_key(role="agent", agent="spare", actor="test")
     return {
         "payment": paid.payment.payment_id,

@@ -10,23 +10,17 @@ because the claims live in the store.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from rest_support import Gateway, intent_body, open_gateway, open_warden
+from rest_support import Gateway, gateway_warden
 
 from paywarden.entrypoints.rest import Settings, create_app
 from paywarden.entrypoints.rest.deps import fingerprint, fingerprint_key_of
 from paywarden.entrypoints.rest.models import PaymentRequest
 from paywarden.errors import StoreBusyError
-
-
-@pytest.fixture
-def gateway(tmp_path: Path) -> Iterator[Gateway]:
-    with open_gateway(tmp_path) as opened:
-        yield opened
+from support.intents import intent_body
 
 
 def _pay(gateway: Gateway, key: str, body: dict[str, object], who: str = "agent-a") -> object:
@@ -184,7 +178,7 @@ def test_paying_needs_a_key(gateway: Gateway) -> None:
 def test_replays_survive_a_restart(gateway: Gateway, tmp_path: Path) -> None:
     first = _pay(gateway, "order-7", intent_body("7.00"))
     # A second process on the same file: a fresh Warden and app (rules that would now deny).
-    warden = open_warden(
+    warden = gateway_warden(
         gateway.database, gateway.clock, gateway.rail, "currency: USD\nrules: []\n"
     )
     try:

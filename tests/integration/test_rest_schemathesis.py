@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
-from rest_support import POLICY, make_keys, open_warden
+from rest_support import POLICY, gateway_warden, make_keys
 from schemathesis import Case
 from schemathesis.generation.meta import GenerationMode, ParameterLocation
 from schemathesis.specs.openapi.checks import positive_data_acceptance
@@ -32,14 +32,16 @@ from paywarden import FrozenClock
 from paywarden.adapters.rails.sandbox import SandboxRail
 from paywarden.entrypoints.rest import Settings, create_app
 from paywarden.testing import example_intent
+from support.policies import write_policy
+from support.wardens import no_sleep
 
 EXAMPLES_PER_OPERATION = 40
 
 # Built at import: schemathesis reads the document while the tests are collected.
 _DIRECTORY = Path(tempfile.mkdtemp(prefix="paywarden-schemathesis-"))
-(_DIRECTORY / "policy.yaml").write_text(POLICY, encoding="utf-8")
-_WARDEN = open_warden(
-    _DIRECTORY / "gateway.db", FrozenClock(), SandboxRail(sleep=lambda s: None), POLICY
+_POLICY_FILE = write_policy(_DIRECTORY, POLICY)
+_WARDEN = gateway_warden(
+    _DIRECTORY / "gateway.db", FrozenClock(), SandboxRail(sleep=no_sleep), POLICY
 )
 KEYS = make_keys(_WARDEN)
 _WARDEN.pay(example_intent("20.00", idempotency_key="seed-1"))
@@ -47,7 +49,7 @@ _WARDEN.authorize(example_intent("500.00"))
 APP = create_app(
     Settings(
         database=str(_DIRECTORY / "gateway.db"),
-        policy=str(_DIRECTORY / "policy.yaml"),
+        policy=str(_POLICY_FILE),
         policy_poll_seconds=0,
     ),
     warden=_WARDEN,

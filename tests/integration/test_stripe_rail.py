@@ -25,7 +25,7 @@ import stripe
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from paywarden import FrozenClock, InvalidInputError, Warden
+from paywarden import InvalidInputError, Warden
 from paywarden.actions.payments import PaymentOutcome
 from paywarden.adapters.rails.stripe import StripeRail, StripeRoute, StripeRoutes, stripe_amount
 from paywarden.payee import parse_payee
@@ -34,6 +34,7 @@ from paywarden.testing import example_intent
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for the fakes package
 from fakes.stripe_server import FakeStripe, Recorded
+from support.wardens import OpenWarden, no_sleep
 
 KEY = "pw_hold_000001"
 AGENT = "agent-a"
@@ -51,7 +52,7 @@ PAYEES: dict[str, Any] = {
 }
 
 MakeRail = Callable[..., StripeRail]
-OpenWarden = Callable[..., Warden]
+StripeWarden = Callable[..., Warden]
 
 
 def _routes(
@@ -771,23 +772,13 @@ def test_unsafe_or_invalid_settings_are_refused(options: dict[str, Any], message
 
 
 @pytest.fixture
-def open_warden(tmp_path: Path) -> Iterator[OpenWarden]:
-    opened: list[Warden] = []
+def stripe_warden(open_warden: OpenWarden) -> StripeWarden:
+    """`stripe_warden(rail, **options)`: a Warden on POLICY paying through `rail` as `stripe`."""
 
-    def open_(rail: StripeRail, database: Path | None = None) -> Warden:
-        warden = Warden.open(
-            POLICY,
-            database=database or tmp_path / f"ledger{len(opened)}.db",
-            clock=FrozenClock(),
-            rails={"stripe": rail},
-            sleep=lambda seconds: None,
-        )
-        opened.append(warden)
-        return warden
+    def open_(rail: StripeRail, **options: Any) -> Warden:
+        return open_warden(POLICY, rails={"stripe": rail}, sleep=no_sleep, **options)
 
-    yield open_
-    for warden in opened:
-        warden.close()
+    return open_
 
 
 def _pay(warden: Warden, **changes: Any) -> PaymentOutcome:
@@ -806,9 +797,9 @@ def _budget(warden: Warden) -> tuple[int, int]:
 
 
 def test_a_warden_payment_settles_and_captures_its_hold(
-    server: FakeStripe, rail: StripeRail, open_warden: OpenWarden
+    server: FakeStripe, rail: StripeRail, stripe_warden: StripeWarden
 ) -> None:
-    warden = open_warden(rail)
+    warden = stripe_warden(rail)
     outcome = _pay(warden)
     assert outcome.payment is not None and outcome.state == "settled"
     assert str(outcome.payment.rail_payment_id).startswith("pi_")
@@ -821,9 +812,9 @@ def test_a_warden_payment_settles_and_captures_its_hold(
 
 
 def test_a_declined_warden_payment_voids_its_hold(
-    server: FakeStripe, make_rail: MakeRail, open_warden: OpenWarden
+    server: FakeStripe, make_rail: MakeRail, stripe_warden: StripeWarden
 ) -> None:
-    warden = open_warden(make_rail(routes=_routes(payment_method="pm_card_chargeDeclined")))
+    warden = stripe_warden(make_rail(routes=_routes(payment_method="pm_card_chargeDeclined")))
     outcome = _pay(warden)
     assert outcome.payment is not None and outcome.state == "failed"
     assert "card_declined" in str(outcome.payment.error)
@@ -839,12 +830,12 @@ def test_a_declined_warden_payment_voids_its_hold(
 def test_retries_by_the_sdk_and_by_paywarden_reuse_the_rail_key(
     server: FakeStripe,
     make_rail: MakeRail,
-    open_warden: OpenWarden,
+    stripe_warden: StripeWarden,
     fault: Any,
     sdk_retries: int,
 ) -> None:
     server.inject(fault, times=2)
-    warden = open_warden(make_rail(max_network_retries=sdk_retries))
+    warden = stripe_warden(make_rail(max_network_retries=sdk_retries))
     outcome = _pay(warden)
     assert outcome.payment is not None and outcome.state == "settled"
     posts = server.posts("/v1/payment_intents")
@@ -858,10 +849,10 @@ def test_retries_by_the_sdk_and_by_paywarden_reuse_the_rail_key(
 def test_a_lost_answer_keeps_the_hold_and_reconcile_settles_it_once(
     server: FakeStripe,
     rail: StripeRail,
-    open_warden: OpenWarden,
+    stripe_warden: StripeWarden,
     search_lags: bool,
 ) -> None:
-    warden = open_warden(rail)
+    warden = stripe_warden(rail)
     server.inject("drop_after")
     outcome = _pay(warden)
     assert outcome.payment is not None and outcome.state == "unknown"
@@ -879,9 +870,9 @@ def test_a_lost_answer_keeps_the_hold_and_reconcile_settles_it_once(
 
 
 def test_a_stored_5xx_is_reconciled_to_the_payment_that_did_run(
-    server: FakeStripe, rail: StripeRail, open_warden: OpenWarden
+    server: FakeStripe, rail: StripeRail, stripe_warden: StripeWarden
 ) -> None:
-    warden = open_warden(rail)
+    warden = stripe_warden(rail)
     server.inject("500_stored")
     outcome = _pay(warden)
     assert outcome.payment is not None and outcome.state == "unknown"
@@ -891,9 +882,9 @@ def test_a_stored_5xx_is_reconciled_to_the_payment_that_did_run(
 
 
 def test_a_processing_payment_stays_submitted_until_reconcile_settles_it(
-    server: FakeStripe, make_rail: MakeRail, open_warden: OpenWarden
+    server: FakeStripe, make_rail: MakeRail, stripe_warden: StripeWarden
 ) -> None:
-    warden = open_warden(make_rail(routes=_routes(payment_method="pm_usBankAccount")))
+    warden = stripe_warden(make_rail(routes=_routes(payment_method="pm_usBankAccount")))
     outcome = _pay(warden)
     assert outcome.payment is not None and outcome.state == "submitted"
     assert outcome.receipt is not None and outcome.receipt.status == "pending"
@@ -905,9 +896,9 @@ def test_a_processing_payment_stays_submitted_until_reconcile_settles_it(
 
 
 def test_a_warden_payout_to_a_connected_account_is_a_transfer(
-    server: FakeStripe, rail: StripeRail, open_warden: OpenWarden
+    server: FakeStripe, rail: StripeRail, stripe_warden: StripeWarden
 ) -> None:
-    warden = open_warden(rail)
+    warden = stripe_warden(rail)
     outcome = _pay(warden, action="payments.transfer", recipient="acct_1VendorXyZ")
     assert outcome.payment is not None and outcome.state == "settled"
     assert str(outcome.payment.rail_payment_id).startswith("tr_")
@@ -918,9 +909,9 @@ def test_a_warden_payout_to_a_connected_account_is_a_transfer(
 
 
 def test_a_warden_refund_goes_to_stripe_with_the_refunds_own_key(
-    server: FakeStripe, rail: StripeRail, open_warden: OpenWarden
+    server: FakeStripe, rail: StripeRail, stripe_warden: StripeWarden
 ) -> None:
-    warden = open_warden(rail)
+    warden = stripe_warden(rail)
     outcome = _pay(warden)
     assert outcome.payment is not None and outcome.state == "settled"
     refund = warden.refund(outcome.payment.payment_id, "5.00")
@@ -1008,9 +999,9 @@ def test_agent_metadata_cannot_change_what_stripe_receives(
     [("payments.charge", "api.example.com"), ("payments.transfer", "vendor.example.com")],
 )
 def test_an_agents_metadata_through_a_warden_changes_nothing_stripe_receives(
-    server: FakeStripe, rail: StripeRail, open_warden: OpenWarden, action: str, recipient: str
+    server: FakeStripe, rail: StripeRail, stripe_warden: StripeWarden, action: str, recipient: str
 ) -> None:
-    warden = open_warden(rail)
+    warden = stripe_warden(rail)
     outcome = _pay(warden, action=action, recipient=recipient, metadata=HOSTILE_METADATA)
     assert outcome.payment is not None and outcome.state == "settled"
     key = outcome.payment.rail_key
@@ -1082,13 +1073,13 @@ def _ledger_rows(database: Path, table: str) -> int:
 def test_a_payment_no_route_takes_is_denied_before_anything_is_held(
     server: FakeStripe,
     rail: StripeRail,
-    open_warden: OpenWarden,
+    stripe_warden: StripeWarden,
     tmp_path: Path,
     changes: dict[str, Any],
     reason: str,
 ) -> None:
     database = tmp_path / "refused.db"
-    warden = open_warden(rail, database)
+    warden = stripe_warden(rail, database=database)
     outcome = _pay(warden, metadata=HOSTILE_METADATA, **changes)
     decision = outcome.decision
     assert (decision.outcome, decision.reason_code) == ("deny", "rail_refused")
@@ -1109,9 +1100,9 @@ def test_a_payment_no_route_takes_is_denied_before_anything_is_held(
 
 
 def test_a_refused_key_pays_once_the_operator_adds_the_route(
-    server: FakeStripe, rail: StripeRail, open_warden: OpenWarden
+    server: FakeStripe, rail: StripeRail, stripe_warden: StripeWarden
 ) -> None:
-    warden = open_warden(rail)
+    warden = stripe_warden(rail)
     refused = _pay(warden, recipient="shop.example.com", idempotency_key="order-7")
     assert refused.decision.reason_code == "rail_refused" and server.requests == []
     rail.routes = StripeRoutes.from_mapping(_routes(payees={**PAYEES, "shop.example.com": {}}))
@@ -1122,7 +1113,7 @@ def test_a_refused_key_pays_once_the_operator_adds_the_route(
 
 
 def test_a_route_for_an_account_never_pays_the_same_id_in_another_case(
-    server: FakeStripe, make_rail: MakeRail, open_warden: OpenWarden
+    server: FakeStripe, make_rail: MakeRail, stripe_warden: StripeWarden
 ) -> None:
     rail = make_rail(routes=_routes(payees={"acct_1AbC": {}}))
     assert _check(rail, action="vendor.payout", payee="acct_1AbC") is None
@@ -1132,7 +1123,7 @@ def test_a_route_for_an_account_never_pays_the_same_id_in_another_case(
         )
         receipt = rail.pay(_payment(action="vendor.payout", payee=other))
         assert receipt.status == "failed" and "no route" in str(receipt.error)
-    outcome = _pay(open_warden(rail), action="vendor.payout", recipient="acct_1aBc")
+    outcome = _pay(stripe_warden(rail), action="vendor.payout", recipient="acct_1aBc")
     assert (outcome.decision.outcome, outcome.decision.reason_code) == ("deny", "rail_refused")
     assert server.requests == []
     assert rail.pay(_payment(action="vendor.payout", payee="acct_1AbC")).status == "settled"

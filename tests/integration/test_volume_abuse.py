@@ -15,27 +15,20 @@ loopback port, a real MCP client):
 
 from __future__ import annotations
 
-import contextlib
 import json
-import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx2
 import pytest
-import uvicorn
 from click.testing import CliRunner, Result
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
 from rest_support import open_gateway
-from starlette.types import ASGIApp
 
 from paywarden import FrozenClock, Warden
 from paywarden.adapters.storage.sqlite_audit import iter_audit_readonly
@@ -47,6 +40,10 @@ from paywarden.policy import check_policy
 from paywarden.policy.approval_settings import PENDING_MAX_PER_AGENT_DEFAULT
 from paywarden.policy.decision import Decision
 from paywarden.testing import example_intent
+from support.mcp import INITIALIZE, JSON_RPC_HEADERS, http_client
+from support.servers import serving
+from support.wardens import OpenWarden
+from support.workers import run_threads
 
 COUNT_POLICY = """
 currency: USD
@@ -73,16 +70,6 @@ rules:
 NO_EUR_RATE = AMOUNT_POLICY.replace('    EUR/USD: "1.25"\n', '    GBP/USD: "1.25"\n')
 DEFAULT_POLICY = COUNT_POLICY.replace("  pending_max_per_agent: 3\n", "")
 DAY_SECONDS = 86_400
-
-
-@pytest.fixture
-def database(tmp_path: Path) -> Path:
-    return tmp_path / "ledger.db"
-
-
-@pytest.fixture
-def clock() -> FrozenClock:
-    return FrozenClock()
 
 
 def _ask(
@@ -114,9 +101,9 @@ def _ids(views: list[ApprovalView] | tuple[ApprovalView, ...]) -> list[str]:
 
 
 def test_an_agent_at_its_cap_is_denied_with_nothing_held_while_others_get_in(
-    database: Path, clock: FrozenClock
+    database: Path, open_warden: OpenWarden
 ) -> None:
-    with Warden.open(COUNT_POLICY, database=database, clock=clock) as warden:
+    with open_warden(COUNT_POLICY) as warden:
         opened = [_ask(warden, n) for n in range(3)]
         assert [d.reason_code for d in opened] == ["approval_required"] * 3
         held = _held(warden)
@@ -146,8 +133,10 @@ def test_an_agent_at_its_cap_is_denied_with_nothing_held_while_others_get_in(
     assert (body["outcome"], body["reason_code"]) == ("deny", "approval_queue_full")
 
 
-def test_a_decided_or_expired_request_frees_its_place(database: Path, clock: FrozenClock) -> None:
-    with Warden.open(COUNT_POLICY, database=database, clock=clock) as warden:
+def test_a_decided_or_expired_request_frees_its_place(
+    clock: FrozenClock, open_warden: OpenWarden
+) -> None:
+    with open_warden(COUNT_POLICY) as warden:
         warden.add_operator("alice", name="Alice")
         opened = [_ask(warden, n) for n in range(3)]
         warden.reject(str(opened[0].approval_id), operator="alice", reason="not needed")
@@ -162,9 +151,9 @@ def test_a_decided_or_expired_request_frees_its_place(database: Path, clock: Fro
 
 
 def test_without_a_setting_an_agent_may_keep_twenty_requests_waiting(
-    database: Path, clock: FrozenClock
+    open_warden: OpenWarden,
 ) -> None:
-    with Warden.open(DEFAULT_POLICY, database=database, clock=clock) as warden:
+    with open_warden(DEFAULT_POLICY) as warden:
         assert warden.policy is not None
         assert warden.policy.approvals.pending_max_per_agent == PENDING_MAX_PER_AGENT_DEFAULT == 20
         codes = Counter(_ask(warden, n).reason_code for n in range(22))
@@ -172,9 +161,9 @@ def test_without_a_setting_an_agent_may_keep_twenty_requests_waiting(
 
 
 def test_the_amount_cap_counts_other_currencies_rounded_up_and_fails_closed(
-    database: Path, clock: FrozenClock
+    open_warden: OpenWarden,
 ) -> None:
-    with Warden.open(AMOUNT_POLICY, database=database, clock=clock) as warden:
+    with open_warden(AMOUNT_POLICY) as warden:
         assert _ask(warden, 0, amount="600.00").outcome == "require_approval"
         assert _ask(warden, 1, amount="400.00").outcome == "require_approval"  # exactly 1000
         over = _ask(warden, 2, amount="0.01")
@@ -192,7 +181,7 @@ def test_the_amount_cap_counts_other_currencies_rounded_up_and_fails_closed(
         assert _ask(warden, 0, "agent-d", "10.00", "EUR").outcome == "require_approval"
         held = _held(warden)
     # A waiting amount whose rate the policy no longer has blocks the agent's next request.
-    with Warden.open(NO_EUR_RATE, database=database, clock=clock) as warden:
+    with open_warden(NO_EUR_RATE) as warden:
         blocked = _ask(warden, 1, "agent-d", "1.00")
         _full(blocked, "pending_amount_max_per_agent")
         assert "an amount it has waiting has no FX rate" in blocked.reason
@@ -276,10 +265,10 @@ def test_the_caps_decide_exactly_as_a_model_of_them(steps: list[tuple[str, str, 
 
 
 def test_concurrent_requests_through_several_wardens_never_pass_the_cap(
-    database: Path, clock: FrozenClock
+    open_warden: OpenWarden,
 ) -> None:
     """32 threads over 4 Wardens on one file: agent-a asks 30 times at once, agent-b twice."""
-    wardens = [Warden.open(COUNT_POLICY, database=database, clock=clock) for _ in range(4)]
+    wardens = [open_warden(COUNT_POLICY) for _ in range(4)]
     barrier = threading.Barrier(32)
     results: list[tuple[str, str]] = []
     lock = threading.Lock()
@@ -293,10 +282,7 @@ def test_concurrent_requests_through_several_wardens_never_pass_the_cap(
 
     threads = [threading.Thread(target=ask, args=(index,)) for index in range(32)]
     try:
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=120)
+        run_threads(threads, 120)
         assert Counter(results) == {
             ("agent-a", "approval_required"): 3,
             ("agent-a", "approval_queue_full"): 27,
@@ -326,9 +312,9 @@ def _flood(warden: Warden, clock: FrozenClock) -> tuple[list[str], str, str]:
 
 
 def test_the_first_page_shows_every_agents_oldest_request_before_a_flood(
-    database: Path, clock: FrozenClock
+    clock: FrozenClock, open_warden: OpenWarden
 ) -> None:
-    with Warden.open(DEFAULT_POLICY, database=database, clock=clock) as warden:
+    with open_warden(DEFAULT_POLICY) as warden:
         warden.add_operator("alice", name="Alice")
         flood, late_b, late_c = _flood(warden, clock)
         first = warden.approvals_page(limit=3)
@@ -445,9 +431,9 @@ def _cli(*args: str | Path) -> Result:
 
 
 def test_the_command_line_lists_a_page_and_says_where_the_next_starts(
-    database: Path, clock: FrozenClock
+    database: Path, clock: FrozenClock, open_warden: OpenWarden
 ) -> None:
-    with Warden.open(DEFAULT_POLICY, database=database, clock=clock) as warden:
+    with open_warden(DEFAULT_POLICY) as warden:
         flood, late_b, late_c = _flood(warden, clock)
     first = _cli("approvals", "list", "--limit", "2", "--database", database)
     assert first.exit_code == 0, first.output
@@ -463,43 +449,11 @@ def test_the_command_line_lists_a_page_and_says_where_the_next_starts(
 # MCP HTTP sessions ------------------------------------------------------------------------------
 
 MCP_POLICY = "currency: USD\nrules:\n  - {id: pay, effect: allow, actions: ['payments.*']}\n"
-JSON_RPC_HEADERS = {"accept": "application/json, text/event-stream"}
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-11-25",
-        "capabilities": {},
-        "clientInfo": {"name": "test", "version": "1"},
-    },
-}
-
-
-@contextlib.contextmanager
-def serving(app: ASGIApp) -> Iterator[str]:
-    """Run `app` under uvicorn on a free loopback port; yield the URL of its MCP endpoint."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=20)
 
 
 @pytest.fixture
-def mcp_warden(database: Path) -> Iterator[Warden]:
-    with Warden.open(MCP_POLICY, database=database, clock=FrozenClock()) as opened:
-        yield opened
+def mcp_warden(open_warden: OpenWarden) -> Warden:
+    return open_warden(MCP_POLICY)
 
 
 def _agent_key(warden: Warden, agent: str) -> tuple[str, str]:
@@ -544,18 +498,8 @@ def test_a_key_holds_at_most_its_sessions_and_delete_frees_one(mcp_warden: Warde
             assert (await _initialize(http, url, key_a)).status_code == 200
             assert (await _initialize(http, url, key_a)).status_code == 429
 
-    with serving(app) as url:
-        anyio.run(main, url)
-
-
-@contextlib.asynccontextmanager
-async def _client(url: str, secret: str, mode: str) -> AsyncIterator[Client]:
-    headers = {"Authorization": f"Bearer {secret}"}
-    async with (
-        httpx2.AsyncClient(headers=headers, timeout=30) as http,
-        Client(streamable_http_client(url, http_client=http), mode=mode) as client,
-    ):
-        yield client
+    with serving(app) as base:
+        anyio.run(main, f"{base}/mcp")
 
 
 def _messages(error: BaseException) -> list[str]:
@@ -569,21 +513,21 @@ def test_a_real_client_beyond_the_bound_is_told_why(mcp_warden: Warden) -> None:
     app = McpHttpApp(mcp_warden, sessions_per_key_max=1)
 
     async def main(url: str) -> None:
-        async with _client(url, secret, "legacy") as first:
+        async with http_client(url, secret, "legacy") as first:
             assert not (await first.call_tool("describe_my_limits", {})).is_error
             with pytest.raises(BaseException) as refused:
-                async with _client(url, secret, "legacy"):
+                async with http_client(url, secret, "legacy"):
                     pass
             assert any("most open MCP sessions allowed" in m for m in _messages(refused.value))
             # A client on a protocol version without sessions holds no slot and is not refused.
-            async with _client(url, secret, "auto") as stateless:
+            async with http_client(url, secret, "auto") as stateless:
                 assert not (await stateless.call_tool("describe_my_limits", {})).is_error
         assert app.open_sessions(key_id) == 0  # the client ended its session on the way out
-        async with _client(url, secret, "legacy") as again:
+        async with http_client(url, secret, "legacy") as again:
             assert not (await again.call_tool("describe_my_limits", {})).is_error
 
-    with serving(app) as url:
-        anyio.run(main, url)
+    with serving(app) as base:
+        anyio.run(main, f"{base}/mcp")
 
 
 def test_concurrent_openings_of_one_key_never_pass_the_bound(mcp_warden: Warden) -> None:
@@ -600,8 +544,8 @@ def test_concurrent_openings_of_one_key_never_pass_the_bound(mcp_warden: Warden)
             for index in range(14):
                 group.start_soon(open_one, http, url, other if index % 7 == 0 else secret)
 
-    with serving(app) as url:
-        anyio.run(main, url)
+    with serving(app) as base:
+        anyio.run(main, f"{base}/mcp")
         assert (app.open_sessions(key_id), app.open_sessions(other_id)) == (3, 2)
     assert Counter(statuses) == {(secret, 200): 3, (secret, 429): 9, (other, 200): 2}
 
@@ -624,8 +568,8 @@ def test_an_idle_session_expires_and_frees_its_slot(mcp_warden: Warden) -> None:
             assert gone.status_code == 404
             assert (await _initialize(http, url, secret)).status_code == 200
 
-    with serving(app) as url:
-        anyio.run(main, url)
+    with serving(app) as base:
+        anyio.run(main, f"{base}/mcp")
 
 
 @pytest.mark.parametrize(

@@ -14,13 +14,9 @@ from __future__ import annotations
 import html
 import json
 import math
-import socket
-import sqlite3
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import closing
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -37,6 +33,9 @@ from paywarden.clock import SystemClock
 from paywarden.errors import InvalidInputError
 from paywarden.ports import ApprovalRow
 from paywarden.testing import example_intent
+from support.ledger_file import outbox
+from support.servers import LoopbackHTTPServer, free_port
+from support.wardens import OpenWarden
 
 SECRET = "whsec_test_hardening"
 POLICY = """
@@ -52,7 +51,7 @@ rules:
 """
 
 
-class Receiver:
+class Receiver(LoopbackHTTPServer):
     """A loopback HTTP server that records every POST and answers `status` (with `location`)."""
 
     def __init__(self, status: int = 204, location: str | None = None) -> None:
@@ -75,21 +74,14 @@ class Receiver:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        super().__init__(Handler)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
+        return f"http://127.0.0.1:{self.port}/hooks"
 
     def texts(self) -> list[str]:
         return [str(json.loads(body)["text"]) for _, body in self.received]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
 
 
 @pytest.fixture
@@ -99,35 +91,10 @@ def receiver() -> Iterator[Receiver]:
     server.close()
 
 
-class _NoDispatcher:
-    def __init__(self, *args: object) -> None:
-        pass
-
-    def stop(self) -> None:
-        pass
-
-
-@pytest.fixture
-def manual(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("paywarden.adapters.notify.webhook.WebhookDispatcher", _NoDispatcher)
-
-
-def _open(database: Path, options: WebhookOptions, clock: Any = None) -> Warden:
-    warden = Warden.open(POLICY, database=database, clock=clock or FrozenClock(), webhook=options)
+def _open(open_warden: OpenWarden, options: WebhookOptions, **extra: Any) -> Warden:
+    warden = open_warden(POLICY, webhook=options, **extra)
     warden.add_operator("alice", name="Alice Example")
     return warden
-
-
-def _outbox(database: Path) -> list[dict[str, Any]]:
-    with closing(sqlite3.connect(database)) as db:
-        db.row_factory = sqlite3.Row
-        return [dict(row) for row in db.execute("SELECT * FROM outbox ORDER BY event_id")]
-
-
-def _closed_port_url() -> str:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{probe.getsockname()[1]}/hooks"
 
 
 # URLs and options -----------------------------------------------------------------------------
@@ -209,33 +176,33 @@ def test_options_that_could_spin_or_never_sign_are_refused(changes: dict[str, An
 
 @pytest.mark.parametrize("url", ["ftp://127.0.0.1/x", "file:///etc/passwd", "/relative/hooks"])
 def test_a_url_that_slipped_through_fails_once_for_good(
-    manual: None, tmp_path: Path, url: str
+    manual: None, url: str, open_warden: OpenWarden, clock: FrozenClock, database: Path
 ) -> None:
     options = WebhookOptions("http://127.0.0.1:1/x", SECRET)
     object.__setattr__(options, "url", url)  # as an options object from an older release
-    clock = FrozenClock()
-    with _open(tmp_path / "l.db", options, clock) as warden:
+    with _open(open_warden, options) as warden:
         warden.authorize(example_intent("500.00"))
         for _ in range(5):
             assert warden.deliver_webhooks() == 0
             clock.advance(3_600)
-    [row] = _outbox(tmp_path / "l.db")
+    [row] = outbox(database)
     assert row["attempts"] == 1 and row["delivered_us"] is None
     assert row["next_attempt_us"] == GIVEN_UP_US
     assert "only http and https" in row["last_error"]
 
 
-def test_a_dns_failure_is_retried_with_backoff(manual: None, tmp_path: Path) -> None:
+def test_a_dns_failure_is_retried_with_backoff(
+    manual: None, open_warden: OpenWarden, clock: FrozenClock, database: Path
+) -> None:
     options = WebhookOptions("http://paywarden-hooks.invalid/x", SECRET, backoff_seconds=10)
-    clock = FrozenClock()
-    with _open(tmp_path / "l.db", options, clock) as warden:
+    with _open(open_warden, options) as warden:
         warden.authorize(example_intent("500.00"))
         assert warden.deliver_webhooks() == 0
-        [first] = _outbox(tmp_path / "l.db")
+        [first] = outbox(database)
         assert warden.deliver_webhooks() == 0  # not due again before its backoff
         clock.advance(10)
         assert warden.deliver_webhooks() == 0
-        [second] = _outbox(tmp_path / "l.db")
+        [second] = outbox(database)
     assert "URLError" in first["last_error"] and first["attempts"] == 1
     assert first["next_attempt_us"] < GIVEN_UP_US
     assert second["attempts"] == 2 and second["next_attempt_us"] < GIVEN_UP_US
@@ -243,42 +210,50 @@ def test_a_dns_failure_is_retried_with_backoff(manual: None, tmp_path: Path) -> 
 
 @pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
 def test_a_redirect_is_a_failed_attempt_and_is_not_followed(
-    manual: None, tmp_path: Path, status: int
+    manual: None, status: int, open_warden: OpenWarden, database: Path
 ) -> None:
     elsewhere = Receiver()
     redirecting = Receiver(status, location=elsewhere.url)
     try:
         options = WebhookOptions(redirecting.url, SECRET)
-        with _open(tmp_path / "l.db", options) as warden:
+        with _open(open_warden, options) as warden:
             warden.authorize(example_intent("500.00"))
             assert warden.deliver_webhooks() == 0
     finally:
         redirecting.close()
         elsewhere.close()
     assert len(redirecting.received) == 1 and elsewhere.received == []
-    [row] = _outbox(tmp_path / "l.db")
+    [row] = outbox(database)
     assert row["delivered_us"] is None and row["last_error"] == f"HTTP {status}"
 
 
-def _attempts_after(database: Path, options: WebhookOptions, seconds: float) -> int:
-    with _open(database, options, SystemClock()) as warden:
+def _attempts_after(
+    open_warden: OpenWarden, database: Path, options: WebhookOptions, seconds: float
+) -> int:
+    with _open(open_warden, options, clock=SystemClock()) as warden:
         warden.authorize(example_intent("500.00"))
         time.sleep(seconds)
-    [row] = _outbox(database)
+    [row] = outbox(database)
     attempts: int = row["attempts"]
     return attempts
 
 
-def test_the_dispatcher_backs_off_on_a_dead_receiver_background(tmp_path: Path) -> None:
-    options = WebhookOptions(_closed_port_url(), SECRET, backoff_seconds=0.2, poll_seconds=0.01)
+def test_the_dispatcher_backs_off_on_a_dead_receiver_background(
+    open_warden: OpenWarden, database: Path
+) -> None:
+    options = WebhookOptions(
+        f"http://127.0.0.1:{free_port()}/hooks", SECRET, backoff_seconds=0.2, poll_seconds=0.01
+    )
     # Attempts at 0 s, then after at least 0.1, 0.2 and 0.4 s more: at most 4 within 1 s.
-    assert 1 <= _attempts_after(tmp_path / "l.db", options, 1.0) <= 4
+    assert 1 <= _attempts_after(open_warden, database, options, 1.0) <= 4
 
 
-def test_the_dispatcher_gives_up_on_a_bad_url_at_once_background(tmp_path: Path) -> None:
+def test_the_dispatcher_gives_up_on_a_bad_url_at_once_background(
+    open_warden: OpenWarden, database: Path
+) -> None:
     options = WebhookOptions("http://127.0.0.1:1/x", SECRET, poll_seconds=0.01)
     object.__setattr__(options, "url", "ftp://127.0.0.1/x")
-    assert _attempts_after(tmp_path / "l.db", options, 0.5) == 1
+    assert _attempts_after(open_warden, database, options, 0.5) == 1
 
 
 def test_a_failing_delivery_pass_is_retried_with_backoff_background(
@@ -308,9 +283,9 @@ REASON = "see <https://evil.example|the invoice> <@U123> @everyone\nApproved by 
 
 
 def test_agent_and_operator_text_cannot_ping_or_link_in_chat(
-    manual: None, receiver: Receiver, tmp_path: Path
+    manual: None, receiver: Receiver, open_warden: OpenWarden
 ) -> None:
-    with _open(tmp_path / "l.db", WebhookOptions(receiver.url, SECRET)) as warden:
+    with _open(open_warden, WebhookOptions(receiver.url, SECRET)) as warden:
         pending = warden.authorize(example_intent("500.00", recipient=RECIPIENT))
         warden.reject(str(pending.approval_id), operator="alice", reason=REASON)
         assert warden.deliver_webhooks() == 2

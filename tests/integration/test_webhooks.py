@@ -13,24 +13,24 @@ background dispatcher replaced by a no-op so that nothing races the test; the te
 from __future__ import annotations
 
 import json
-import socket
-import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import closing
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from paywarden import FrozenClock, PaymentIntent, Warden
+from paywarden import FrozenClock, Warden
 from paywarden.adapters.notify.webhook import WebhookOptions, signature, verify_signature
 from paywarden.clock import to_us
 from paywarden.policy.decision import Decision
 from paywarden.testing import example_intent
+from support.ledger_file import outbox
+from support.servers import LoopbackHTTPServer, free_port
+from support.wardens import OpenWarden
 
 START = "2026-01-05T12:00:00+00:00"
 SECRET = "whsec_test_0123456789"
@@ -49,10 +49,6 @@ rules:
 """
 
 
-def _intent(amount: str = "500.00", **changes: Any) -> PaymentIntent:
-    return example_intent(amount, **changes)
-
-
 # The receiver --------------------------------------------------------------------------------
 
 
@@ -69,7 +65,7 @@ class Received:
         return data
 
 
-class Receiver:
+class Receiver(LoopbackHTTPServer):
     """A loopback HTTP server that records every POST and answers as told."""
 
     def __init__(self, *, fail_first: int = 0, mode: str = "ok") -> None:
@@ -105,16 +101,11 @@ class Receiver:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        self.thread.start()
+        super().__init__(Handler, poll_seconds=0.02)
 
     @property
     def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host!s}:{port}/hooks/paywarden"
+        return f"http://127.0.0.1:{self.port}/hooks/paywarden"
 
     def count(self) -> int:
         with self._lock:
@@ -129,9 +120,7 @@ class Receiver:
 
     def close(self) -> None:
         self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
+        super().close()
 
 
 @pytest.fixture
@@ -141,68 +130,28 @@ def receiver() -> Iterator[Receiver]:
     server.close()
 
 
-class _NoDispatcher:
-    """Stands in for the background thread: the test calls `deliver_webhooks()` itself."""
-
-    def __init__(self, *args: object) -> None:
-        pass
-
-    def stop(self) -> None:
-        pass
-
-
-@pytest.fixture
-def manual(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("paywarden.adapters.notify.webhook.WebhookDispatcher", _NoDispatcher)
-
-
-@pytest.fixture
-def database(tmp_path: Path) -> Path:
-    return tmp_path / "ledger.db"
-
-
-@pytest.fixture
-def clock() -> FrozenClock:
-    return FrozenClock(START)
-
-
 def _options(url: str, **overrides: Any) -> WebhookOptions:
     settings: dict[str, Any] = {"backoff_seconds": 1.0, "timeout_seconds": 2.0}
     settings.update(overrides)
     return WebhookOptions(url, SECRET, **settings)
 
 
-def _open(
-    database: Path, clock: FrozenClock, options: WebhookOptions | None, **extra: Any
-) -> Warden:
-    warden = Warden.open(POLICY, database=database, clock=clock, webhook=options, **extra)
+def _open(open_warden: OpenWarden, options: WebhookOptions | None, **extra: Any) -> Warden:
+    warden = open_warden(POLICY, webhook=options, **extra)
     if not warden.operators():
         warden.add_operator("alice", name="Alice Example")
     return warden
-
-
-def _outbox(database: Path) -> list[dict[str, Any]]:
-    with closing(sqlite3.connect(database)) as db:
-        db.row_factory = sqlite3.Row
-        return [dict(row) for row in db.execute("SELECT * FROM outbox ORDER BY event_id")]
-
-
-def _closed_port_url() -> str:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}/hooks"
 
 
 # Delivery, signature, Slack text -------------------------------------------------------------
 
 
 def test_events_are_delivered_signed_with_a_slack_text(
-    manual: None, receiver: Receiver, database: Path, clock: FrozenClock
+    manual: None, receiver: Receiver, open_warden: OpenWarden
 ) -> None:
-    with _open(database, clock, _options(receiver.url)) as warden:
+    with _open(open_warden, _options(receiver.url)) as warden:
         assert warden.deliver_webhooks() == 0  # nothing queued yet
-        pending = warden.authorize(_intent())
+        pending = warden.authorize(example_intent())
         assert receiver.count() == 0  # queued, not sent inside the decision
         assert warden.deliver_webhooks() == 1
         warden.approve(str(pending.approval_id), operator="alice", reason="known vendor")
@@ -231,15 +180,15 @@ def test_events_are_delivered_signed_with_a_slack_text(
 
 
 def test_rejections_expiries_and_voids_are_announced(
-    manual: None, receiver: Receiver, database: Path, clock: FrozenClock
+    manual: None, receiver: Receiver, clock: FrozenClock, open_warden: OpenWarden
 ) -> None:
-    with _open(database, clock, _options(receiver.url)) as warden:
-        rejected = warden.authorize(_intent("200.00"))
-        expired = warden.authorize(_intent("300.00"))
+    with _open(open_warden, _options(receiver.url)) as warden:
+        rejected = warden.authorize(example_intent("200.00"))
+        expired = warden.authorize(example_intent("300.00"))
         warden.reject(str(rejected.approval_id), operator="alice", reason="unknown vendor")
         clock.advance(16 * 60)
         warden.expire_due()
-        voided = warden.authorize(_intent("400.00"))
+        voided = warden.authorize(example_intent("400.00"))
         warden.halt(reason="incident", actor="alice", void_pending=True)
         assert warden.deliver_webhooks() == 6
     decided = {
@@ -255,12 +204,12 @@ def test_rejections_expiries_and_voids_are_announced(
 
 
 def test_changes_made_by_a_warden_without_webhooks_are_queued_too(
-    manual: None, receiver: Receiver, database: Path, clock: FrozenClock
+    manual: None, receiver: Receiver, open_warden: OpenWarden
 ) -> None:
-    with _open(database, clock, _options(receiver.url)) as server:
-        pending = server.authorize(_intent())
+    with _open(open_warden, _options(receiver.url)) as server:
+        pending = server.authorize(example_intent())
         # An operator approves from another process (the CLI), which has no webhook config.
-        with _open(database, clock, None) as operator_side:
+        with _open(open_warden, None) as operator_side:
             operator_side.approve(str(pending.approval_id), operator="alice", reason="ok")
             assert operator_side.deliver_webhooks() == 0  # it does not deliver itself
         assert server.deliver_webhooks() == 2
@@ -274,18 +223,18 @@ def test_changes_made_by_a_warden_without_webhooks_are_queued_too(
 
 
 def test_failed_deliveries_are_retried_with_exponential_backoff_until_delivered(
-    manual: None, database: Path, clock: FrozenClock
+    manual: None, database: Path, clock: FrozenClock, open_warden: OpenWarden
 ) -> None:
     receiver = Receiver(fail_first=3)
     try:
-        with _open(database, clock, _options(receiver.url, backoff_seconds=2.0)) as warden:
-            warden.authorize(_intent())
+        with _open(open_warden, _options(receiver.url, backoff_seconds=2.0)) as warden:
+            warden.authorize(example_intent())
             delays: list[int] = []
             for attempt in range(1, 4):
                 attempted_us = to_us(clock.now())
                 assert warden.deliver_webhooks() == 0
                 assert receiver.count() == attempt
-                [row] = _outbox(database)
+                [row] = outbox(database)
                 assert (row["attempts"], row["delivered_us"]) == (attempt, None)
                 assert row["last_error"] == "HTTP 500"
                 delays.append(row["next_attempt_us"] - attempted_us)
@@ -308,38 +257,38 @@ def test_failed_deliveries_are_retried_with_exponential_backoff_until_delivered(
     assert len(bodies) == 1 and len(ids) == 1  # the same event each time
     final = receiver.received[-1]
     assert verify_signature(SECRET, final.headers["X-Paywarden-Signature"], final.body)
-    [row] = _outbox(database)
+    [row] = outbox(database)
     assert (row["attempts"], row["last_error"]) == (4, None)
     assert row["delivered_us"] is not None
 
 
 def test_delivery_gives_up_after_the_last_attempt(
-    manual: None, database: Path, clock: FrozenClock
+    manual: None, database: Path, clock: FrozenClock, open_warden: OpenWarden
 ) -> None:
     receiver = Receiver(fail_first=1_000)
     try:
-        with _open(database, clock, _options(receiver.url, attempts_max=3)) as warden:
-            warden.authorize(_intent())
+        with _open(open_warden, _options(receiver.url, attempts_max=3)) as warden:
+            warden.authorize(example_intent())
             for _ in range(6):
                 warden.deliver_webhooks()
                 clock.advance(3_600)
     finally:
         receiver.close()
     assert receiver.count() == 3
-    [row] = _outbox(database)
+    [row] = outbox(database)
     assert (row["attempts"], row["delivered_us"], row["last_error"]) == (3, None, "HTTP 500")
 
 
 def test_a_malformed_response_is_a_failed_attempt_and_does_not_stop_other_events(
-    manual: None, database: Path, clock: FrozenClock
+    manual: None, database: Path, clock: FrozenClock, open_warden: OpenWarden
 ) -> None:
     receiver = Receiver(mode="garbage-first")
     try:
-        with _open(database, clock, _options(receiver.url)) as warden:
-            warden.authorize(_intent("200.00"))
-            warden.authorize(_intent("300.00"))
+        with _open(open_warden, _options(receiver.url)) as warden:
+            warden.authorize(example_intent("200.00"))
+            warden.authorize(example_intent("300.00"))
             assert warden.deliver_webhooks() == 1  # the second event goes out
-            first, second = _outbox(database)
+            first, second = outbox(database)
             assert first["delivered_us"] is None and first["last_error"]
             assert second["delivered_us"] is not None
             clock.advance(60)
@@ -347,20 +296,20 @@ def test_a_malformed_response_is_a_failed_attempt_and_does_not_stop_other_events
     finally:
         receiver.close()
     assert receiver.count() == 3
-    assert all(row["delivered_us"] is not None for row in _outbox(database))
+    assert all(row["delivered_us"] is not None for row in outbox(database))
 
 
 # Decisions are never blocked or changed --------------------------------------------------------
 
 
 def _run_scenario(warden: Warden) -> list[Decision]:
-    pending = warden.authorize(_intent())
+    pending = warden.authorize(example_intent())
     warden.approve(str(pending.approval_id), operator="alice", reason="ok")
     return [
         pending,
-        warden.authorize(_intent()),
-        warden.authorize(_intent("50.00")),
-        warden.authorize(_intent("700.00")),
+        warden.authorize(example_intent()),
+        warden.authorize(example_intent("50.00")),
+        warden.authorize(example_intent("700.00")),
     ]
 
 
@@ -372,12 +321,14 @@ def _summary(decisions: list[Decision]) -> list[tuple[str, str, bool, bool]]:
 
 
 def test_decisions_are_the_same_when_the_webhook_server_is_down(
-    tmp_path: Path, clock: FrozenClock
+    tmp_path: Path, open_warden: OpenWarden
 ) -> None:
-    with _open(tmp_path / "plain.db", FrozenClock(START), None) as plain:
+    with _open(
+        open_warden, None, database=tmp_path / "plain.db", clock=FrozenClock(START)
+    ) as plain:
         expected = _run_scenario(plain)
-    options = _options(_closed_port_url(), poll_seconds=0.01)
-    with _open(tmp_path / "hooked.db", clock, options) as hooked:
+    options = _options(f"http://127.0.0.1:{free_port()}/hooks", poll_seconds=0.01)
+    with _open(open_warden, options, database=tmp_path / "hooked.db") as hooked:
         started = time.monotonic()
         decisions = _run_scenario(hooked)
         elapsed = time.monotonic() - started
@@ -385,25 +336,23 @@ def test_decisions_are_the_same_when_the_webhook_server_is_down(
     assert _summary(decisions) == _summary(expected)
     assert [d.reason for d in decisions][2:] == [d.reason for d in expected][2:]
     assert elapsed < 2.0
-    rows = _outbox(tmp_path / "hooked.db")
+    rows = outbox(tmp_path / "hooked.db")
     assert len(rows) == 3  # requested, decided, requested
     assert all(row["delivered_us"] is None and row["attempts"] >= 1 for row in rows)
     assert all("URLError" in row["last_error"] for row in rows)
 
 
-def test_a_hung_receiver_never_blocks_a_decision_background(
-    database: Path, clock: FrozenClock
-) -> None:
+def test_a_hung_receiver_never_blocks_a_decision_background(open_warden: OpenWarden) -> None:
     receiver = Receiver(mode="hang")
     try:
         options = _options(receiver.url, poll_seconds=0.01, timeout_seconds=3.0)
-        with _open(database, clock, options) as warden:
-            first = warden.authorize(_intent())
+        with _open(open_warden, options) as warden:
+            first = warden.authorize(example_intent())
             receiver.wait_for(1)  # the dispatcher is now stuck in a POST
             started = time.monotonic()
-            decisions = [warden.authorize(_intent(f"{n}00.00")) for n in range(2, 6)]
+            decisions = [warden.authorize(example_intent(f"{n}00.00")) for n in range(2, 6)]
             warden.approve(str(first.approval_id), operator="alice", reason="ok")
-            used = warden.authorize(_intent())
+            used = warden.authorize(example_intent())
             elapsed = time.monotonic() - started
             receiver.release.set()
     finally:
@@ -414,13 +363,13 @@ def test_a_hung_receiver_never_blocks_a_decision_background(
 
 
 def test_the_dispatcher_delivers_after_failures_in_the_background(
-    database: Path, clock: FrozenClock
+    database: Path, clock: FrozenClock, open_warden: OpenWarden
 ) -> None:
     receiver = Receiver(fail_first=2)
     try:
         options = _options(receiver.url, poll_seconds=0.01, backoff_seconds=0.5)
-        with _open(database, clock, options) as warden:
-            pending = warden.authorize(_intent())
+        with _open(open_warden, options) as warden:
+            pending = warden.authorize(example_intent())
             assert pending.outcome == "require_approval"  # at once, whatever the receiver does
             deadline = time.monotonic() + 10
             while receiver.count() < 3 and time.monotonic() < deadline:
@@ -431,22 +380,22 @@ def test_the_dispatcher_delivers_after_failures_in_the_background(
         receiver.close()
     assert [event.status for event in receiver.received] == [500, 500, 200]
     assert {event.json["approval_id"] for event in receiver.received} == {pending.approval_id}
-    [row] = _outbox(database)
+    [row] = outbox(database)
     assert row["delivered_us"] is not None and row["attempts"] == 3
 
 
 def test_closing_the_warden_stops_the_dispatcher_with_a_backlog_background(
-    database: Path, clock: FrozenClock, manual: None, monkeypatch: pytest.MonkeyPatch
+    manual: None, monkeypatch: pytest.MonkeyPatch, open_warden: OpenWarden
 ) -> None:
     receiver = Receiver(mode="hang")
     try:
         # Queue a backlog first, with no dispatcher running.
         options = _options(receiver.url, poll_seconds=0.01, timeout_seconds=0.5)
-        with _open(database, clock, options) as warden:
+        with _open(open_warden, options) as warden:
             for n in range(1, 11):
-                warden.authorize(_intent(f"{n}00.50"))
+                warden.authorize(example_intent(f"{n}00.50"))
         monkeypatch.undo()  # the real dispatcher from here on
-        warden = _open(database, clock, options)
+        warden = _open(open_warden, options)
         receiver.wait_for(1)
         started = time.monotonic()
         warden.close()

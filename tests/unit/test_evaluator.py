@@ -7,7 +7,6 @@ from fractions import Fraction
 
 import pytest
 
-from paywarden.intent import PaymentIntent
 from paywarden.policy import (
     REASON_CODES,
     BudgetTrace,
@@ -18,6 +17,7 @@ from paywarden.policy import (
 )
 from paywarden.policy.evaluator import deny_everything
 from paywarden.policy.fx import FxTable, ceil_fraction
+from support.intents import TREASURY_TRANSFER, intent_builder
 
 NOW = datetime(2026, 1, 7, 15, 0, tzinfo=UTC)
 
@@ -37,15 +37,7 @@ rules:
 """
 
 
-def _intent(amount: str = "100.00", currency: str = "USD", **fields: str) -> PaymentIntent:
-    return PaymentIntent(
-        agent=fields.pop("agent", "treasury-agent"),
-        action=fields.pop("action", "payments.transfer"),
-        amount=amount,
-        currency=currency,
-        recipient=fields.pop("recipient", "vendor-corp-123"),
-        **fields,  # type: ignore[arg-type]
-    )
+_intent = intent_builder("100.00", **TREASURY_TRANSFER)
 
 
 def _budget(budget_id: str, limit: int, spent: int, held: int, amount: int) -> BudgetTrace:
@@ -130,7 +122,7 @@ def test_deny_everything_carries_the_reason_and_no_rules() -> None:
 
 
 def test_amount_rule_in_another_currency_without_fx_is_a_rule_error() -> None:
-    decision = evaluate(compile_policy(TREASURY), _intent("1.00", "EUR"), now=NOW)
+    decision = evaluate(compile_policy(TREASURY), _intent("1.00", currency="EUR"), now=NOW)
     assert (decision.outcome, decision.reason_code) == ("deny", "rule_error")
     assert decision.rule_ids == ("deny-above-10000", "approve-above-500")
     assert "rule `deny-above-10000` failed to evaluate" in decision.reason
@@ -147,7 +139,7 @@ def test_a_matching_deny_wins_over_a_rule_error() -> None:
         "  - id: deny-eur\n    effect: deny\n    currencies: [EUR]\n"
         "  - id: cap\n    effect: deny\n    amount: {gt: 500}\n"
     )
-    decision = evaluate(policy, _intent("1.00", "EUR"), now=NOW)
+    decision = evaluate(policy, _intent("1.00", currency="EUR"), now=NOW)
     assert (decision.reason_code, decision.rule_ids) == ("denied_by_rule", ("deny-eur",))
     assert [r.error is not None for r in decision.trace.rules] == [False, True]
 
@@ -156,7 +148,7 @@ def test_a_rule_error_is_never_an_allow_even_if_only_an_allow_rule_fails() -> No
     policy = compile_policy(
         "currency: USD\nrules:\n  - id: small\n    effect: allow\n    amount: {lte: 100}\n"
     )
-    decision = evaluate(policy, _intent("1", "JPY"), now=NOW)
+    decision = evaluate(policy, _intent("1", currency="JPY"), now=NOW)
     assert (decision.outcome, decision.reason_code, decision.rule_ids) == (
         "deny",
         "rule_error",
@@ -205,7 +197,10 @@ rules:
     ],
 )
 def test_fx_conversion_is_exact_at_the_boundary(eur: str, outcome: str) -> None:
-    assert evaluate(compile_policy(FX_POLICY), _intent(eur, "EUR"), now=NOW).outcome == outcome
+    assert (
+        evaluate(compile_policy(FX_POLICY), _intent(eur, currency="EUR"), now=NOW).outcome
+        == outcome
+    )
 
 
 def test_fx_table_converts_exactly_through_declared_and_inverse_pairs() -> None:

@@ -6,19 +6,21 @@ from pathlib import Path
 
 import pytest
 
-from paywarden import FrozenClock, PaymentIntent, Warden
+from paywarden import PaymentIntent, Warden
 from paywarden.policy import check_policy
+from paywarden.testing import example_intent
+from support.wardens import OpenWarden
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "agent-governance-policy.yaml"
 SEED = Path("/work/shared/seeds/003_cb3de6477596ea5f.txt")
+pytestmark = pytest.mark.clock("2026-01-07T15:00:00+00:00")
 
 
 def _call(cost: str) -> PaymentIntent:
-    return PaymentIntent(
+    return example_intent(
+        cost,
         agent="research-agent",
         action="tools.pay",
-        amount=cost,
-        currency="USD",
         recipient="api.example.com",
         session_id="session-1",
     )
@@ -34,8 +36,8 @@ def _in_phase(warden: Warden, phase: str | None) -> None:
 
 
 @pytest.fixture
-def warden() -> Warden:
-    return Warden.open(FIXTURE, clock=FrozenClock("2026-01-07T15:00:00+00:00"))
+def warden(open_warden: OpenWarden) -> Warden:
+    return open_warden(FIXTURE, database=":memory:")
 
 
 @pytest.mark.skipif(not SEED.exists(), reason="the seed documents are not in this checkout")

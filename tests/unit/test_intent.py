@@ -8,20 +8,10 @@ from typing import Any
 import pytest
 
 from paywarden.errors import InvalidAmountError, InvalidCurrencyError, InvalidIntentError
-from paywarden.intent import PaymentIntent
 from paywarden.money import Money
+from support.intents import TREASURY_TRANSFER, intent_builder
 
-
-def _intent(**changes: Any) -> PaymentIntent:
-    fields: dict[str, Any] = {
-        "agent": "treasury-agent",
-        "action": "payments.transfer",
-        "amount": "120.50",
-        "currency": "USD",
-        "recipient": "vendor-corp-123",
-    }
-    fields.update(changes)
-    return PaymentIntent(**fields)
+_intent = intent_builder("120.50", **TREASURY_TRANSFER)
 
 
 def test_builds_an_intent_with_exact_money_and_normalised_fields() -> None:

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from paywarden import FrozenClock, PaymentIntent, PolicyCompileError, Warden
+from paywarden import FrozenClock, PolicyCompileError, Warden
 from paywarden.policy import CompileReport, check_policy, compile_policy
 from paywarden.policy.report import Problem
+from paywarden.testing import example_intent
+from support.intents import TREASURY_TRANSFER
 
 
 def _errors(text: str) -> list[Problem]:
@@ -319,13 +321,7 @@ def test_rejects_a_policy_larger_than_the_limit() -> None:
 
 # --- a policy that cannot be used denies everything -----------------------------------------
 
-ALLOWED_ANYWHERE = PaymentIntent(
-    agent="treasury-agent",
-    action="payments.transfer",
-    amount="1.00",
-    currency="USD",
-    recipient="vendor-corp-123",
-)
+ALLOWED_ANYWHERE = example_intent("1.00", **TREASURY_TRANSFER)
 
 
 def _decide(policy: str | Path | None) -> tuple[str, str, tuple[str, ...]]:

@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-from paywarden import FrozenClock, PaymentIntent, Warden
+from paywarden import PaymentIntent
 from paywarden.entrypoints.cli.demo import example_policy_text
+from paywarden.testing import example_intent
+from support.intents import TREASURY_TRANSFER
+from support.wardens import OpenWarden
 
 
 def _transfer(amount: str, environment: str = "production") -> PaymentIntent:
-    return PaymentIntent(
-        agent="treasury-agent",
-        action="payments.transfer",
-        amount=amount,
-        currency="USD",
-        recipient="vendor-corp-123",
-        environment=environment,
-    )
+    return example_intent(amount, environment=environment, **TREASURY_TRANSFER)
 
 
-def test_capfence_fintech_policy_loads_unchanged_and_decides_three_tiers() -> None:
-    warden = Warden.open(example_policy_text("fintech_policy.yaml"), clock=FrozenClock())
+def test_capfence_fintech_policy_loads_unchanged_and_decides_three_tiers(
+    open_warden: OpenWarden,
+) -> None:
+    warden = open_warden(example_policy_text("fintech_policy.yaml"), database=":memory:")
     assert warden.policy is not None
     assert warden.policy.dialect == "capfence"
     assert warden.authorize(_transfer("120")).outcome == "allow"
@@ -27,7 +25,7 @@ def test_capfence_fintech_policy_loads_unchanged_and_decides_three_tiers() -> No
     # The default deployment is production: a staging intent never reaches the rules there.
     mismatch = warden.authorize(_transfer("60", environment="staging"))
     assert (mismatch.outcome, mismatch.reason_code) == ("deny", "environment_mismatch")
-    staging = Warden.open(
-        example_policy_text("fintech_policy.yaml"), clock=FrozenClock(), environment="staging"
+    staging = open_warden(
+        example_policy_text("fintech_policy.yaml"), database=":memory:", environment="staging"
     )
     assert staging.authorize(_transfer("60", environment="staging")).rule_ids == ("deny[1]",)

@@ -9,8 +9,10 @@ from zoneinfo import ZoneInfo
 import pytest
 import time_machine
 
-from paywarden import FrozenClock, PaymentIntent, Warden
+from paywarden import FrozenClock, Warden
 from paywarden.policy import compile_policy, evaluate
+from paywarden.testing import example_intent
+from support.intents import TREASURY_TRANSFER
 
 NEW_YORK = ZoneInfo("America/New_York")
 
@@ -47,13 +49,7 @@ rules:
     actions: [payments.transfer]
 """
 
-INTENT = PaymentIntent(
-    agent="treasury-agent",
-    action="payments.transfer",
-    amount="100.00",
-    currency="USD",
-    recipient="vendor-corp-123",
-)
+INTENT = example_intent("100.00", **TREASURY_TRANSFER)
 
 
 def _outcome(policy_text: str, instant: str | datetime) -> str:

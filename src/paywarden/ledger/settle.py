@@ -21,13 +21,7 @@ def open_hold(tx: UnitOfWork, hold_id: str, now_us: int) -> HoldRow:
         and hold.expires_us <= now_us
         and holds.resolve(tx, hold, "expired", now_us)
     ):
-        records.append(
-            tx,
-            now_us,
-            "hold.expired",
-            hold.hold_id,
-            records.hold_body(hold, "expired", "system", None),
-        )
+        _audit_expired(tx, hold, now_us)
         hold = replace(hold, state="expired")
     return hold
 
@@ -68,14 +62,13 @@ def expire_due(tx: UnitOfWork, now_us: int, batch_max: int) -> list[HoldRow]:
     """A bounded sweep of overdue holds, each expiry audited; returns the expired holds."""
     expired = holds.expire_due(tx, now_us, batch_max)
     for hold in expired:
-        records.append(
-            tx,
-            now_us,
-            "hold.expired",
-            hold.hold_id,
-            records.hold_body(hold, "expired", "system", None),
-        )
+        _audit_expired(tx, hold, now_us)
     return expired
+
+
+def _audit_expired(tx: UnitOfWork, hold: HoldRow, now_us: int) -> None:
+    body = records.hold_body(hold, "expired", "system", None)
+    records.append(tx, now_us, "hold.expired", hold.hold_id, body)
 
 
 def already_resolved(hold: HoldRow, target: str) -> StateConflictError:
