@@ -174,6 +174,13 @@ class Warden:
         """
         return authorize.authorize(self.runtime, intent, actor=actor)
 
+    def backlog(self) -> int:
+        """Writes waiting for the store: queued in this process, plus other processes waiting
+        for their turn on the same database file (0 for an in-memory store). Cheap, with no
+        transaction: a gateway can refuse a request (503) before taking it when this is
+        long, so no decision is made for it."""
+        return self.runtime.store.backlog()
+
     def admit(self, intent: PaymentIntent) -> PaymentIntent:
         """The intent as paywarden records it: secrets redacted (see `paywarden.admission`). A
         refused intent is audited, then raised."""

@@ -324,9 +324,7 @@ def test_a_missing_public_key_file_is_a_usage_error(ledger: Ledger) -> None:
 
 
 def test_a_body_that_is_not_utf8_is_a_broken_log(ledger: Ledger) -> None:
-    edited = tampered(
-        ledger, "bytes.db", "UPDATE audit_log SET body = CAST(X'7BFF7D' AS TEXT) WHERE seq = 3"
-    )
+    edited = tampered(ledger, "bytes.db", "UPDATE audit_log SET body = X'7BFF7D' WHERE seq = 3")
     result = run("verify", "--database", edited)
     assert result.exit_code == 1
     assert "broken at seq 3" in result.stdout
@@ -335,9 +333,7 @@ def test_a_body_that_is_not_utf8_is_a_broken_log(ledger: Ledger) -> None:
 def test_a_log_with_a_non_utf8_body_exports_and_fails_offline_verification(
     ledger: Ledger,
 ) -> None:
-    edited = tampered(
-        ledger, "bytes.db", "UPDATE audit_log SET body = CAST(X'7BFF7D' AS TEXT) WHERE seq = 3"
-    )
+    edited = tampered(ledger, "bytes.db", "UPDATE audit_log SET body = X'7BFF7D' WHERE seq = 3")
     export = ledger.directory / "bytes.jsonl"
     result = run("export", "--database", edited, "--out", export)
     if result.exception is not None and not isinstance(result.exception, SystemExit):
@@ -472,18 +468,30 @@ def test_show_prints_the_entry_and_proof_trace_of_a_decision(ledger: Ledger) -> 
     entry = next(entry for entry in ledger.entries if entry.ref_id == ledger.allowed_id)
     header, _, rest = result.stdout.partition("\n")
     assert header == f"seq {entry.seq}  decision  hash {entry.entry_hash[:16]}"
-    body = json.loads(rest)
-    assert body == json.loads(entry.body)
+    recorded, expanded_header, expanded = rest.partition("trace with every rule of policy ")
+    body = json.loads(recorded)
+    assert body == json.loads(entry.body)  # the entry exactly as recorded (and hashed)
     decision = body["decision"]
     assert (decision["decision_id"], decision["outcome"], decision["reason_code"]) == (
         ledger.allowed_id,
         "allow",
         "allowed",
     )
-    trace = decision["trace"]
+    # The entry lists the rule that matched and counts the other; `show` expands the whole
+    # trace from the policy version's text kept in the ledger.
+    recorded_trace = decision["trace"]
+    assert [rule["rule_id"] for rule in recorded_trace["rules"]] == ["allow-payments"]
+    assert recorded_trace["rules_not_listed"] == 1
+    version, _, trace_text = expanded.partition(":\n")
+    assert expanded_header and version == decision["policy_version"]
+    trace = json.loads(trace_text)
     assert [rule["rule_id"] for rule in trace["rules"]] == ["deny-big", "allow-payments"]
     assert [rule["matched"] for rule in trace["rules"]] == [False, True]
+    assert "rules_not_listed" not in trace
     assert trace["policy_version"] == decision["policy_version"]
+    assert {k: v for k, v in trace.items() if k != "rules"} == {
+        k: v for k, v in recorded_trace.items() if k not in ("rules", "rules_not_listed")
+    }
     assert body["intent"]["purpose"].startswith("Zoë café")
 
 

@@ -132,18 +132,24 @@ def test_check_without_when_decides_without_cel_or_any_extra(tmp_path: Path) -> 
         assert f"paywarden.entrypoints.cli.{unused}" not in modules
 
 
-def test_check_with_when_loads_cel_and_decides_by_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("when", "loads_cel"),
+    [("amount_minor > 500", False), ("size(recipient) > 0 && amount_minor > 500", True)],
+)
+def test_check_with_when_decides_by_it_and_loads_cel_only_outside_the_compiled_subset(
+    tmp_path: Path, when: str, loads_cel: bool
+) -> None:
     policy = tmp_path / "when.yaml"
     policy.write_text(
         "currency: USD\nrules:\n"
-        "  - {id: big, effect: deny, when: 'amount_minor > 500'}\n"
+        f"  - {{id: big, effect: deny, when: '{when}'}}\n"
         "  - {id: rest, effect: allow, actions: [payments.transfer]}\n",
         encoding="utf-8",
     )
     result, modules = _probe(tmp_path, *_check_args(policy))  # 10 USD = 1000 minor: denied
     assert result.returncode == 0, result.stderr
     assert "outcome:     deny" in result.stdout and "big" in result.stdout
-    assert "cel" in modules
+    assert ("cel" in modules) is loads_cel
     loaded = {m.partition(".")[0] for m in _heavy(modules)}
     assert loaded <= {"cel", *CEL_LOADS}  # CEL, and no extra's package
 

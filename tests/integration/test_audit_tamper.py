@@ -10,6 +10,10 @@ key: it copies the file, drops the append-only triggers, changes it through raw 
 it says so, recomputes the SHA-256 links, which needs no key) and checks what
 `verify(iter_audit_readonly(copy))` reports without and with a checkpoint. Each failing case
 must name the first broken sequence number; the entries before it are vouched for.
+
+The attacker writes rows in the form paywarden stores them (`chain.stored_row`: hashes as raw
+bytes, bodies compressed), as anyone reading the schema and the source would: a value in
+another form would only make the edit easier to see.
 """
 
 from __future__ import annotations
@@ -35,12 +39,14 @@ from paywarden.adapters.storage.sqlite_audit import (
     iter_audit_rows_readonly,
     verify_file,
 )
+from paywarden.audit.body_codec import encode_text
 from paywarden.audit.canonical import canonical_text
 from paywarden.audit.chain import (
     GENESIS_PARENT,
     AuditEntry,
     Checkpoint,
     VerifyResult,
+    stored_row,
     verify,
     verify_rows,
 )
@@ -264,8 +270,13 @@ def put(db: sqlite3.Connection, entry: AuditEntry) -> None:
     db.execute(
         "INSERT INTO audit_log (seq, created_us, kind, ref_id, parent_hash, entry_hash, body)"
         " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        dataclasses.astuple(entry),
+        stored_row(entry),
     )
+
+
+def set_body(db: sqlite3.Connection, seq: int, body: str) -> None:
+    """Store `body` (canonical JSON text) as entry `seq`'s body, compressed as paywarden does."""
+    db.execute("UPDATE audit_log SET body = ? WHERE seq = ?", (encode_text(body), seq))
 
 
 def rechain(db: sqlite3.Connection, from_seq: int) -> None:
@@ -278,7 +289,7 @@ def rechain(db: sqlite3.Connection, from_seq: int) -> None:
         )
         db.execute(
             "UPDATE audit_log SET parent_hash = ?, entry_hash = ? WHERE seq = ?",
-            (parent, digest, entry.seq),
+            (bytes.fromhex(parent), bytes.fromhex(digest), entry.seq),
         )
         parent = digest
 
@@ -403,6 +414,13 @@ COLUMN_EDITS: dict[str, Callable[[AuditEntry], object]] = {
 }
 
 
+def _stored(column: str, value: object) -> object:
+    """A column's value as paywarden stores it."""
+    if column in ("parent_hash", "entry_hash"):
+        return bytes.fromhex(str(value))
+    return encode_text(str(value)) if column == "body" else value
+
+
 @pytest.mark.parametrize("seq", ALL_SEQS)
 @pytest.mark.parametrize("column", list(COLUMN_EDITS))
 def test_editing_any_column_of_any_entry_is_detected_at_that_entry(
@@ -412,7 +430,8 @@ def test_editing_any_column_of_any_entry_is_detected_at_that_entry(
     value = COLUMN_EDITS[column](entry)
     assert value != getattr(entry, column)
     with attacker(copy) as db:
-        db.execute(f"UPDATE audit_log SET {column} = ? WHERE seq = ?", (value, seq))
+        stored = _stored(column, value)
+        db.execute(f"UPDATE audit_log SET {column} = ? WHERE seq = ?", (stored, seq))
     result = check(copy)
     if column == "seq":
         # The renumbered row moves to the end of the table, so the gap shows first: at the row
@@ -479,10 +498,10 @@ def test_editing_a_field_inside_any_body_is_detected_at_that_entry(
         forged = canonical_text(body)
         assert forged != entry.body
         with attacker(copy) as db:
-            db.execute("UPDATE audit_log SET body = ? WHERE seq = ?", (forged, entry.seq))
+            set_body(db, entry.seq, forged)
         assert_broken_at(log, check(copy), entry.seq, "entry hash does not match")
         with attacker(copy) as db:
-            db.execute("UPDATE audit_log SET body = ? WHERE seq = ?", (entry.body, entry.seq))
+            set_body(db, entry.seq, entry.body)
     assert check(copy, log.c2).ok  # restored exactly
 
 
@@ -537,11 +556,11 @@ def test_any_leaf_of_any_body_edited_is_detected(
         return  # the mutation happened to be a no-op
     try:
         with attacker(shared_copy) as db:
-            db.execute("UPDATE audit_log SET body = ? WHERE seq = ?", (forged, entry.seq))
+            set_body(db, entry.seq, forged)
         assert_broken_at(log, check(shared_copy), entry.seq, "entry hash does not match")
     finally:
         with attacker(shared_copy) as db:
-            db.execute("UPDATE audit_log SET body = ? WHERE seq = ?", (entry.body, entry.seq))
+            set_body(db, entry.seq, entry.body)
 
 
 # AU-02: an edited row whose own hash the attacker recomputed ---------------------------------
@@ -556,7 +575,8 @@ def test_an_edit_with_its_hash_recomputed_breaks_the_next_link(
     digest = compute_hash(entry.parent_hash, seq, entry.created_us, entry.kind, entry.ref_id, body)
     with attacker(copy) as db:
         db.execute(
-            "UPDATE audit_log SET body = ?, entry_hash = ? WHERE seq = ?", (body, digest, seq)
+            "UPDATE audit_log SET body = ?, entry_hash = ? WHERE seq = ?",
+            (encode_text(body), bytes.fromhex(digest), seq),
         )
     if seq < LOG_ENTRIES:
         result = check(copy)
@@ -774,8 +794,9 @@ def test_a_row_moved_in_storage_is_seen_where_it_is_stored(
         ("created_us", 1.5),
         ("kind", 7),
         ("ref_id", None),
-        ("parent_hash", b"\x00" * 32),
-        ("body", b"{}"),
+        ("parent_hash", "00" * 32),  # hashes are stored as bytes: a text is the wrong type
+        ("entry_hash", 7),
+        ("body", "{}"),  # bodies are stored as bytes too
         ("created_us", 2**63 - 1),
     ],
 )
@@ -795,9 +816,10 @@ def test_a_column_of_the_wrong_type_is_a_broken_entry_not_a_crash(
 def test_a_body_that_is_not_utf8_is_reported_as_broken_at_its_seq(
     log: GeneratedLog, copy: Path
 ) -> None:
-    """Bytes that are not UTF-8 reach the verifier as a broken entry, not as a read error."""
+    """Bytes that are not UTF-8 reach the verifier as a broken entry, not as a read error (here
+    a body in the uncompressed form, `{` then the bytes)."""
     with attacker(copy) as db:
-        db.execute("UPDATE audit_log SET body = CAST(X'7BFF7D' AS TEXT) WHERE seq = 57")
+        db.execute("UPDATE audit_log SET body = X'7BFF7D' WHERE seq = 57")
     assert_broken_at(log, check(copy), 57, "entry hash does not match")
 
 
@@ -827,9 +849,7 @@ def test_a_rewritten_suffix_passes_the_chain_and_fails_the_checkpoint(
     log: GeneratedLog, copy: Path, seq: int
 ) -> None:
     with attacker(copy) as db:
-        db.execute(
-            "UPDATE audit_log SET body = ? WHERE seq = ?", (forged_body(log.entry(seq)), seq)
-        )
+        set_body(db, seq, forged_body(log.entry(seq)))
         rechain(db, seq)
     chain_only = check(copy)
     assert chain_only.ok, chain_only  # documented limit: the chain needs no key to recompute
@@ -866,9 +886,7 @@ def test_a_truncated_tail_regrown_with_forged_entries_fails_the_checkpoint(
 def _rewritten_copy(log: GeneratedLog, copy: Path, seq: int = 120) -> Checkpoint:
     """Rewrite the suffix from `seq`; the checkpoint an attacker would need for it."""
     with attacker(copy) as db:
-        db.execute(
-            "UPDATE audit_log SET body = ? WHERE seq = ?", (forged_body(log.entry(seq)), seq)
-        )
+        set_body(db, seq, forged_body(log.entry(seq)))
         rechain(db, seq)
     head = check(copy)
     assert head.ok

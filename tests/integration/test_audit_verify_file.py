@@ -14,6 +14,7 @@ import pytest
 
 from paywarden import FrozenClock, Warden
 from paywarden.adapters.storage.sqlite_audit import iter_audit_readonly, verify_file
+from paywarden.audit.body_codec import encode_text
 from paywarden.audit.chain import Checkpoint, verify
 from paywarden.testing import example_intent
 from support.ledger_file import tampered_copy
@@ -45,14 +46,26 @@ def _head(path: Path) -> Checkpoint:
         "SELECT seq, entry_hash FROM audit_log ORDER BY seq DESC LIMIT 1"
     ).fetchone()
     connection.close()
-    return Checkpoint("paywarden", seq, head, 0)
+    return Checkpoint("paywarden", seq, bytes(head).hex(), 0)  # stored as 32 raw bytes
+
+
+def _edited_body(path: Path, seq: int) -> str:
+    """SQL that replaces entry `seq`'s body with the same body naming another payee, stored
+    as paywarden stores bodies (compressed): an edit only the hash can reveal."""
+    (entry,) = [e for e in iter_audit_readonly(path) if e.seq == seq]
+    forged = encode_text(entry.body.replace("vendor", "attacker"))
+    assert forged != encode_text(entry.body)
+    return f"UPDATE audit_log SET body = X'{forged.hex()}' WHERE seq = {seq}"
+
+
+EDITED_BODY = "edited body"  # stands for `_edited_body(log, 70)`
 
 
 @pytest.mark.parametrize(
     "statements",
     [
         (),
-        ("UPDATE audit_log SET body = replace(body, 'vendor', 'attacker') WHERE seq = 70",),
+        (EDITED_BODY,),
         ("DELETE FROM audit_log WHERE seq = 3",),
         ("DELETE FROM audit_log WHERE seq = (SELECT MAX(seq) FROM audit_log)",),
         ("UPDATE audit_log SET created_us = created_us + 1 WHERE seq = 121",),
@@ -64,6 +77,7 @@ def test_parallel_verification_reports_what_sequential_verification_reports(
     log: Path, tmp_path: Path, statements: tuple[str, ...]
 ) -> None:
     checkpoint = _head(log)
+    statements = tuple(_edited_body(log, 70) if s == EDITED_BODY else s for s in statements)
     copy = _copy(log, tmp_path, *statements)
     for trusted in (None, checkpoint):
         expected = verify(iter_audit_readonly(copy), trusted)

@@ -1149,8 +1149,9 @@ def test_a_warden_used_from_another_thread_closes_cleanly(
     outcomes: list[str] = []
 
     def work() -> None:
-        outcomes.append(warden.authorize(_intent("1.00")).outcome)
-        own = warden.runtime.store._local.connection  # type: ignore[attr-defined]
+        outcomes.append(warden.authorize(_intent("1.00")).outcome)  # the writer thread's
+        warden.audit_entries(0, 10)  # a read: this thread's own connection
+        own = warden.runtime.store._local.unit.connection  # type: ignore[attr-defined]
         decided.set()
         closing.wait(timeout=30)
         own.close()  # whatever close() did, do not leak this thread's connection

@@ -17,6 +17,7 @@ import random
 import sqlite3
 import time
 import traceback
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ import pytest
 
 from paywarden import FrozenClock, Warden
 from paywarden.testing import example_intent
+from support.audit import bodies
 from support.workers import reaped, reports
 
 WORKERS = 64
@@ -145,15 +147,18 @@ def _ledger(database: Path) -> dict[str, Any]:
         holds = connection.execute(
             "SELECT hold_id, state, amount_minor, captured_minor FROM holds"
         ).fetchall()
-        decisions = connection.execute(
-            "SELECT outcome, reason_code, COUNT(*) FROM decisions GROUP BY outcome, reason_code"
-        ).fetchall()
+        indexed = connection.execute("SELECT COUNT(*) FROM decisions").fetchone()[0]
     finally:
         connection.close()
+    recorded = Counter(
+        (body["decision"]["outcome"], body["decision"]["reason_code"])
+        for body in bodies(database, "decision")
+    )
+    assert sum(recorded.values()) == indexed  # every decision indexed, none twice
     return {
         "counters": counters,
         "holds": {row[0]: row[1:] for row in holds},
-        "decisions": {(row[0], row[1]): row[2] for row in decisions},
+        "decisions": dict(recorded),
     }
 
 

@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import json
 import logging
+import weakref
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
+from functools import partial
 
 from paywarden import admission, limits
 from paywarden.actions import approvals, decide, refusals
-from paywarden.audit import records
+from paywarden.audit import proof, records
 from paywarden.clock import to_us
 from paywarden.errors import (
     IdempotencyConflictError,
@@ -101,38 +103,51 @@ def refuse(
 
 
 def decide_admitted(rt: Runtime, intent: PaymentIntent, actor: str | None) -> Decision:
-    """Hops 2 to 5 for an admitted intent, in one store transaction."""
+    """Hops 2 to 5 for an admitted intent, in one store transaction (`Store.run`: among
+    concurrent callers, one savepoint of a group commit, answered once it is on disk)."""
     now = rt.now()
-    policy = rt.policy
     intent, mismatch = with_environment(rt, intent)
+    actor = actor or f"agent:{intent.agent}"
     try:
-        with rt.store.write() as tx:
-            policy = policy_in_force(rt, tx)
-            approvals.sweep(tx, to_us(now), limits.expire_per_authorize_max)
-            replayed = _replay(tx, intent)
-            if replayed is not None:
-                return replayed
-            if policy is None:
-                decision = _deny_without_policy(rt, now)
-            elif mismatch is not None:
-                decision = deny_everything("environment_mismatch", mismatch, policy.version, now)
-            else:
-                phase = _session_phase(tx, intent)
-                context = decide.Context(policy, intent, phase, now, rt.ids, rt.hold_ttl_us)
-                decision = decide.decide(tx, context)
-            decision = record(rt, tx, intent, decision, now, actor or f"agent:{intent.agent}")
+        decision = rt.store.run(partial(_decide_in, rt, intent, mismatch, now, actor))
     except IdempotencyConflictError:
         raise
     except StoreBusyError as error:
-        return failure_denial("store_busy", error, policy, now)
+        return failure_denial("store_busy", error, rt.policy, now)
     except StoreError as error:
-        return failure_denial("store_unavailable", error, policy, now)
+        return failure_denial("store_unavailable", error, rt.policy, now)
     except Exception as error:  # an internal fault must deny, never allow
         return _audit_failure(
-            rt, intent, failure_denial("internal_error", error, policy, now), actor
+            rt, intent, failure_denial("internal_error", error, rt.policy, now), actor
         )
     rt.checkpoints.maybe_checkpoint()
     return decision
+
+
+def _decide_in(
+    rt: Runtime,
+    intent: PaymentIntent,
+    mismatch: str | None,
+    now: datetime,
+    actor: str,
+    tx: UnitOfWork,
+) -> Decision:
+    """The decision's transaction: the policy in force, the expiry sweep, an idempotency
+    replay, then the decision itself and its record."""
+    policy = policy_in_force(rt, tx)
+    approvals.sweep(tx, to_us(now), limits.expire_per_authorize_max)
+    replayed = _replay(rt, tx, intent)
+    if replayed is not None:
+        return replayed
+    if policy is None:
+        decision = _deny_without_policy(rt, now)
+    elif mismatch is not None:
+        decision = deny_everything("environment_mismatch", mismatch, policy.version, now)
+    else:
+        phase = _session_phase(tx, intent)
+        context = decide.Context(policy, intent, phase, now, rt.ids, rt.hold_ttl_us)
+        decision = decide.decide(tx, context)
+    return record(rt, tx, intent, decision, now, actor)
 
 
 def refuse_on_rail(rt: Runtime, intent: PaymentIntent, reason: str, actor: str | None) -> Decision:
@@ -194,11 +209,20 @@ def record(
     now: datetime,
     actor: str,
 ) -> Decision:
-    """Write the decision's audit entry (the full record) and its index row, in `tx`."""
+    """Write the decision's audit entry (the full record) and its index row, in `tx`.
+
+    The entry's trace lists the rules that matched or failed; the others are named by the
+    policy version, whose text the store keeps (`proof_policy_kept`): when it cannot, the
+    entry lists every rule instead."""
     if decision.decision_id is None:
         decision = replace(decision, decision_id=rt.ids("dec"))
     decision_id, now_us = str(decision.decision_id), to_us(now)
-    body = records.decision_body(intent, decision.to_dict(), actor, rt.redactor)
+    recorded = decision.to_record()
+    trace = recorded["trace"]
+    compact = isinstance(trace, dict) and "rules_not_listed" in trace
+    if compact and not proof_policy_kept(rt, tx, decision.policy_version):
+        recorded = decision.to_dict()
+    body = records.decision_body(intent, recorded, actor, rt.redactor)
     entry = records.append(tx, now_us, "decision", decision_id, body)
     tx.decisions.insert(
         NewDecision(
@@ -221,6 +245,28 @@ def record(
     return decision
 
 
+# Per store: the policy versions whose text it is known to keep (meta entries are never
+# removed, so a version seen once stays kept; the set only saves a read per decision).
+_POLICY_TEXTS_KEPT: weakref.WeakKeyDictionary[object, set[str]] = weakref.WeakKeyDictionary()
+
+
+def proof_policy_kept(rt: Runtime, tx: UnitOfWork, version: str) -> bool:
+    """Whether the store keeps the text of policy `version` (`meta`, `policy_text:<version>`),
+    storing it in `tx` from the policy in force when it is that version: every version a
+    compact decision record cites can then be expanded (`paywarden.audit.proof`)."""
+    kept = _POLICY_TEXTS_KEPT.get(rt.store)
+    if kept is not None and version in kept:
+        return True
+    if tx.meta.get(POLICY_TEXT_KEY + version) is not None:
+        _POLICY_TEXTS_KEPT.setdefault(rt.store, set()).add(version)
+        return True
+    loaded = rt.loaded
+    if loaded.policy is None or loaded.policy.version != version or loaded.text is None:
+        return False
+    tx.meta.set(POLICY_TEXT_KEY + version, loaded.text)  # kept once `tx` commits
+    return True
+
+
 def failure_denial(
     code: str, error: Exception, policy: CompiledPolicy | None, now: datetime
 ) -> Decision:
@@ -229,8 +275,12 @@ def failure_denial(
 
 
 def decision(rt: Runtime, decision_id: str) -> Decision:
-    """A recorded decision with its proof trace (refused requests included)."""
-    return Decision.from_dict(json.loads(_decision_body(rt, decision_id))["decision"])
+    """A recorded decision with its whole proof trace (refused requests included): the rules
+    its record leaves out are expanded from the text of the policy version it cites."""
+    with rt.store.read() as tx:
+        recorded = json.loads(_decision_body_in(tx, decision_id))["decision"]
+        rules = _cited_rules(rt, tx, recorded)
+    return Decision.from_dict(proof.expand_decision(recorded, rules))
 
 
 def decision_agent(rt: Runtime, decision_id: str) -> str:
@@ -240,13 +290,29 @@ def decision_agent(rt: Runtime, decision_id: str) -> str:
 
 def _decision_body(rt: Runtime, decision_id: str) -> str:
     with rt.store.read() as tx:
-        body = tx.decisions.get_body(decision_id)
-        if body is None:
-            refused = [e for e in tx.audit.list_by_ref(decision_id) if e.kind == refusals.KIND]
-            body = refused[0].body if refused else None
+        return _decision_body_in(tx, decision_id)
+
+
+def _decision_body_in(tx: UnitOfWork, decision_id: str) -> str:
+    body = tx.decisions.get_body(decision_id)
+    if body is None:
+        refused = [e for e in tx.audit.list_by_ref(decision_id) if e.kind == refusals.KIND]
+        body = refused[0].body if refused else None
     if body is None:
         raise NotFoundError(f"no decision `{decision_id}`")
     return body
+
+
+def _cited_rules(
+    rt: Runtime, tx: UnitOfWork, recorded: Mapping[str, object]
+) -> proof.PolicyRules | None:
+    """The rules of the policy version a recorded decision cites, when its record leaves some
+    out (None when it lists them all, or the version's text is not kept)."""
+    trace = recorded.get("trace")
+    version = proof.cited_version(recorded)
+    if version is None or not isinstance(trace, Mapping) or "rules_not_listed" not in trace:
+        return None
+    return proof.stored_policy_rules(tx, version, rt.policy)
 
 
 def _audit_failure(
@@ -272,7 +338,7 @@ def _audit_failure(
     return decision
 
 
-def _replay(tx: UnitOfWork, intent: PaymentIntent) -> Decision | None:
+def _replay(rt: Runtime, tx: UnitOfWork, intent: PaymentIntent) -> Decision | None:
     if intent.idempotency_key is None:
         return None
     stored = tx.decisions.get_by_key(intent.agent, intent.idempotency_key)
@@ -283,7 +349,9 @@ def _replay(tx: UnitOfWork, intent: PaymentIntent) -> Decision | None:
             f"idempotency key `{intent.idempotency_key}` was used for a different intent "
             f"(decision `{stored.decision_id}`)"
         )
-    return replace(Decision.from_dict(json.loads(stored.body)["decision"]), replayed=True)
+    recorded = json.loads(stored.body)["decision"]
+    rules = _cited_rules(rt, tx, recorded)
+    return replace(Decision.from_dict(proof.expand_decision(recorded, rules)), replayed=True)
 
 
 def _deny_without_policy(rt: Runtime, now: datetime) -> Decision:

@@ -190,15 +190,30 @@ def pay(rt: Runtime, intent: PaymentIntent, *, actor: str | None = None) -> Paym
     decision = authorize.decide_admitted(rt, intent, actor)
     if not decision.allowed or decision.hold_id is None or rail is None:
         return PaymentOutcome(decision)  # rail is set whenever nothing refused
-    with rt.store.write() as tx:
-        recorded = authorize.with_environment(rt, intent)[0]  # as authorized
-        row, submit = begin(tx, decision, recorded, rail_name, rt.ids("pay"), rt.now_us())
+    recorded = authorize.with_environment(rt, intent)[0]  # as authorized
+    row, submit = rt.store.run(
+        partial(_begin, decision, recorded, rail_name, rt.ids("pay"), rt.now_us())
+    )
     if not submit:
         return PaymentOutcome(decision, row)
     receipt = rail_calls.call(rail, row, rt.sleep)
-    with rt.store.write() as tx:
-        row = finish(tx, row, receipt, rt.now_us())
+    row = rt.store.run(partial(_finish, row, receipt, rt.now_us()))
     return PaymentOutcome(decision, row, receipt)
+
+
+def _begin(
+    decision: Decision,
+    intent: PaymentIntent,
+    rail: str,
+    payment_id: str,
+    now_us: int,
+    tx: UnitOfWork,
+) -> tuple[PaymentRow, bool]:
+    return begin(tx, decision, intent, rail, payment_id, now_us)  # looked up at call time
+
+
+def _finish(row: PaymentRow, receipt: Receipt, now_us: int, tx: UnitOfWork) -> PaymentRow:
+    return finish(tx, row, receipt, now_us)
 
 
 def _rail_for(

@@ -118,7 +118,7 @@ def record(
 ) -> AuditEntry:
     """Append the refusal's entry in `tx` (the decision carries its id already)."""
     intent, redacted = safe_fields(fields, redactor)
-    decision_data, scrubbed = records.redact_decision_text(decision.to_dict(), redactor)
+    decision_data, scrubbed = records.redact_decision_text(decision.to_record(), redactor)
     body: dict[str, object] = {
         "actor": safe_text(actor, 200),
         "error": error,

@@ -5,6 +5,14 @@ all zeros. The hash covers, with domain separation, the parent hash, the sequenc
 time, the kind, the reference id and the entry's canonical body bytes, so editing any stored
 column breaks the entry, and deleting, inserting or reordering entries breaks the links.
 
+The hashed form is fixed (chain format v1, `DOMAIN`): the parent hash as 32 bytes, the numbers
+big-endian, the texts and the canonical JSON body as UTF-8. The stored form is smaller and is
+not hashed: both hashes as 32 raw bytes, the body compressed (`body_codec`), so verification
+decodes each stored body back to the exact bytes it hashes (`stored_row`, `entry_from_stored`).
+An `AuditEntry` is always the hashed form (hashes as hex, the body as canonical JSON text), as
+exports, checkpoints and every reader see it; entries stored before the compact form verify
+unchanged, since only how they are kept changed.
+
 A chain alone cannot reveal a deleted tail or a suffix rewritten by someone who can write the
 database; `verify` therefore also checks the chain against a signed checkpoint held outside it.
 `verify` only reads: it never modifies the log.
@@ -12,13 +20,15 @@ database; `verify` therefore also checks the chain against a signed checkpoint h
 
 from __future__ import annotations
 
-import binascii
 import hashlib
 import itertools
+import re
 import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
+
+from paywarden.audit import body_codec
 
 DOMAIN = b"paywarden.audit.v1\x00"
 GENESIS_PARENT = "00" * 32
@@ -26,7 +36,8 @@ GENESIS_PARENT = "00" * 32
 
 @dataclass(frozen=True, slots=True)
 class AuditEntry:
-    """One stored entry. `body` is canonical JSON text (see canonical.py)."""
+    """One entry in its hashed form: hashes as hex, `body` as canonical JSON text (see
+    canonical.py), whatever form the store keeps it in."""
 
     seq: int
     created_us: int
@@ -154,48 +165,120 @@ def _verify_from(
     return VerifyResult(True, checked, head_seq, parent_hash)
 
 
-RawRow = tuple[Any, ...]  # stored values, types unchecked until verified
+# A stored row: `(seq, created_us, kind, ref_id, parent_hash, entry_hash, body[, types_ok])`
+# as the store keeps it: kind and ref_id as text (str, or UTF-8 bytes), each hash as 32 raw
+# bytes (or, in an entry stored before the compact form, its 64 hex digits as ASCII bytes),
+# the body in its stored form (`body_codec`); types unchecked until verified.
+StoredRow = tuple[Any, ...]
+RawRow = StoredRow  # the name this type had before the stored form was compacted
+# The text an entry carries for a stored body that does not decode: a lone surrogate outside
+# the escape range, so it can never hash (and so never pass) on any path.
+UNDECODABLE_BODY = "\udc00paywarden: the stored body does not decode: "
 
 
-def _as_entry(row: RawRow) -> AuditEntry:
-    """A stored row as an entry, bytes decoded (bad UTF-8 kept as surrogate escapes).
+def stored_row(entry: AuditEntry) -> tuple[int, int, str, str, bytes, bytes, bytes]:
+    """The row an entry is stored as: hashes as raw bytes, the body compressed."""
+    return (
+        entry.seq,
+        entry.created_us,
+        entry.kind,
+        entry.ref_id,
+        bytes.fromhex(entry.parent_hash),
+        bytes.fromhex(entry.entry_hash),
+        body_codec.encode_text(entry.body),
+    )
+
+
+def entry_from_stored(row: StoredRow) -> AuditEntry:
+    """A stored row as an entry: hashes as hex, the body decoded to its canonical text (bytes
+    that are not UTF-8 kept as surrogate escapes, so they hash back to themselves).
 
     A row may carry an eighth value, the store's own check that every column has its declared
-    type; when it says no, the text columns stay undecoded so the entry reports the wrong type.
+    type; when it says no, the values stay as stored, so the entry reports the wrong type.
     """
     if len(row) > 7 and not row[7]:
         return AuditEntry(*row[:7])
-    fields: list[Any] = [
-        v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) else v for v in row[:7]
-    ]
-    return AuditEntry(*fields)
+    seq, created_us, kind, ref_id, parent_hash, own_hash, body = row[:7]
+    return AuditEntry(
+        seq,
+        created_us,
+        _text(kind),
+        _text(ref_id),
+        stored_hash_text(parent_hash),
+        stored_hash_text(own_hash),
+        _body_text(body),
+    )
+
+
+_LEGACY_HASH = re.compile(rb"[0-9a-f]{64}")
+
+
+def stored_hash_text(stored: Any) -> Any:
+    """A stored hash as hex: 32 raw bytes, or a legacy entry's 64 lowercase hex digits. Any
+    other bytes become a hex text that matches no hash (the entry stays broken)."""
+    if not isinstance(stored, bytes):
+        return stored
+    if len(stored) == 64 and _LEGACY_HASH.fullmatch(stored):
+        return stored.decode("ascii")
+    return stored.hex()
+
+
+def raw_stored_hash(stored: bytes) -> bytes:
+    """A legacy entry's hash (64 hex digits) as its 32 raw bytes; anything else unchanged."""
+    if len(stored) == 64 and _LEGACY_HASH.fullmatch(stored):
+        return bytes.fromhex(stored.decode("ascii"))
+    return stored
+
+
+def _text(value: Any) -> Any:
+    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value
+
+
+def _body_text(stored: Any) -> Any:
+    if not isinstance(stored, bytes):
+        return stored
+    try:
+        return body_codec.decode_text(stored)
+    except body_codec.BodyFormatError as error:
+        return f"{UNDECODABLE_BODY}{error}"
+
+
+def _raw_hash(hex_hash: str) -> bytes:
+    try:
+        return bytes.fromhex(hex_hash)
+    except (TypeError, ValueError):
+        return b""  # matches no stored hash
 
 
 @dataclass(slots=True)
 class ScanState:
-    """Where a fast scan stands: the next expected seq and the previous entry's hash."""
+    """Where a fast scan stands: the next expected seq and the previous entry's raw hash."""
 
     expected_seq: int
-    parent: bytes  # hex, as stored
-    parent_raw: bytes  # the same hash as 32 raw bytes
+    parent: bytes  # 32 raw bytes, as stored
     checkpoint_seen: bool = False
 
 
 def scan_rows(
-    iterator: Iterator[RawRow], state: ScanState, checkpoint: Checkpoint | None = None
-) -> RawRow | None:
+    iterator: Iterator[StoredRow], state: ScanState, checkpoint: Checkpoint | None = None
+) -> StoredRow | None:
     """Advance `state` over good rows; return the first row that does not pass, or None.
 
-    This is the hot loop of verification: one hash and a few comparisons per good entry.
+    This is the hot loop of verification: one body decoded, one hash and a few comparisons
+    per good entry. Kind and ref_id must come as UTF-8 bytes (a bytes text factory).
     """
-    sha256, pack, length, hexlify = hashlib.sha256, _HEADER.pack, _LENGTH.pack, binascii.hexlify
-    expected_seq, parent, parent_raw = state.expected_seq, state.parent, state.parent_raw
+    sha256, pack, length, decode = hashlib.sha256, _HEADER.pack, _LENGTH.pack, _decode_body
+    expected_seq, parent = state.expected_seq, state.parent
     checkpoint_seq = checkpoint.seq if checkpoint is not None else -1
-    checkpoint_hash = checkpoint.head_hash.encode("ascii") if checkpoint is not None else b""
-    failing: RawRow | None = None
+    checkpoint_hash = _raw_hash(checkpoint.head_hash) if checkpoint is not None else b""
+    failing: StoredRow | None = None
     for row in iterator:
         seq, created_us, kind, ref_id, parent_hash, stored_hash, body = row[:7]
         try:
+            if len(parent_hash) != 32:  # an entry stored before the compact form
+                parent_hash = raw_stored_hash(parent_hash)
+            if len(stored_hash) != 32:
+                stored_hash = raw_stored_hash(stored_hash)
             good = (
                 (len(row) == 7 or row[7] == 1)
                 and seq == expected_seq
@@ -203,51 +286,57 @@ def scan_rows(
                 and (seq != checkpoint_seq or stored_hash == checkpoint_hash)
             )
             if good:
-                digest = sha256(
-                    b"".join(
-                        (
-                            DOMAIN,
-                            pack(parent_raw, seq, created_us),
-                            length(len(kind)),
-                            kind,
-                            length(len(ref_id)),
-                            ref_id,
-                            length(len(body)),
-                            body,
+                data = decode(body)
+                good = (
+                    sha256(
+                        b"".join(
+                            (
+                                DOMAIN,
+                                pack(parent, seq, created_us),
+                                length(len(kind)),
+                                kind,
+                                length(len(ref_id)),
+                                ref_id,
+                                length(len(data)),
+                                data,
+                            )
                         )
-                    )
-                ).digest()
-                good = hexlify(digest) == stored_hash
+                    ).digest()
+                    == stored_hash
+                )
         except (TypeError, ValueError, struct.error, OverflowError):
-            good = False
+            good = False  # a body that does not decode is a ValueError (BodyFormatError)
         if not good:
             failing = row
             break
         state.checkpoint_seen = state.checkpoint_seen or seq == checkpoint_seq
-        expected_seq, parent, parent_raw = expected_seq + 1, stored_hash, digest
-    state.expected_seq, state.parent, state.parent_raw = expected_seq, parent, parent_raw
+        expected_seq, parent = expected_seq + 1, stored_hash
+    state.expected_seq, state.parent = expected_seq, parent
     return failing
 
 
-def verify_rows(rows: Iterable[RawRow], checkpoint: Checkpoint | None = None) -> VerifyResult:
-    """`verify` over raw stored rows `(seq, created_us, kind, ref_id, parent_hash, entry_hash,
-    body[, types_ok])` whose text columns are bytes, as a database read with a bytes text
-    factory returns them: the fast path for large logs.
+_decode_body = body_codec.decode_body
+
+
+def verify_rows(rows: Iterable[StoredRow], checkpoint: Checkpoint | None = None) -> VerifyResult:
+    """`verify` over stored rows (see `StoredRow`) whose kind and ref_id are UTF-8 bytes, as a
+    database read with a bytes text factory returns them: the fast path for large logs.
 
     At the first row that does not pass, verification continues on the precise path of
     `verify`, so every reason and checkpoint rule is the same on both paths.
     """
     iterator = iter(rows)
-    genesis = GENESIS_PARENT.encode("ascii")
-    state = ScanState(1, genesis, bytes(32))
+    state = ScanState(1, bytes(32))
     state.checkpoint_seen = (
         checkpoint is not None and checkpoint.seq == 0 and checkpoint.head_hash == GENESIS_PARENT
     )
     failing = scan_rows(iterator, state, checkpoint)
-    parent = state.parent.decode("ascii", "replace")
+    parent = state.parent.hex()
     if failing is None:
         return _verify_from((), checkpoint, state.expected_seq, parent, state.checkpoint_seen)
-    rest = itertools.chain([_as_entry(failing)], (_as_entry(row) for row in iterator))
+    rest = itertools.chain(
+        [entry_from_stored(failing)], (entry_from_stored(row) for row in iterator)
+    )
     return _verify_from(rest, checkpoint, state.expected_seq, parent, state.checkpoint_seen)
 
 
@@ -266,6 +355,8 @@ def _check_entry(entry: AuditEntry, expected_seq: int, parent_hash: str) -> str 
         return f"sequence {entry.seq} repeats or goes backwards after {expected_seq - 1}"
     if entry.parent_hash != parent_hash:
         return "parent hash does not match the previous entry (entry inserted, removed or moved)"
+    if entry.body.startswith(UNDECODABLE_BODY):
+        return "entry body does not decode from its stored form (entry edited)"
     try:
         recomputed = entry_hash(
             entry.parent_hash, entry.seq, entry.created_us, entry.kind, entry.ref_id, entry.body

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -169,6 +169,19 @@ class Trace:
         listed = rules
         if len(rules) > limits.trace_rules_listed_max:
             listed = tuple(r for r in rules if r.matched or r.error is not None)
+        return self._with_rules(rules, listed)
+
+    def to_record(self) -> dict[str, object]:
+        """The trace as recorded in the audit log: only the rules that matched or failed (at
+        most `limits.trace_rules_listed_max`), in policy order, and the count of the others
+        (`rules_not_listed`), which did not match and raised no error. The policy version
+        names the rest: `expand_rules` rebuilds the whole list from the policy's text."""
+        rules = self.rules
+        return self._with_rules(rules, tuple(r for r in rules if r.matched or r.error is not None))
+
+    def _with_rules(
+        self, rules: tuple[RuleTrace, ...], listed: tuple[RuleTrace, ...]
+    ) -> dict[str, object]:
         data: dict[str, object] = {
             "policy_version": self.policy_version,
             "evaluated_at": self.evaluated_at.isoformat(),
@@ -196,6 +209,39 @@ class Trace:
         if shown != len(rules):
             data["rules_not_listed"] = len(rules) - shown
         return data
+
+
+def expand_rules(
+    trace: Mapping[str, Any], policy_rules: Sequence[tuple[str, str]]
+) -> list[dict[str, object]] | None:
+    """Every rule of a recorded trace (`Trace.to_record` or `to_dict` output) as JSON values,
+    given the `(rule_id, effect)` of each rule of the policy version it cites, in order: the
+    listed rules as recorded, every other rule unmatched and without error.
+
+    None when the record cannot be expanded exactly: nothing was left out, the listing was
+    cut at `limits.trace_rules_listed_max` (an unlisted rule may have matched), or the rules
+    do not fit the policy (another policy, or an edited record).
+    """
+    listed = trace.get("rules")
+    not_listed = trace.get("rules_not_listed")
+    if not isinstance(listed, list) or type(not_listed) is not int or not_listed <= 0:
+        return None
+    if len(listed) >= limits.trace_rules_listed_max:
+        return None
+    if len(listed) + not_listed != len(policy_rules):
+        return None
+    expanded: list[dict[str, object]] = []
+    position = 0
+    for rule_id, effect in policy_rules:
+        recorded = listed[position] if position < len(listed) else None
+        if isinstance(recorded, dict) and recorded.get("rule_id") == rule_id:
+            if recorded.get("effect") != effect:
+                return None
+            expanded.append(dict(recorded))
+            position += 1
+        else:
+            expanded.append({"rule_id": rule_id, "effect": effect, "matched": False, "error": None})
+    return expanded if position == len(listed) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +292,14 @@ class Decision:
         )
 
     def to_dict(self) -> dict[str, object]:
+        return self._as_dict(self.trace.to_dict())
+
+    def to_record(self) -> dict[str, object]:
+        """The decision as its audit entry records it: `to_dict` with the trace's compact
+        listing (`Trace.to_record`)."""
+        return self._as_dict(self.trace.to_record())
+
+    def _as_dict(self, trace: dict[str, object]) -> dict[str, object]:
         return {
             "decision_id": self.decision_id,
             "outcome": self.outcome,
@@ -257,5 +311,5 @@ class Decision:
             "approval_id": self.approval_id,
             "replayed": self.replayed,
             "policy_version": self.policy_version,
-            "trace": self.trace.to_dict(),
+            "trace": trace,
         }

@@ -7,13 +7,15 @@ the rule's own currency) written inline and every other condition called as its 
 
 Safety: the generated source is built only from fixed templates and generated identifiers
 (`_k0`, `_f3`, ...). No text from the policy or the intent ever becomes source code; every
-policy value reaches the function as an object in its namespace. CEL expressions are still
-evaluated by the CEL library, never by Python.
+policy value reaches the function as an object in its namespace. A CEL expression in the simple
+subset is translated from its parsed tree into such a template (`paywarden.policy.cel_compile`);
+its literals are constants like any other policy value. Any other CEL expression is evaluated by
+the CEL library, never by Python.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from paywarden.policy.facts import Facts
@@ -51,6 +53,27 @@ def inline(check: Check, template: str, **constants: object) -> Check:
     """Record on `check` how it may be written inline; returns `check` itself."""
     vars(check)[_ATTRIBUTE] = Inline(template, constants)
     return check
+
+
+def compile_check(template: str, constants: Mapping[str, object]) -> Check:
+    """One check generated from an inline template, over the same locals as `generate`.
+
+    The function carries the template, so `generate` writes it inline; called on its own (the
+    evaluator's rule-by-rule fallback) it computes the same value. `constants` keys must be
+    identifiers: they are generated names, never policy text.
+    """
+    namespace: dict[str, object] = {}
+    names = {}
+    for key, value in constants.items():
+        if not (key.isascii() and key.isidentifier()):
+            raise ValueError(f"constant name `{key}` is not an identifier")
+        names[key] = f"_k_{key}"
+        namespace[names[key]] = value
+    body = "\n".join(f"    {line}" for line in _LOCALS)
+    source = f"def _check(f):\n{body}\n    return ({template.format(**names)})\n"
+    exec(compile(source, "<paywarden policy check>", "exec"), namespace)
+    function: Check = namespace["_check"]  # type: ignore[assignment]
+    return inline(function, template, **constants)
 
 
 def generate(rules_checks: Sequence[Sequence[Check]]) -> MatchAll:

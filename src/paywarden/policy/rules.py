@@ -20,6 +20,7 @@ from typing import Any
 from paywarden import limits
 from paywarden.errors import InvalidInputError
 from paywarden.money import CurrencyTable, Money
+from paywarden.policy.cel_compile import compile_cel
 from paywarden.policy.document import LocMap, Mark
 from paywarden.policy.facts import CEL_VARIABLES, WEEKDAYS, Facts, RuleEvaluationError
 from paywarden.policy.fx import FxTable
@@ -362,13 +363,27 @@ def _parse_hours(value: object, ctx: RuleContext, mark: Mark) -> tuple[time, tim
 
 
 def cel_check(expression: object, ctx: RuleContext, mark: Mark) -> Check | None:
-    """`when: 'amount_minor > 50000 && recipient.endsWith(".example.com")'` (CEL)."""
+    """`when: 'amount_minor > 50000 && recipient.endsWith(".example.com")'` (CEL).
+
+    An expression in the simple subset (see `paywarden.policy.cel_compile`) is compiled into
+    the policy's generated matcher, with the library's semantics; any other goes to the CEL
+    library, which is then imported (not before: it loads its own REPL, about 0.2 s).
+    """
     if not isinstance(expression, str) or not expression.strip():
         ctx.error("`when` must be a CEL expression string", mark)
         return None
     if len(expression) > limits.policy_expression_chars_max:
         ctx.error(f"`when` is longer than {limits.policy_expression_chars_max} characters", mark)
         return None
+    compiled = compile_cel(expression)
+    if compiled is not None:
+        return compiled
+    return cel_library_check(expression, ctx, mark)
+
+
+def cel_library_check(expression: str, ctx: RuleContext, mark: Mark) -> Check | None:
+    """`expression` checked and evaluated by the CEL library (every expression outside the
+    compiled subset; tests compare the two)."""
     import cel  # here, not at the top: it loads its own REPL (~0.2 s); only `when:` needs it
 
     try:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from paywarden.audit.chain import AuditEntry
 from paywarden.ports.rows import (
@@ -40,6 +40,8 @@ from paywarden.ports.rows import (
     VelocityUsage,
     VoteRow,
 )
+
+T = TypeVar("T")
 
 # tests/contract/test_store_port.py checks every method name against this scheme.
 
@@ -483,8 +485,21 @@ class Store(Protocol):
     rolls back on any error; `read()` is a consistent snapshot for reads only. A store that
     stays locked past its timeout raises StoreBusyError, any other failure StoreError."""
 
+    def run(self, work: Callable[[UnitOfWork], T]) -> T:
+        """`work` in a write transaction of its own; its result once that transaction is
+        committed and durable. An exception of `work` rolls back everything it changed, and
+        only that, and is raised here. A store with group commit runs the works of concurrent
+        callers in arrival order, several in one commit, each atomic on its own (a savepoint);
+        one without implements it as `with self.write() as tx: return work(tx)`."""
+        ...
+
     def write(self) -> AbstractContextManager[UnitOfWork]: ...
     def read(self) -> AbstractContextManager[UnitOfWork]: ...
+    def backlog(self) -> int:
+        """Writes waiting for their turn (queued in this process, and other processes waiting
+        on the same store); 0 for a store that keeps no queue. Cheap: no transaction."""
+        ...
+
     def close(self) -> None: ...
 
 

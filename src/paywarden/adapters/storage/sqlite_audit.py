@@ -6,7 +6,6 @@ never write to it.
 
 from __future__ import annotations
 
-import binascii
 import itertools
 import multiprocessing
 import os
@@ -17,13 +16,15 @@ from pathlib import Path
 from urllib.parse import quote
 
 from paywarden.audit.chain import (
-    GENESIS_PARENT,
     AuditEntry,
     Checkpoint,
-    RawRow,
     ScanState,
+    StoredRow,
     VerifyResult,
+    entry_from_stored,
+    raw_stored_hash,
     scan_rows,
+    stored_hash_text,
     verify_rows,
 )
 from paywarden.errors import StoreError
@@ -35,21 +36,39 @@ READ_MMAP_BYTES = 1 << 30
 
 AUDIT_COLUMNS = "seq, created_us, kind, ref_id, parent_hash, entry_hash, body"
 # With a bytes text factory TEXT and BLOB look alike, so the store says whether every column
-# still has its declared type (a rebuilt table could hold a BLOB where text belongs).
+# still has its declared type (a rebuilt table could hold text where a BLOB belongs).
 _AUDIT_TYPES_OK = (
     "(typeof(seq) = 'integer' AND typeof(created_us) = 'integer' AND typeof(kind) = 'text'"
-    " AND typeof(ref_id) = 'text' AND typeof(parent_hash) = 'text'"
-    " AND typeof(entry_hash) = 'text' AND typeof(body) = 'text')"
+    " AND typeof(ref_id) = 'text' AND typeof(parent_hash) = 'blob'"
+    " AND typeof(entry_hash) = 'blob' AND typeof(body) = 'blob')"
 )
+# A file not yet migrated to the compact form (schema before 8: the audit commands open files
+# read-only, so they never migrate one) declares its hashes and bodies as TEXT.
+_COMPACT_SINCE_VERSION = 8
+_LEGACY_TYPES_OK = _AUDIT_TYPES_OK.replace("'blob'", "'text'")
 
 
-def iter_audit_rows_readonly(path: str | Path, page_entries: int = 20_000) -> Iterator[RawRow]:
-    """Every stored audit row of a file opened read-only, text columns as raw bytes: the input
-    of the fast verifier (`verify_rows`), which needs no decoding at all."""
+def _types_ok(connection: sqlite3.Connection) -> str:
+    """The type check for this file's audit_log, as its schema version declares it."""
+    try:
+        row = connection.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
+    except sqlite3.Error:
+        return _AUDIT_TYPES_OK
+    version = row[0] if row else None
+    if isinstance(version, int) and version < _COMPACT_SINCE_VERSION:
+        return _LEGACY_TYPES_OK
+    return _AUDIT_TYPES_OK
+
+
+def iter_audit_rows_readonly(path: str | Path, page_entries: int = 20_000) -> Iterator[StoredRow]:
+    """Every stored audit row of a file opened read-only, as stored (text columns as raw
+    bytes), with the type check last: the input of the fast verifier (`verify_rows`)."""
     connection = _connect_readonly(path)
     connection.text_factory = bytes
     try:
-        cursor = connection.execute(f"SELECT {AUDIT_COLUMNS}, {_AUDIT_TYPES_OK} FROM audit_log")
+        cursor = connection.execute(
+            f"SELECT {AUDIT_COLUMNS}, {_types_ok(connection)} FROM audit_log"
+        )
         while rows := cursor.fetchmany(page_entries):
             yield from rows
     except sqlite3.Error as error:
@@ -74,32 +93,47 @@ def _connect_readonly(path: str | Path) -> sqlite3.Connection:
 def iter_audit_readonly(
     path: str | Path, page_entries: int = 20_000, ref_id: str | None = None
 ) -> Iterator[AuditEntry]:
-    """Stream every entry of a database file opened read-only: verification never writes.
+    """Stream every entry of a database file opened read-only, decoded to its hashed form
+    (`chain.entry_from_stored`): verification never writes.
 
     Rows are read in order of their storage key, not sorted by it, so a renumbered or moved
-    entry shows up where it is stored and the verifier sees the gap or the repeat.
+    entry shows up where it is stored and the verifier sees the gap or the repeat. Rows are
+    decoded exactly as the fast verifier decodes them, type check included, so both paths
+    report the same first broken entry for the same reason.
     """
     connection = _connect_readonly(path)
     # Bytes that are not UTF-8 (an edit by hand) must reach the verifier as a broken entry,
-    # not stop the read: keep them as surrogate escapes, which hash differently.
-    connection.text_factory = lambda data: data.decode("utf-8", "surrogateescape")
+    # not stop the read: read them raw; decoding keeps them as surrogate escapes.
+    connection.text_factory = bytes
     try:
+        selected = f"SELECT {AUDIT_COLUMNS}, {_types_ok(connection)} FROM audit_log"
         if ref_id is None:
-            cursor = connection.execute(f"SELECT {AUDIT_COLUMNS} FROM audit_log")
+            cursor = connection.execute(selected)
         else:
-            cursor = connection.execute(
-                f"SELECT {AUDIT_COLUMNS} FROM audit_log WHERE ref_id = ? ORDER BY seq", (ref_id,)
-            )
+            cursor = connection.execute(f"{selected} WHERE ref_id = ? ORDER BY seq", (ref_id,))
         while True:
             rows = cursor.fetchmany(page_entries)
             if not rows:
                 return
             for row in rows:
-                yield AuditEntry(*row)
+                yield entry_from_stored(row)
     except sqlite3.Error as error:
         raise StoreError(f"cannot read the audit log of `{path}`: {error}") from error
     finally:
         connection.close()
+
+
+def read_meta_readonly(path: str | Path, key: str) -> str | None:
+    """One shared setting (`meta`) of a file opened read-only, such as the text of a policy
+    version (`policy_text:<version>`)."""
+    connection = _connect_readonly(path)
+    try:
+        row = connection.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    except sqlite3.Error as error:
+        raise StoreError(f"cannot read the settings of `{path}`: {error}") from error
+    finally:
+        connection.close()
+    return str(row[0]) if row else None
 
 
 # Verification of a whole file --------------------------------------------------------------
@@ -146,7 +180,7 @@ def _verify_ranges(
     context = multiprocessing.get_context("fork" if fork else "spawn")
     with context.Pool(len(ranges)) as pool:
         parts = pool.map(_verify_range, ranges)
-    parent = GENESIS_PARENT.encode("ascii")
+    parent = bytes(32)
     for ok, first_parent, last_hash in parts:
         if not ok or first_parent != parent:
             return None
@@ -160,9 +194,9 @@ def _verify_ranges(
             ).fetchone()
         finally:
             connection.close()
-        if row is None or row[0] != checkpoint.head_hash:
+        if row is None or stored_hash_text(row[0]) != checkpoint.head_hash:
             return None
-    return VerifyResult(True, count, count, parent.decode("ascii"))
+    return VerifyResult(True, count, count, parent.hex())
 
 
 def _verify_range(task: tuple[str, int, int]) -> tuple[bool, bytes, bytes]:
@@ -172,17 +206,18 @@ def _verify_range(task: tuple[str, int, int]) -> tuple[bool, bytes, bytes]:
     connection.text_factory = bytes
     try:
         rows = connection.execute(
-            f"SELECT {AUDIT_COLUMNS}, {_AUDIT_TYPES_OK} FROM audit_log"
+            f"SELECT {AUDIT_COLUMNS}, {_types_ok(connection)} FROM audit_log"
             " WHERE seq > ? AND seq <= ? ORDER BY seq",
             (start, end),
         )
         first = rows.fetchone()
-        if first is None or not isinstance(first[4], bytes) or len(first[4]) != 64:
+        if first is None or not isinstance(first[4], bytes):
             return False, b"", b""
-        state = ScanState(start + 1, first[4], binascii.unhexlify(first[4]))
+        first_parent = raw_stored_hash(first[4])
+        state = ScanState(start + 1, first_parent)
         failing = scan_rows(itertools.chain([first], rows), state)
-    except (sqlite3.Error, binascii.Error):
+    except sqlite3.Error:
         return False, b"", b""
     finally:
         connection.close()
-    return failing is None and state.expected_seq == end + 1, first[4], state.parent
+    return failing is None and state.expected_seq == end + 1, first_parent, state.parent

@@ -15,8 +15,8 @@ from paywarden.adapters.storage.sqlite_rows import (
     columns,
     fetch_all,
     fetch_one,
-    insert_statement,
 )
+from paywarden.audit.body_codec import decode_text
 from paywarden.errors import StoreError
 from paywarden.ports import (
     ChargeRow,
@@ -30,23 +30,29 @@ from paywarden.ports import (
 )
 
 ROLLING_WINDOW_US = -1  # the counter window of a rolling budget: summed from its charges
-_INSERT_DECISION = insert_statement("decisions", NewDecision)
 _HOLD = columns(HoldRow)
 _CHARGE = columns(ChargeRow)
 _COUNTER = columns(CounterRow)
 
 
 class SQLiteDecisions(SQLiteRepository):
+    """A decision is its audit entry; its index row holds only what lookups need: the id and
+    the entry's seq, and, under an idempotency key, the key and the intent's fingerprint
+    (`decision_keys`). Everything else is read from the entry's body."""
+
     __slots__ = ()
 
     def get_by_key(self, agent: str, idempotency_key: str) -> StoredDecision | None:
-        cursor = self._db.execute(
-            "SELECT d.decision_id, d.fingerprint, a.body FROM decisions d"
+        row = self._db.execute(
+            "SELECT k.decision_id, k.fingerprint, a.body FROM decision_keys k"
+            " JOIN decisions d ON d.decision_id = k.decision_id"
             " JOIN audit_log a ON a.seq = d.audit_seq"
-            " WHERE d.agent = ? AND d.idempotency_key = ?",
+            " WHERE k.agent = ? AND k.idempotency_key = ?",
             (agent, idempotency_key),
-        )
-        return fetch_one(cursor, StoredDecision)
+        ).fetchone()
+        if row is None:
+            return None
+        return StoredDecision(row[0], row[1], decode_text(row[2]))
 
     def get_body(self, decision_id: str) -> str | None:
         row = self._db.execute(
@@ -54,10 +60,19 @@ class SQLiteDecisions(SQLiteRepository):
             " WHERE d.decision_id = ?",
             (decision_id,),
         ).fetchone()
-        return str(row[0]) if row else None
+        return decode_text(row[0]) if row else None
 
     def insert(self, row: NewDecision) -> None:
-        self._db.execute(_INSERT_DECISION, bind(row))
+        self._db.execute(
+            "INSERT INTO decisions (decision_id, audit_seq) VALUES (?, ?)",
+            (row.decision_id, row.audit_seq),
+        )
+        if row.idempotency_key is not None:
+            self._db.execute(
+                "INSERT INTO decision_keys (agent, idempotency_key, decision_id, fingerprint)"
+                " VALUES (?, ?, ?, ?)",
+                (row.agent, row.idempotency_key, row.decision_id, row.fingerprint),
+            )
 
 
 class SQLiteBudgets(SQLiteRepository):

@@ -1,32 +1,30 @@
-"""SQLite repositories of the append-only audit log, the shared settings and the outbox."""
+"""SQLite repositories of the append-only audit log, the shared settings and the outbox.
+
+Audit entries cross the port in their hashed form (`AuditEntry`: hex hashes, canonical JSON
+body) and are stored compact (`chain.stored_row`: raw hashes, compressed body); every read
+decodes them back (`chain.entry_from_stored`).
+"""
 
 from __future__ import annotations
 
 import sqlite3
 
 from paywarden.adapters.storage.sqlite_audit import AUDIT_COLUMNS
-from paywarden.adapters.storage.sqlite_rows import (
-    SQLiteRepository,
-    bind,
-    columns,
-    fetch_all,
-    fetch_one,
-    insert_statement,
-)
-from paywarden.audit.chain import AuditEntry
+from paywarden.adapters.storage.sqlite_rows import SQLiteRepository, columns, fetch_all
+from paywarden.audit.chain import AuditEntry, entry_from_stored, stored_hash_text, stored_row
 from paywarden.ports import OutboxRow
 
-_INSERT_AUDIT = insert_statement("audit_log", AuditEntry)
+_INSERT_AUDIT = f"INSERT INTO audit_log ({AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
 _OUTBOX = columns(OutboxRow)
 
 
 def read_audit_page(connection: sqlite3.Connection, after_seq: int, limit: int) -> list[AuditEntry]:
     """Up to `limit` entries after `after_seq`, in sequence order, on any connection."""
-    cursor = connection.execute(
+    rows = connection.execute(
         f"SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?",
         (after_seq, limit),
-    )
-    return fetch_all(cursor, AuditEntry)
+    ).fetchall()
+    return [entry_from_stored(row) for row in rows]
 
 
 class SQLiteAudit(SQLiteRepository):
@@ -34,23 +32,35 @@ class SQLiteAudit(SQLiteRepository):
 
     def get_head(self) -> AuditEntry | None:
         """The last entry's link fields; its body is left out (appending never needs it)."""
-        cursor = self._db.execute(
-            "SELECT seq, created_us, kind, ref_id, parent_hash, entry_hash, '' AS body"
+        row = self._db.execute(
+            "SELECT seq, created_us, kind, ref_id, parent_hash, entry_hash"
             " FROM audit_log ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        if row is None:
+            return None
+        seq, created_us, kind, ref_id, parent_hash, own_hash = row
+        return AuditEntry(
+            seq,
+            created_us,
+            kind,
+            ref_id,
+            stored_hash_text(parent_hash),
+            stored_hash_text(own_hash),
+            "",
         )
-        return fetch_one(cursor, AuditEntry)
 
     def append(self, entry: AuditEntry) -> None:
-        self._db.execute(_INSERT_AUDIT, bind(entry))
+        """Store the entry compact: raw hashes, the body compressed (`chain.stored_row`)."""
+        self._db.execute(_INSERT_AUDIT, stored_row(entry))
 
     def list_after(self, after_seq: int, limit: int) -> list[AuditEntry]:
         return read_audit_page(self._db, after_seq, limit)
 
     def list_by_ref(self, ref_id: str) -> list[AuditEntry]:
-        cursor = self._db.execute(
+        rows = self._db.execute(
             f"SELECT {AUDIT_COLUMNS} FROM audit_log WHERE ref_id = ? ORDER BY seq", (ref_id,)
-        )
-        return fetch_all(cursor, AuditEntry)
+        ).fetchall()
+        return [entry_from_stored(row) for row in rows]
 
 
 class SQLiteMeta(SQLiteRepository):

@@ -7,6 +7,9 @@ b-tree instead of a table and its primary-key index: fewer pages per commit, and
 what durable decisions wait on. There is deliberately no `spent <= limit` constraint: an
 operator must be able to lower a limit below current spend to freeze spending; the reserve
 statement enforces it.
+
+The audit log's bodies and hashes are stored compact since version 8 (see the comment there):
+what a row holds is decoded by `paywarden.audit.chain.entry_from_stored`.
 """
 
 from __future__ import annotations
@@ -331,6 +334,57 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
         """
         CREATE INDEX approvals_pending_agent ON approvals (agent, expires_us, hold_id)
             WHERE status = 'pending';
+        """,
+    ),
+    # Compact storage (issue 14, goal 5). New audit entries keep their hashes as 32 raw bytes
+    # and their bodies compressed (`paywarden.audit.body_codec`); what the chain hashes is
+    # unchanged, so every entry written before verifies as it did. Entries already stored are
+    # copied byte for byte, in their legacy form: each hash as its 64 hex digits, the body as
+    # its canonical JSON text (format `{`). Pure SQL, so the copy is one pass at disk speed
+    # (SQLite 3.40 has no `unhex`; decoding 1M hashes in SQL took over a minute). A decision's
+    # index row keeps only what lookups need (its id and audit entry); an idempotency key is
+    # a row of its own, with the intent fingerprint a replay is checked against.
+    (
+        8,
+        """
+        CREATE TABLE audit_log_compact (
+            seq         INTEGER PRIMARY KEY CHECK (seq > 0),
+            created_us  INTEGER NOT NULL,
+            kind        TEXT NOT NULL,
+            ref_id      TEXT NOT NULL,
+            parent_hash BLOB NOT NULL CHECK (length(parent_hash) IN (32, 64)),
+            entry_hash  BLOB NOT NULL CHECK (length(entry_hash) IN (32, 64)),
+            body        BLOB NOT NULL CHECK (length(body) > 0)
+        ) STRICT;
+        INSERT INTO audit_log_compact
+            SELECT seq, created_us, kind, ref_id, CAST(parent_hash AS BLOB),
+                   CAST(entry_hash AS BLOB), CAST(body AS BLOB)
+            FROM audit_log ORDER BY seq;
+        DROP TABLE audit_log;
+        ALTER TABLE audit_log_compact RENAME TO audit_log;
+        CREATE INDEX audit_log_ref ON audit_log (ref_id);
+        CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+        CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+
+        CREATE TABLE decisions_compact (
+            decision_id TEXT PRIMARY KEY,
+            audit_seq   INTEGER NOT NULL
+        ) STRICT, WITHOUT ROWID;
+        INSERT INTO decisions_compact SELECT decision_id, audit_seq FROM decisions;
+        CREATE TABLE decision_keys (
+            agent           TEXT NOT NULL,
+            idempotency_key TEXT NOT NULL,
+            decision_id     TEXT NOT NULL,
+            fingerprint     TEXT NOT NULL,
+            PRIMARY KEY (agent, idempotency_key)
+        ) STRICT, WITHOUT ROWID;
+        INSERT INTO decision_keys
+            SELECT agent, idempotency_key, decision_id, fingerprint FROM decisions
+            WHERE idempotency_key IS NOT NULL;
+        DROP TABLE decisions;
+        ALTER TABLE decisions_compact RENAME TO decisions;
         """,
     ),
 )

@@ -12,7 +12,12 @@ from pathlib import Path
 
 import click
 
-from paywarden.adapters.storage.sqlite_audit import iter_audit_readonly, verify_file
+from paywarden.adapters.storage.sqlite_audit import (
+    iter_audit_readonly,
+    read_meta_readonly,
+    verify_file,
+)
+from paywarden.audit import proof
 from paywarden.audit.chain import AuditEntry, Checkpoint, VerifyResult, verify
 from paywarden.audit.checkpoint import (
     CheckpointError,
@@ -27,6 +32,7 @@ from paywarden.audit.checkpoint import (
 )
 from paywarden.clock import SystemClock, to_us
 from paywarden.errors import StoreError
+from paywarden.policy.loading import POLICY_TEXT_KEY
 
 EXIT_BROKEN = 1
 EXIT_USAGE = 2
@@ -250,18 +256,48 @@ def _print_result(result: VerifyResult, trusted: Checkpoint | None, as_json: boo
 @click.argument("ref_id")
 @_DATABASE
 def show(ref_id: str, database: str) -> None:
-    """Print the audit entries of a decision or hold id, with the decision's proof trace."""
+    """Print the audit entries of a decision or hold id, with the decision's proof trace.
+
+    Each entry is printed as recorded. A decision's entry lists the rules that matched or
+    failed; every other rule of its policy follows, expanded from the policy's text."""
     found = list(_entries(database, ref_id))
     if not found:
         _die(f"no audit entry for `{ref_id}`", EXIT_BROKEN)
     for entry in found:
         click.echo(f"seq {entry.seq}  {entry.kind}  hash {entry.entry_hash[:16]}")
         try:
-            click.echo(json.dumps(json.loads(entry.body), indent=2, sort_keys=True))
+            body = json.loads(entry.body)
         except ValueError:
             click.echo(
                 f"(the body is not valid JSON, so this entry is broken: {ascii(entry.body)})"
             )
+            continue
+        click.echo(json.dumps(body, indent=2, sort_keys=True))
+        _show_expanded_trace(database, body)
+
+
+def _show_expanded_trace(database: str, body: object) -> None:
+    """After a decision entry whose trace leaves rules out: the whole trace, every rule of the
+    policy version it cites (from the text the ledger keeps for that version)."""
+    decision = body.get("decision") if isinstance(body, dict) else None
+    if not isinstance(decision, dict):
+        return
+    trace, version = decision.get("trace"), proof.cited_version(decision)
+    if not isinstance(trace, dict) or "rules_not_listed" not in trace or version is None:
+        return
+    try:
+        text = read_meta_readonly(database, POLICY_TEXT_KEY + version)
+    except StoreError as error:
+        _die(str(error))
+    expanded = proof.expand_decision(decision, proof.policy_rules(version, text))
+    if "rules_not_listed" in expanded["trace"]:
+        click.echo(
+            f"({trace['rules_not_listed']} rules not listed: the ledger has no text of policy "
+            f"{version} that names them)"
+        )
+        return
+    click.echo(f"trace with every rule of policy {version}:")
+    click.echo(json.dumps(expanded["trace"], indent=2, sort_keys=True))
 
 
 @audit.command()
