@@ -30,6 +30,7 @@ from paywarden import (
 )
 from paywarden.entrypoints.cli.main import cli
 from paywarden.policy.decision import BudgetTrace, Decision
+from support.audit import entries
 from support.intents import intent_builder
 from support.ledger_file import count, rows
 from support.policies import write_policy
@@ -799,6 +800,29 @@ def test_store_busy_past_the_timeout_denies_with_store_busy(
         assert count(database, "decisions") == 0
         assert count(database, "holds") == 0
         assert warden.authorize(_intent("10.00")).outcome == "allow"
+
+
+def test_a_store_busy_denial_is_audited_once_the_store_frees(
+    database: Path, open_warden: OpenWarden
+) -> None:
+    """The decision's write gives up after the timeout; the denial's own record waits one more
+    turn and lands when the blocker lets go: a refusal that changed nothing, but audited."""
+    with open_warden(DAILY_100, busy_timeout_seconds=1.0) as warden:
+        blocker = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
+        blocker.execute("BEGIN IMMEDIATE")
+        release = threading.Timer(1.5, blocker.execute, args=("ROLLBACK",))
+        release.start()
+        try:
+            busy = warden.authorize(_intent("10.00"))
+        finally:
+            release.join()
+            blocker.close()
+        assert (busy.outcome, busy.reason_code, busy.hold_id) == ("deny", "store_busy", None)
+        (entry,) = [e for e in entries(database) if e.ref_id == busy.decision_id]
+        body = json.loads(entry.body)
+        assert (entry.kind, body["error"]) == ("decision.refused", "store_busy")
+        assert body["decision"]["reason_code"] == "store_busy"
+        assert (count(database, "decisions"), count(database, "holds")) == (0, 0)
 
 
 def test_capture_on_a_busy_store_raises_and_keeps_the_hold(

@@ -112,8 +112,10 @@ def decide_admitted(rt: Runtime, intent: PaymentIntent, actor: str | None) -> De
         decision = rt.store.run(partial(_decide_in, rt, intent, mismatch, now, actor))
     except IdempotencyConflictError:
         raise
-    except StoreBusyError as error:
-        return failure_denial("store_busy", error, rt.policy, now)
+    except StoreBusyError as error:  # taken, then the line was too long: still audited
+        return _audit_failure(
+            rt, intent, failure_denial("store_busy", error, rt.policy, now), actor
+        )
     except StoreError as error:
         return failure_denial("store_unavailable", error, rt.policy, now)
     except Exception as error:  # an internal fault must deny, never allow
@@ -318,10 +320,12 @@ def _cited_rules(
 def _audit_failure(
     rt: Runtime, intent: PaymentIntent, decision: Decision, actor: str | None
 ) -> Decision:
-    """An `internal_error` leaves an audit entry too (in a transaction of its own); only a
+    """An `internal_error` or `store_busy` denial leaves an audit entry too, in a write of its
+    own (for `store_busy`, one more turn in the store's line, within the same timeout); only a
     store that cannot take it sends the record to the process log instead."""
     decision = replace(decision, decision_id=rt.ids("dec"))
-    _log.error("internal error deciding for agent %r: %s", intent.agent, decision.reason)
+    code = decision.reason_code
+    _log.error("%s deciding for agent %r: %s", code, intent.agent, decision.reason)
     try:
         with rt.store.write() as tx:
             refusals.record(
@@ -331,10 +335,10 @@ def _audit_failure(
                 rt.redactor,
                 actor or f"agent:{intent.agent}",
                 rt.now(),
-                "internal_error",
+                code,
             )
     except Exception as error:  # the process log above is the record
-        _log.error("internal error not audited: %s", error)
+        _log.error("%s denial %s not audited: %s", code, decision.decision_id, error)
     return decision
 
 
