@@ -1,8 +1,9 @@
 """Optional dependencies ("extras"), and the one-line error when a feature's extra is missing.
 
 The base install is the library and the command line. `server` (the REST gateway, with MCP
-over HTTP), `mcp` (the stdio MCP server) and `stripe` (the Stripe rail) are extras; `all` is
-every one of them. pyproject.toml declares the same sets; a test keeps the two in step.
+over HTTP), `mcp` (the stdio MCP server), `stripe` (the Stripe rail) and `postgres` (the
+PostgreSQL store) are extras; `all` is every one of them. pyproject.toml declares the same
+sets; a test keeps the two in step.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from __future__ import annotations
 # `mcp`: the gateway also serves MCP over HTTP at /mcp.
 _MCP_MODULES = frozenset({"mcp", "mcp_types", "pydantic", "pydantic_core", "anyio"})
 MODULES_OF_EXTRA: dict[str, frozenset[str]] = {
-    "server": _MCP_MODULES | {"fastapi", "starlette", "uvicorn"},
+    "server": _MCP_MODULES | {"fastapi", "starlette", "uvicorn", "uvloop"},
     "mcp": _MCP_MODULES,
     "stripe": frozenset({"stripe", "requests", "urllib3"}),
+    "postgres": frozenset({"psycopg", "psycopg_pool", "psycopg_binary"}),
 }
 # Built-in rails whose SDK is an extra: rail name -> extra.
 EXTRA_OF_RAIL: dict[str, str] = {"stripe": "stripe"}

@@ -17,6 +17,7 @@ The use cases, one module each:
 | `actions.disputes` | `open_dispute`, `review_dispute`, `resolve_dispute`, `dispute(s)` |
 | `actions.keys` | `create_key`, `authenticate`, `revoke_key`, `keys` |
 | `actions.policy` | `reload_policy`, `ready` |
+| `actions.shadow` | `set_shadow_policy`, `clear_shadow_policy`, `shadow_policy`, `shadow_stats` |
 | `actions.requests` | `idempotency_begin`, `idempotency_end`, `idempotency_abandon` |
 | `actions.audit` | `audit_entries`, `audit_trail`, `verify_audit`, `checkpoint` |
 
@@ -43,11 +44,13 @@ from paywarden.actions import (
     requests,
     scopes,
     sessions,
+    shadow,
 )
 from paywarden.actions.approvals import APPROVALS_PAGE_DEFAULT, ApprovalPage
 from paywarden.actions.grants import GrantRequest
 from paywarden.actions.payments import PaymentOutcome
 from paywarden.actions.scopes import TransactionScope
+from paywarden.actions.shadow import ShadowStats
 from paywarden.approval_request import ApprovalView
 from paywarden.audit.chain import AuditEntry, Checkpoint, VerifyResult
 from paywarden.audit.checkpoint import SignedCheckpoint
@@ -112,7 +115,8 @@ class Warden:
         rails: Mapping[str, PaymentRail] | None = None,
         sleep: Callable[[float], None] = default_sleep,
     ) -> Warden:
-        """Open a Warden on a policy (path or YAML text) and a SQLite database file.
+        """Open a Warden on a policy (path or YAML text) and a ledger: a SQLite file, or a
+        PostgreSQL URL (`postgresql://...`, the `postgres` extra).
 
         `database=":memory:"` (the default) keeps state in this process only; pass a file path
         (the CLI uses `./paywarden.db`) for durable state shared by several processes.
@@ -448,6 +452,23 @@ class Warden:
     def ready(self) -> list[str]:
         """Why this Warden cannot allow payments now (empty when ready)."""
         return policy.ready(self.runtime)
+
+    def set_shadow_policy(self, policy_source: str | Path, *, actor: str) -> CompiledPolicy:
+        """Evaluate a candidate policy (YAML text or a path) next to the enforced one on every
+        decision, never enforced (audited; kept in the store, so every process sees it)."""
+        return shadow.set_shadow_policy(self.runtime, policy_source, actor=actor)
+
+    def clear_shadow_policy(self, *, actor: str) -> bool:
+        """Stop the shadow policy (audited); False when none was set."""
+        return shadow.clear_shadow_policy(self.runtime, actor=actor)
+
+    def shadow_policy(self) -> CompiledPolicy | None:
+        return shadow.shadow_policy(self.runtime)
+
+    def shadow_stats(self) -> ShadowStats:
+        """Decisions this process evaluated under the shadow policy and how many flipped
+        (`shadow_flips_total`)."""
+        return shadow.stats(self.runtime)
 
     def idempotency_begin(
         self, scope: str, key: str, fingerprint: str, stale_seconds: int

@@ -3,15 +3,23 @@
 Every test in tests/contract/ takes the `store` fixture (conftest.py), which is parametrized over
 STORES, so each store runs the same suite. A new store is one more line in STORES: a function
 from a fresh, empty directory to a new, empty, migrated store (the PostgreSQL store of issue 15
-would create a fresh schema there and drop it on `close()`).
+creates a fresh schema and drops it on `close()`).
+
+The PostgreSQL entry needs the server of `tests/postgres/conftest.py` (PAYWARDEN_TEST_POSTGRES,
+default `postgresql://postgres@127.0.0.1:5432/test`); without one it is skipped, and in CI
+(`CI=true`) it fails instead.
 """
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from tempfile import TemporaryDirectory
+
+import pytest
 
 from paywarden.adapters.storage.sqlite import SQLiteStore
 from paywarden.audit.chain import AuditEntry
@@ -34,9 +42,54 @@ from paywarden.ports import (
 
 StoreFactory = Callable[[Path], Store]
 
+POSTGRES_URL = os.environ.get(
+    "PAYWARDEN_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
+)
+
+
+def postgres_store(directory: Path) -> Store:
+    """A PostgreSQL store in a schema of its own, dropped when the store closes."""
+    try:
+        from paywarden.adapters.storage.postgres import PostgresStore
+        from paywarden.errors import StoreError
+    except ImportError as error:  # the `postgres` extra is not installed
+        return _unavailable(f"psycopg is not installed: {error}")
+    schema = f"contract_{uuid.uuid4().hex[:12]}"
+
+    class SchemaStore(PostgresStore):
+        def close(self) -> None:
+            super().close()
+            drop_schema(schema)
+
+    try:
+        return SchemaStore(f"{POSTGRES_URL}?schema={schema}", connect_timeout_seconds=3)
+    except StoreError as error:
+        drop_schema(schema)
+        return _unavailable(str(error))
+
+
+def drop_schema(schema: str) -> None:
+    import psycopg
+
+    try:
+        with psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3) as connection:
+            connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    except psycopg.OperationalError:
+        pass  # no server: nothing was created
+
+
+def _unavailable(reason: str) -> Store:
+    """No PostgreSQL here: skip, except in CI, where PostgreSQL tests must run (fail)."""
+    message = f"PostgreSQL unavailable at {POSTGRES_URL}: {reason}"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 STORES: dict[str, StoreFactory] = {
     "sqlite-memory": lambda directory: SQLiteStore(":memory:"),
     "sqlite-file": lambda directory: SQLiteStore(directory / "contract.db"),
+    "postgres": postgres_store,
 }
 
 

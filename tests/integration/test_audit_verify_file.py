@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -90,3 +91,39 @@ def test_a_clean_log_verifies_on_the_parallel_path(log: Path) -> None:
     result = verify_file(log, _head(log), workers=3, parallel_entries_min=0)
     assert result.ok
     assert result.entries_checked == result.head_seq == _head(log).seq
+
+
+def _count_pools(monkeypatch: pytest.MonkeyPatch, cores: set[int]) -> list[str]:
+    """Let this process run on `cores` only (as `taskset` would), and record each start of
+    worker processes."""
+    import multiprocessing
+    import os
+
+    started: list[str] = []
+    real = multiprocessing.get_context
+
+    def get_context(method: str | None = None) -> Any:
+        started.append(str(method))
+        return real(method)
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(cores), raising=False)
+    monkeypatch.setattr(multiprocessing, "get_context", get_context)
+    return started
+
+
+def test_a_process_allowed_one_core_verifies_without_worker_processes(
+    log: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started = _count_pools(monkeypatch, {0})
+    result = verify_file(log, _head(log), parallel_entries_min=0)
+    assert result.ok and result.entries_checked == _head(log).seq
+    assert started == []  # workers on one core only take turns with each other
+
+
+def test_a_process_allowed_two_cores_verifies_a_large_log_in_two_workers(
+    log: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started = _count_pools(monkeypatch, {0, 1})
+    result = verify_file(log, _head(log), parallel_entries_min=0)
+    assert result.ok and result.entries_checked == _head(log).seq
+    assert len(started) == 1

@@ -481,5 +481,6 @@ def test_serve_refuses_a_bad_limit_and_documents_the_options() -> None:
         "--header-timeout-seconds",
         "--body-timeout-seconds",
         "--keep-alive-timeout-seconds",
+        "--store-backlog-max",
     ):
         assert option in shown

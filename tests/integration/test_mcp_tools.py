@@ -73,6 +73,9 @@ def test_only_agent_tools_are_listed_with_typed_outputs(warden: Warden, mode: st
         for tool in tools:
             assert tool.output_schema is not None and tool.description
             assert not {"agent", "environment", "operator"} & set(tool.input_schema["properties"])
+            # Published flat (schemas.py): what a client checks each result against.
+            published = json.dumps(tool.output_schema)
+            assert "$ref" not in published and "anyOf" not in published, tool.name
         pay = next(tool for tool in tools if tool.name == "request_payment")
         assert pay.output_schema is not None
         assert {"status", "reason_code", "reason", "approval_id"} <= set(

@@ -6,7 +6,8 @@ In order (hops 1 to 5 of the request flow, `docs/architecture.md`):
    (`paywarden.admission`); a refused intent is recorded by `refuse`, then raised.
 2. In one write transaction: the policy in force (read inside it), the expiry sweep, an
    idempotency replay, then `decide.decide` (kill switch, approvals, budgets, policy, grants,
-   the hold), and the decision's audit entry and index row (`record`).
+   the hold), the shadow policy's outcome when one is set (`actions.shadow`, read-only), and
+   the decision's audit entry and index row (`record`).
 3. Failures: a store failure denies (`store_busy`, `store_unavailable`); any other fault
    denies with `internal_error`, audited in a transaction of its own.
 """
@@ -22,7 +23,7 @@ from datetime import datetime
 from functools import partial
 
 from paywarden import admission, limits
-from paywarden.actions import approvals, decide, refusals
+from paywarden.actions import approvals, decide, refusals, shadow
 from paywarden.audit import proof, records
 from paywarden.clock import to_us
 from paywarden.errors import (
@@ -147,8 +148,11 @@ def _decide_in(
         decision = deny_everything("environment_mismatch", mismatch, policy.version, now)
     else:
         phase = _session_phase(tx, intent)
+        prepared = shadow.prepare(rt, tx, intent, now)  # before anything is held
         context = decide.Context(policy, intent, phase, now, rt.ids, rt.hold_ttl_us)
         decision = decide.decide(tx, context)
+        shadowed = shadow.finish(rt, tx, prepared, intent, phase, now, policy, decision)
+        return record(rt, tx, intent, decision, now, actor, shadowed)
     return record(rt, tx, intent, decision, now, actor)
 
 
@@ -210,12 +214,14 @@ def record(
     decision: Decision,
     now: datetime,
     actor: str,
+    shadowed: Mapping[str, object] | None = None,
 ) -> Decision:
     """Write the decision's audit entry (the full record) and its index row, in `tx`.
 
     The entry's trace lists the rules that matched or failed; the others are named by the
     policy version, whose text the store keeps (`proof_policy_kept`): when it cannot, the
-    entry lists every rule instead."""
+    entry lists every rule instead. `shadowed` is the outcome under the shadow policy
+    (`actions.shadow`), recorded as the entry's `shadow` member."""
     if decision.decision_id is None:
         decision = replace(decision, decision_id=rt.ids("dec"))
     decision_id, now_us = str(decision.decision_id), to_us(now)
@@ -225,6 +231,8 @@ def record(
     if compact and not proof_policy_kept(rt, tx, decision.policy_version):
         recorded = decision.to_dict()
     body = records.decision_body(intent, recorded, actor, rt.redactor)
+    if shadowed is not None:
+        body["shadow"] = dict(shadowed)
     entry = records.append(tx, now_us, "decision", decision_id, body)
     tx.decisions.insert(
         NewDecision(

@@ -24,11 +24,13 @@ import hashlib
 import itertools
 import re
 import struct
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from paywarden.audit import body_codec
+from paywarden.audit.body_dictionary import DICTIONARY_1
 
 DOMAIN = b"paywarden.audit.v1\x00"
 GENESIS_PARENT = "00" * 32
@@ -49,6 +51,8 @@ class AuditEntry:
 
 
 _HEADER = struct.Struct(">32sQq")
+# The fixed start of the hashed form in one pack: the domain tag, the parent hash, the numbers.
+_PREFIX = struct.Struct(f">{len(DOMAIN)}s32sQq")
 _LENGTH = struct.Struct(">I")
 
 
@@ -264,55 +268,68 @@ def scan_rows(
 ) -> StoredRow | None:
     """Advance `state` over good rows; return the first row that does not pass, or None.
 
-    This is the hot loop of verification: one body decoded, one hash and a few comparisons
-    per good entry. Kind and ref_id must come as UTF-8 bytes (a bytes text factory).
+    This is the hot loop of verification: one body inflated, one hash and a few comparisons
+    per good entry, with every rarer case (a legacy hex hash, a body in another format, the
+    checkpoint's entry) off the common path. Kind and ref_id must come as UTF-8 bytes (a bytes
+    text factory). A row here may be refused where the precise path (`verify`) would accept
+    it, never the other way round: callers rerun the precise path from the failing row.
     """
-    sha256, pack, length, decode = hashlib.sha256, _HEADER.pack, _LENGTH.pack, _decode_body
-    expected_seq, parent = state.expected_seq, state.parent
+    rows = _typed_rows(iterator)
+    sha256, prefix, length, join = hashlib.sha256, _PREFIX.pack, _LENGTH.pack, b"".join
+    inflater_for, dictionary, decode = zlib.decompressobj, DICTIONARY_1, _decode_body
+    deflate_1, body_max = body_codec.FORMAT_DEFLATE_1, body_codec.BODY_BYTES_MAX
+    expected_seq, parent, seen = state.expected_seq, state.parent, state.checkpoint_seen
     checkpoint_seq = checkpoint.seq if checkpoint is not None else -1
     checkpoint_hash = _raw_hash(checkpoint.head_hash) if checkpoint is not None else b""
     failing: StoredRow | None = None
-    for row in iterator:
-        seq, created_us, kind, ref_id, parent_hash, stored_hash, body = row[:7]
+    for row in rows:
+        seq, created_us, kind, ref_id, parent_hash, stored_hash, body, types_ok = row
         try:
-            if len(parent_hash) != 32:  # an entry stored before the compact form
+            if parent_hash != parent:  # or the same hash as 64 hex digits (a legacy entry)
                 parent_hash = raw_stored_hash(parent_hash)
-            if len(stored_hash) != 32:
-                stored_hash = raw_stored_hash(stored_hash)
-            good = (
-                (len(row) == 7 or row[7] == 1)
-                and seq == expected_seq
-                and parent_hash == parent
-                and (seq != checkpoint_seq or stored_hash == checkpoint_hash)
-            )
+            good = types_ok == 1 and seq == expected_seq and parent_hash == parent
             if good:
-                data = decode(body)
-                good = (
-                    sha256(
-                        b"".join(
-                            (
-                                DOMAIN,
-                                pack(parent, seq, created_us),
-                                length(len(kind)),
-                                kind,
-                                length(len(ref_id)),
-                                ref_id,
-                                length(len(data)),
-                                data,
-                            )
+                if body[0] == deflate_1:  # the form of every entry written today, inline
+                    inflater = inflater_for(-15, zdict=dictionary)
+                    data = inflater.decompress(body[1:], body_max)
+                    if not inflater.eof or inflater.unused_data:
+                        data = decode(body)  # body_codec decides (and most likely refuses)
+                else:
+                    data = decode(body)
+                digest = sha256(
+                    join(
+                        (
+                            prefix(DOMAIN, parent, seq, created_us),
+                            length(len(kind)),
+                            kind,
+                            length(len(ref_id)),
+                            ref_id,
+                            length(len(data)),
+                            data,
                         )
-                    ).digest()
-                    == stored_hash
-                )
-        except (TypeError, ValueError, struct.error, OverflowError):
+                    )
+                ).digest()
+                good = digest == stored_hash or digest == raw_stored_hash(stored_hash)
+                if seq == checkpoint_seq:
+                    good = seen = good and digest == checkpoint_hash
+        except (TypeError, ValueError, IndexError, struct.error, OverflowError, zlib.error):
             good = False  # a body that does not decode is a ValueError (BodyFormatError)
         if not good:
             failing = row
             break
-        state.checkpoint_seen = state.checkpoint_seen or seq == checkpoint_seq
-        expected_seq, parent = expected_seq + 1, stored_hash
-    state.expected_seq, state.parent = expected_seq, parent
+        expected_seq, parent = expected_seq + 1, digest
+    state.expected_seq, state.parent, state.checkpoint_seen = expected_seq, parent, seen
     return failing
+
+
+def _typed_rows(rows: Iterator[StoredRow]) -> Iterator[StoredRow]:
+    """`rows` with the store's type check as their eighth value (1 where a row has none)."""
+    first = next(rows, None)
+    if first is None:
+        return iter(())
+    if len(first) > 7:
+        return itertools.chain((first,), rows)
+    return ((*row[:7], 1) for row in itertools.chain((first,), rows))
 
 
 _decode_body = body_codec.decode_body

@@ -118,6 +118,7 @@ RULE_KEYS = frozenset(
         "budget_ratio",
         "when",
         "approval_ttl",
+        "mode",
         *LIST_CONDITIONS,
         *FLAT_AMOUNT,
     }
@@ -134,6 +135,7 @@ class CompiledRule:
     conditions: tuple[str, ...]
     mark: Mark
     approval_ttl_seconds: int | None = None
+    log_only: bool = False  # `mode: log_only`: evaluated and traced, never enforced
     matches: Check = field(init=False)
     trace_hit: RuleTrace = field(init=False)
     trace_miss: RuleTrace = field(init=False)
@@ -194,6 +196,7 @@ class CompiledPolicy:
     deny_rules: tuple[int, ...] = field(default=())
     approval_rules: tuple[int, ...] = field(default=())
     allow_rules: tuple[int, ...] = field(default=())
+    log_only_rules: tuple[int, ...] = field(default=())  # evaluated and traced only
     redaction: Redactor = field(default=DEFAULT_REDACTOR)
 
     def rule(self, rule_id: str) -> CompiledRule | None:
@@ -285,11 +288,17 @@ def _compile_native(document: LocMap, dialect: str, report: CompileReport) -> Co
         approvals=approvals,
         report=report,
         match_all=generate([rule.checks for rule in rules]),
-        deny_rules=tuple(i for i, r in enumerate(rules) if r.effect == "deny"),
-        approval_rules=tuple(i for i, r in enumerate(rules) if r.effect == "require_approval"),
-        allow_rules=tuple(i for i, r in enumerate(rules) if r.effect == "allow"),
+        deny_rules=_enforced(rules, "deny"),
+        approval_rules=_enforced(rules, "require_approval"),
+        allow_rules=_enforced(rules, "allow"),
+        log_only_rules=tuple(i for i, r in enumerate(rules) if r.log_only),
         redaction=redaction,
     )
+
+
+def _enforced(rules: tuple[CompiledRule, ...], effect: str) -> tuple[int, ...]:
+    """The indexes of the enforced rules with `effect` (a `log_only` rule decides nothing)."""
+    return tuple(i for i, r in enumerate(rules) if r.effect == effect and not r.log_only)
 
 
 def _timezone(document: LocMap, report: CompileReport) -> ZoneInfo | None:
@@ -384,7 +393,7 @@ def _compile_rules(value: object, ctx: RuleContext, mark: Mark) -> tuple[Compile
         rule = _compile_rule(entry, index, ctx, value.mark_of(index), seen)
         if rule is not None:
             compiled.append(rule)
-    if not any(rule.effect == "allow" for rule in compiled):
+    if not any(rule.effect == "allow" and not rule.log_only for rule in compiled):
         ctx.report.warning("the policy has no allow rule, so it can never allow a payment", mark)
     return tuple(compiled)
 
@@ -444,8 +453,19 @@ def _compile_rule(
         ttl = duration_seconds(
             entry["approval_ttl"], ctx, entry.mark_of("approval_ttl"), "approval_ttl"
         )
+    mode = entry.get("mode", "enforce")
+    if mode not in ("enforce", "log_only"):
+        ctx.error("`mode` must be enforce or log_only", entry.mark_of("mode"))
+        return None
     return CompiledRule(
-        rule_id, effect, str(reason), tuple(checks), tuple(conditions), entry.mark, ttl
+        rule_id,
+        effect,
+        str(reason),
+        tuple(checks),
+        tuple(conditions),
+        entry.mark,
+        ttl,
+        log_only=mode == "log_only",
     )
 
 

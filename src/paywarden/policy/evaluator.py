@@ -1,7 +1,9 @@
 """The evaluator: evaluate(policy, intent, state, now) -> Decision. Pure and fail-closed.
 
 Every rule is evaluated, so the trace lists each one and whether it matched. Precedence: any
-matching deny wins, then require_approval, then allow; nothing matched means deny. A rule that
+matching deny wins, then require_approval, then allow; nothing matched means deny. A rule with
+`mode: log_only` is evaluated and traced like the others but never decides: it is in none of
+the policy's effect indexes, and an error inside it does not deny. A rule that
 raises makes the decision a deny with reason code `rule_error` (unlike Cedar, which skips a
 policy that errors: for money, an error must never open a path).
 """
@@ -111,6 +113,8 @@ def _decide(
         return _decision("deny", "denied_by_rule", denies, trace)
     if phase_denial is not None:
         return Decision("deny", phase_denial[0], phase_denial[1], (), trace)
+    if errors and policy.log_only_rules:
+        errors = {i: error for i, error in errors.items() if not rules[i].log_only}
     if errors:
         failed = [rules[i] for i in sorted(errors)]
         first = errors[min(errors)]

@@ -481,9 +481,11 @@ class UnitOfWork(Protocol):
 
 
 class Store(Protocol):
-    """A durable store. `write()` is one serialised transaction that commits on success and
-    rolls back on any error; `read()` is a consistent snapshot for reads only. A store that
-    stays locked past its timeout raises StoreBusyError, any other failure StoreError."""
+    """A durable store. `write()` is one transaction, isolated from every concurrent writer
+    for what it reads and changes (SQLite: one writer at a time; PostgreSQL: READ COMMITTED
+    with row locks taken in a fixed order), that commits on success and rolls back on any
+    error; `read()` is a consistent snapshot for reads only. A store that stays locked past
+    its timeout raises StoreBusyError, any other failure StoreError."""
 
     def run(self, work: Callable[[UnitOfWork], T]) -> T:
         """`work` in a write transaction of its own; its result once that transaction is

@@ -7,7 +7,6 @@ never write to it.
 from __future__ import annotations
 
 import itertools
-import multiprocessing
 import os
 import sqlite3
 import sys
@@ -150,29 +149,67 @@ def verify_file(
     The log is split into sequence ranges; each worker checks the links and hashes inside its
     range and reports the first parent and the last hash, and the ranges must join up. If
     anything at all is off, the whole log is verified again sequentially, so a broken log is
-    always reported with the exact first broken link and reason.
+    always reported with the exact first broken link and reason. `workers` defaults to the
+    cores this process may use (at most 8); with one, no worker process starts.
     """
-    workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
+    workers = workers if workers is not None else min(_usable_cores(), 8)
+    if workers > 1:
+        low, high, count = _seq_bounds(path)
+        if count >= parallel_entries_min and (low, high) == (1, count):
+            result = _verify_ranges(path, count, workers, checkpoint)
+            if result is not None:
+                return result
+    return _verify_sequential(path, checkpoint)
+
+
+# Each aggregate alone: SQLite answers MIN and MAX of the key from the ends of the b-tree, but
+# both in one SELECT would read every row.
+_SEQ_BOUNDS = (
+    "SELECT COALESCE((SELECT MIN(seq) FROM audit_log), 0),"
+    " COALESCE((SELECT MAX(seq) FROM audit_log), 0), (SELECT COUNT(*) FROM audit_log)"
+)
+
+
+def _seq_bounds(path: str | Path) -> tuple[int, int, int]:
+    """The lowest and highest seq of the log, and its number of entries (0, 0, 0 when empty)."""
     connection = _connect_readonly(path)
     try:
-        low, high, count = connection.execute(
-            "SELECT COALESCE(MIN(seq), 0), COALESCE(MAX(seq), 0), COUNT(*) FROM audit_log"
-        ).fetchone()
+        low, high, count = connection.execute(_SEQ_BOUNDS).fetchone()
     except sqlite3.Error as error:
         raise StoreError(f"cannot read the audit log of `{path}`: {error}") from error
     finally:
         connection.close()
-    if workers > 1 and count >= parallel_entries_min and (low, high) == (1, count):
-        result = _verify_ranges(path, count, workers, checkpoint)
-        if result is not None:
-            return result
-    return verify_rows(iter_audit_rows_readonly(path), checkpoint)
+    return low, high, count
+
+
+def _usable_cores() -> int:
+    """The cores this process may run on (a `taskset` or a container may allow fewer than
+    the machine has: workers beyond them only take turns on the same core)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _verify_sequential(path: str | Path, checkpoint: Checkpoint | None) -> VerifyResult:
+    """The fast verifier over every row, read straight from the cursor (no generator between
+    SQLite and the scan loop); at the first row that does not pass, the precise path."""
+    connection = _connect_readonly(path)
+    connection.text_factory = bytes
+    try:
+        rows = connection.execute(f"SELECT {AUDIT_COLUMNS}, {_types_ok(connection)} FROM audit_log")
+        return verify_rows(rows, checkpoint)
+    except sqlite3.Error as error:
+        raise StoreError(f"cannot read the audit log of `{path}`: {error}") from error
+    finally:
+        connection.close()
 
 
 def _verify_ranges(
     path: str | Path, count: int, workers: int, checkpoint: Checkpoint | None
 ) -> VerifyResult | None:
     """The parallel pass; None when anything needs the precise sequential pass."""
+    import multiprocessing  # only here: a small log (the usual case) never starts workers
+
     step = -(-count // workers)
     ranges = [(str(path), start, min(start + step, count)) for start in range(0, count, step)]
     # fork starts workers fastest; Python 3.12+ warns about fork in threaded processes.

@@ -12,27 +12,18 @@ from pathlib import Path
 
 import click
 
-from paywarden.adapters.storage.sqlite_audit import (
-    iter_audit_readonly,
-    read_meta_readonly,
-    verify_file,
+from paywarden.adapters.storage.postgres_audit import (
+    audit_entries,
+    database_missing,
+    read_setting,
+    verify_database,
 )
-from paywarden.audit import proof
 from paywarden.audit.chain import AuditEntry, Checkpoint, VerifyResult, verify
-from paywarden.audit.checkpoint import (
-    CheckpointError,
-    check_signature,
-    generate_key,
-    latest_checkpoint,
-    load_private_key,
-    load_public_key,
-    parse,
-    sign,
-    write_checkpoint,
-)
-from paywarden.clock import SystemClock, to_us
 from paywarden.errors import StoreError
-from paywarden.policy.loading import POLICY_TEXT_KEY
+
+# `verify` without a checkpoint runs over the largest logs: it loads the verifier and little
+# else. Signing (`cryptography`), proof traces and policies (the policy compiler) load in the
+# commands that use them.
 
 EXIT_BROKEN = 1
 EXIT_USAGE = 2
@@ -41,7 +32,7 @@ _DATABASE = click.option(
     default="paywarden.db",
     show_default=True,
     type=click.Path(dir_okay=False),
-    help="SQLite ledger file.",
+    help="SQLite ledger file, or a PostgreSQL URL (postgresql://...).",
 )
 
 
@@ -51,9 +42,9 @@ def _die(message: str, status: int = EXIT_USAGE) -> None:
 
 
 def _entries(database: str, ref_id: str | None = None) -> Iterator[AuditEntry]:
-    if not Path(database).exists():
+    if database_missing(database):
         _die(f"no ledger at `{database}`")
-    return iter_audit_readonly(database, ref_id=ref_id)
+    return audit_entries(database, ref_id=ref_id)
 
 
 @click.group()
@@ -79,6 +70,8 @@ def audit() -> None:
 )
 def keygen(private_path: str, public_path: str | None) -> None:
     """Create the Ed25519 key that signs checkpoints. Keep it outside the database."""
+    from paywarden.audit.checkpoint import CheckpointError, generate_key
+
     public = Path(public_path) if public_path else Path(private_path).with_suffix(".pub")
     try:
         key_id = generate_key(Path(private_path), public)
@@ -109,6 +102,9 @@ def keygen(private_path: str, public_path: str | None) -> None:
 )
 def checkpoint(database: str, key_path: str, directory: str | None, origin: str) -> None:
     """Sign the current head of the log and print the checkpoint (JSON) to stdout."""
+    from paywarden.audit.checkpoint import CheckpointError, load_private_key, sign, write_checkpoint
+    from paywarden.clock import SystemClock, to_us
+
     try:
         head: AuditEntry | None = None
         for head in _entries(database):  # noqa: B007 - the loop finds the last entry
@@ -128,6 +124,16 @@ def checkpoint(database: str, key_path: str, directory: str | None, origin: str)
 def _trusted_checkpoint(
     checkpoint_file: str | None, checkpoint_dir: str | None, public_key: str | None
 ) -> Checkpoint | None:
+    if not checkpoint_file and not checkpoint_dir:
+        return None  # nothing to trust: the signing library stays unloaded
+    from paywarden.audit.checkpoint import (
+        CheckpointError,
+        check_signature,
+        latest_checkpoint,
+        load_public_key,
+        parse,
+    )
+
     path = Path(checkpoint_file) if checkpoint_file else None
     if path is None and checkpoint_dir:
         path = latest_checkpoint(Path(checkpoint_dir))
@@ -219,9 +225,9 @@ def verify_command(
         if export_file:
             result = verify(_export_entries(export_file), trusted)
         else:
-            if not Path(database).exists():
+            if database_missing(database):
                 _die(f"no ledger at `{database}`")
-            result = verify_file(database, trusted)
+            result = verify_database(database, trusted)
     except StoreError as error:
         _die(str(error))
     _print_result(result, trusted, as_json)
@@ -279,6 +285,9 @@ def show(ref_id: str, database: str) -> None:
 def _show_expanded_trace(database: str, body: object) -> None:
     """After a decision entry whose trace leaves rules out: the whole trace, every rule of the
     policy version it cites (from the text the ledger keeps for that version)."""
+    from paywarden.audit import proof
+    from paywarden.policy.loading import POLICY_TEXT_KEY
+
     decision = body.get("decision") if isinstance(body, dict) else None
     if not isinstance(decision, dict):
         return
@@ -286,7 +295,7 @@ def _show_expanded_trace(database: str, body: object) -> None:
     if not isinstance(trace, dict) or "rules_not_listed" not in trace or version is None:
         return
     try:
-        text = read_meta_readonly(database, POLICY_TEXT_KEY + version)
+        text = read_setting(database, POLICY_TEXT_KEY + version)
     except StoreError as error:
         _die(str(error))
     expanded = proof.expand_decision(decision, proof.policy_rules(version, text))

@@ -26,7 +26,7 @@ _DATABASE = click.option(
     default="paywarden.db",
     show_default=True,
     type=click.Path(dir_okay=False),
-    help="SQLite ledger file the gateway serves.",
+    help="SQLite ledger file or PostgreSQL URL the gateway serves.",
 )
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 

@@ -41,6 +41,7 @@ COMMANDS: dict[str, LazyCommand] = {
     "audit": LazyCommand(f"{_HERE}.audit_cli", "audit"),
     "budgets": LazyCommand(f"{_HERE}.policy_cli", "budgets"),
     "check": LazyCommand(f"{_HERE}.check_cli", "check"),
+    "db": LazyCommand(f"{_HERE}.db_cli", "db"),
     "demo": LazyCommand(f"{_HERE}.demo", "demo"),
     "disputes": LazyCommand(f"{_HERE}.workflow_cli", "disputes"),
     "grants": LazyCommand(f"{_HERE}.operator_cli", "grants"),

@@ -18,6 +18,7 @@ from paywarden.actions.approvals import (
     APPROVALS_PAGE_MAX,
 )
 from paywarden.actions.grants import GrantRequest, to_dict
+from paywarden.adapters.storage.postgres_audit import database_missing
 from paywarden.approval_request import ApprovalView
 from paywarden.errors import InvalidInputError, PaywardenError
 from paywarden.money import Money
@@ -34,7 +35,7 @@ def _database_option(function: Callable[..., None]) -> Callable[..., None]:
         default="paywarden.db",
         show_default=True,
         type=click.Path(dir_okay=False),
-        help="SQLite ledger file.",
+        help="SQLite ledger file, or a PostgreSQL URL (postgresql://...).",
     )(function)
 
 
@@ -67,7 +68,7 @@ def _usage_error(message: str) -> NoReturn:
 def _warden(database: str, policy_path: str | None) -> Iterator[Warden]:
     """Open the ledger; a refusal (forbidden, expired, conflict, a blank reason, grant bounds)
     exits 1 with one line, and the refused command changed nothing."""
-    if not Path(database).exists():
+    if database_missing(database):
         click.echo(f"error: no ledger at `{database}`", err=True)
         sys.exit(EXIT_USAGE)
     try:

@@ -14,12 +14,12 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import get_args
 
 import click
 
 from paywarden import limits
+from paywarden.adapters.storage.postgres_audit import database_missing
 from paywarden.errors import NotFoundError, PaywardenError
 from paywarden.money import DEFAULT_CURRENCIES, format_minor
 from paywarden.ports import PaymentRow, PaymentState
@@ -37,7 +37,7 @@ def _database_option(function: Callable[..., None]) -> Callable[..., None]:
         default="paywarden.db",
         show_default=True,
         type=click.Path(dir_okay=False),
-        help="SQLite ledger file.",
+        help="SQLite ledger file, or a PostgreSQL URL (postgresql://...).",
     )(function)
 
 
@@ -48,7 +48,7 @@ def _json_option(function: Callable[..., None]) -> Callable[..., None]:
 @contextmanager
 def _ledger(database: str) -> Iterator[Warden]:
     """The ledger, opened without a policy; an unknown id exits 1, other errors exit 2."""
-    if not Path(database).exists():
+    if database_missing(database):
         click.echo(f"error: no ledger at `{database}`", err=True)
         sys.exit(EXIT_USAGE)
     try:

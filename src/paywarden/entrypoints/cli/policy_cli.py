@@ -5,10 +5,21 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
 
+from paywarden.adapters.storage import postgres_audit
+from paywarden.adapters.storage.postgres_audit import database_missing
+from paywarden.entrypoints.cli.policy_tools_cli import (
+    policy_backtest,
+    policy_diff,
+    policy_lint,
+    policy_test,
+)
+from paywarden.errors import InvalidInputError
 from paywarden.money import format_minor
 from paywarden.policy.compiler import check_policy
 from paywarden.warden import Warden
@@ -18,7 +29,86 @@ EXIT_INVALID = 2
 
 @click.group()
 def policy() -> None:
-    """Validate and explain policy files."""
+    """Validate, explain, test, lint, diff and backtest policy files."""
+
+
+policy.add_command(policy_test)
+policy.add_command(policy_lint)
+policy.add_command(policy_diff)
+policy.add_command(policy_backtest)
+
+
+@policy.group("shadow")
+def policy_shadow() -> None:
+    """Evaluate a candidate policy next to the enforced one, never enforced."""
+
+
+@policy_shadow.command("set")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--database", required=True, help="The ledger (SQLite file or PostgreSQL URL).")
+@click.option("--actor", required=True, help="Who sets it (recorded in the audit log).")
+def shadow_set(path: str, database: str, actor: str) -> None:
+    """Put the policy at PATH in shadow: every decision is also evaluated under it.
+
+    Exit status: 0 set, 1 the policy is invalid (nothing changed), 2 no such ledger.
+    """
+    text = _read_policy(path)
+    compiled, report = check_policy(text, path)
+    if compiled is None:  # refused before the ledger is opened: nothing changes
+        for line in report.lines():
+            click.echo(line, err=True)
+        click.echo(f"error: `{path}` is not a valid policy", err=True)
+        sys.exit(1)
+    with _ledger(database) as warden:
+        try:
+            candidate = warden.set_shadow_policy(Path(path), actor=actor)
+        except InvalidInputError as error:
+            click.echo(f"error: {error}", err=True)
+            sys.exit(1)
+    click.echo(f"shadow policy set: version {candidate.version} ({len(candidate.rules)} rules)")
+
+
+@policy_shadow.command("clear")
+@click.option("--database", required=True, help="The ledger (SQLite file or PostgreSQL URL).")
+@click.option("--actor", required=True, help="Who clears it (recorded in the audit log).")
+def shadow_clear(database: str, actor: str) -> None:
+    """Stop evaluating the shadow policy. Exit status: 0 cleared, 1 none was set."""
+    with _ledger(database) as warden:
+        cleared = warden.clear_shadow_policy(actor=actor)
+    click.echo("shadow policy cleared" if cleared else "no shadow policy was set")
+    sys.exit(0 if cleared else 1)
+
+
+@policy_shadow.command("show")
+@click.option("--database", required=True, help="The ledger (SQLite file or PostgreSQL URL).")
+@click.option("--json", "as_json", is_flag=True, help="Print it as JSON.")
+def shadow_show(database: str, as_json: bool) -> None:
+    """Show the shadow policy the ledger records, if any."""
+    with _ledger(database) as warden:
+        candidate = warden.shadow_policy()
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "version": candidate.version if candidate else None,
+                    "rules": [rule.rule_id for rule in candidate.rules] if candidate else [],
+                },
+                indent=2,
+            )
+        )
+    elif candidate is None:
+        click.echo("no shadow policy")
+    else:
+        click.echo(f"shadow policy: version {candidate.version} ({len(candidate.rules)} rules)")
+
+
+@contextmanager
+def _ledger(database: str) -> Iterator[Warden]:
+    if postgres_audit.database_missing(database):
+        click.echo(f"error: no ledger at `{database}`", err=True)
+        sys.exit(EXIT_INVALID)
+    with Warden.open(None, database=database) as warden:
+        yield warden
 
 
 @policy.command("validate")
@@ -80,6 +170,14 @@ def policy_explain(path: str) -> None:
             click.echo(f"      reason: {rule.reason}")
         if not indexes:
             click.echo("  (none)")
+    if compiled.log_only_rules:
+        click.echo("\nlog-only rules (evaluated and traced, never enforced):")
+        for index in compiled.log_only_rules:
+            rule = compiled.rules[index]
+            click.echo(
+                f"  - {rule.rule_id} ({rule.effect}, line {rule.mark.line}): "
+                f"{' and '.join(rule.conditions) or 'every intent'}"
+            )
     for budget in compiled.budgets:
         click.echo(
             f"\nbudget {budget.budget_id}: {budget.limit} per {budget.window}, scope {budget.scope}"
@@ -113,12 +211,12 @@ def _read_policy(path: str) -> str:
     default="paywarden.db",
     show_default=True,
     type=click.Path(dir_okay=False),
-    help="SQLite ledger file.",
+    help="SQLite ledger file, or a PostgreSQL URL (postgresql://...).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the budgets as JSON.")
 def budgets(policy_path: str, database: str, as_json: bool) -> None:
     """Show each budget's spent, held, remaining and gate in its current window."""
-    if not Path(database).exists():
+    if database_missing(database):
         click.echo(f"error: no ledger at `{database}`", err=True)
         sys.exit(EXIT_INVALID)
     with Warden.open(Path(policy_path), database=database) as warden:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from paywarden.adapters.storage.postgres_audit import redact_url
 from paywarden.errors import InvalidInputError
 from paywarden.policy.loading import load_policy
 
@@ -41,7 +42,7 @@ EXIT_USAGE = 2
     "--database",
     default=None,
     type=click.Path(dir_okay=False),
-    help="SQLite ledger file (default ./paywarden.db).",
+    help="SQLite ledger file (default ./paywarden.db), or a PostgreSQL URL.",
 )
 @click.option(
     "--policy",
@@ -81,6 +82,13 @@ EXIT_USAGE = 2
     type=int,
     help="Close an idle keep-alive connection after this many seconds (default 5).",
 )
+@click.option(
+    "--store-backlog-max",
+    default=None,
+    type=int,
+    help="Writes waiting for the store at which a write gets 503 before it is taken "
+    "(default 256; 0: never).",
+)
 def serve(
     config: str | None,
     host: str | None,
@@ -95,6 +103,7 @@ def serve(
     header_timeout_seconds: float | None,
     body_timeout_seconds: float | None,
     keep_alive_timeout_seconds: int | None,
+    store_backlog_max: int | None,
 ) -> None:
     """Run the REST gateway (API keys, /v1 routes, OpenAPI at /docs) until interrupted."""
     from paywarden.entrypoints.rest.settings import load_settings
@@ -112,6 +121,7 @@ def serve(
         "header_timeout_seconds": header_timeout_seconds,
         "body_timeout_seconds": body_timeout_seconds,
         "keep_alive_timeout_seconds": keep_alive_timeout_seconds,
+        "store_backlog_max": store_backlog_max,
     }
     try:
         settings = load_settings(config, os.environ, overrides)
@@ -125,7 +135,9 @@ def serve(
 def _print_banner(settings: Settings) -> None:
     url = f"http://{settings.host}:{settings.port}"
     click.echo(f"paywarden gateway on {url}  (API docs at {url}/docs)")
-    click.echo(f"ledger:  {Path(settings.database).resolve()}")
+    database = settings.database
+    shown = redact_url(database) if "://" in database else Path(database).resolve()
+    click.echo(f"ledger:  {shown}")
     loaded = load_policy(Path(settings.policy) if settings.policy else None)
     if loaded.policy is not None:
         click.echo(f"policy:  {loaded.source} (version {loaded.policy.version[:19]})")

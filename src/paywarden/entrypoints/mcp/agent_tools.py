@@ -16,6 +16,7 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from paywarden.actions.payments import PaymentOutcome
 from paywarden.approval_request import ApprovalView
@@ -188,19 +189,21 @@ class AgentTools:
             row = warden.payment(payment_id)
         except NotFoundError:
             row = None
-        if row is None or not _owns(caller, row.agent, json.loads(row.intent)):
+        intent = _stored_intent(row.intent) if row is not None else {}
+        if row is None or not _owns(caller, row.agent, intent):
             raise NotFoundError(f"no payment `{payment_id}` of agent `{caller.agent}`")
-        return _payment_view(row, currencies)
+        return _payment_view(row, currencies, intent)
 
     def my_payments(self, caller: Caller, state: str | None, limit: int) -> PaymentList:
         if not 1 <= limit <= 100:
             raise InvalidInputError("`limit` must be from 1 to 100")
         warden, currencies, _ = self._open()
         rows = warden.payments(agent=caller.agent, state=state, limit=limit)
+        intents = [(row, _stored_intent(row.intent)) for row in rows]
         views = [
-            _payment_view(row, currencies)
-            for row in rows
-            if _owns(caller, row.agent, json.loads(row.intent))
+            _payment_view(row, currencies, intent)
+            for row, intent in intents
+            if _owns(caller, row.agent, intent)
         ]
         return PaymentList(payments=views, count=len(views))
 
@@ -210,9 +213,10 @@ class AgentTools:
             view = warden.approval(approval_id)
         except NotFoundError:
             view = None
-        if view is None or not _owns(caller, view.row.agent, json.loads(view.row.intent)):
+        intent = _stored_intent(view.row.intent) if view is not None else {}
+        if view is None or not _owns(caller, view.row.agent, intent):
             raise NotFoundError(f"no approval `{approval_id}` of agent `{caller.agent}`")
-        return _approval_view(view, currencies)
+        return _approval_view(view, currencies, intent)
 
     def budgets(self, caller: Caller) -> BudgetList:
         warden, _, filters = self._open()
@@ -231,6 +235,13 @@ class AgentTools:
         return limits_view.limits_view(policy, statuses, caller.agent, caller.environment, filters)
 
 
+def _stored_intent(text: str) -> dict[str, Any]:
+    """A stored intent (canonical JSON), parsed once per row: the ownership check and the view
+    read the same object."""
+    parsed = json.loads(text)
+    return parsed if isinstance(parsed, dict) else {}
+
+
 def _owns(caller: Caller, agent: str, intent: Mapping[str, object]) -> bool:
     if agent != caller.agent:
         return False
@@ -244,8 +255,11 @@ def _major(amount_minor: int, currency: str, currencies: CurrencyTable) -> str:
         return str(amount_minor)  # a currency no longer configured: minor units as they are
 
 
-def _payment_view(row: PaymentRow, currencies: CurrencyTable) -> PaymentView:
-    intent = json.loads(row.intent)
+def _payment_view(
+    row: PaymentRow, currencies: CurrencyTable, intent: Mapping[str, Any] | None = None
+) -> PaymentView:
+    if intent is None:
+        intent = _stored_intent(row.intent)
     return PaymentView(
         payment_id=row.payment_id,
         decision_id=row.decision_id,
@@ -264,9 +278,10 @@ def _payment_view(row: PaymentRow, currencies: CurrencyTable) -> PaymentView:
     )
 
 
-def _approval_view(view: ApprovalView, currencies: CurrencyTable) -> ApprovalStatusView:
+def _approval_view(
+    view: ApprovalView, currencies: CurrencyTable, intent: Mapping[str, Any]
+) -> ApprovalStatusView:
     row = view.row
-    intent = json.loads(row.intent)
     approvals = len(view.approved_by)
     amount_minor = int(intent.get("amount_minor", 0))
     currency = str(intent.get("currency", ""))

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from paywarden.adapters.storage.postgres_audit import database_missing
+
 KEY_ENV = "PAYWARDEN_AGENT_KEY"
 EXIT_INVALID = 2
 
@@ -24,7 +26,7 @@ EXIT_INVALID = 2
     default="paywarden.db",
     show_default=True,
     type=click.Path(dir_okay=False),
-    help="SQLite ledger file (the one the API keys were created in).",
+    help="SQLite ledger file or PostgreSQL URL (where the API keys were created).",
 )
 @click.option(
     "--environment",
@@ -53,7 +55,7 @@ def mcp_command(policy_path: str, database: str, environment: str | None, key: s
     from .agent_tools import caller_of
     from .server import build_server
 
-    if not Path(database).exists():
+    if database_missing(database):
         click.echo(f"error: no ledger at `{database}` (create it and an agent key first)", err=True)
         sys.exit(EXIT_INVALID)
     with Warden.open(Path(policy_path), database=database, environment=environment) as warden:

@@ -3,8 +3,9 @@
 The app opens one Warden for its process (or uses the one it is given), reconciles payments
 left open by a previous run once at start, watches the policy file, and serves the routes under
 `/v1` plus `/healthz` and `/readyz`. Every error is RFC 9457 problem+json (see problems.py).
-Before any route, a request must frame its body one way only and deliver it in time
-(http_guard.py); paths are never redirected (a redirect would be built from the Host header).
+Before any route, a request must frame its body one way only, find the store's queue short
+enough if it writes, and deliver a body of bounded size in time (http_guard.py); paths are
+never redirected (a redirect would be built from the Host header).
 """
 
 from __future__ import annotations
@@ -16,15 +17,15 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import anyio.to_thread
-from fastapi import Depends, FastAPI, HTTPException, Request
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from fastapi import Depends, FastAPI
+from starlette.types import Receive, Scope, Send
 
 from paywarden import __version__, limits
 from paywarden.entrypoints.mcp.http import McpHttpApp
 from paywarden.entrypoints.rest import problems
 from paywarden.entrypoints.rest.deps import reject_unknown_query
-from paywarden.entrypoints.rest.http_guard import BodyDeadline, FramingGuard
+from paywarden.entrypoints.rest.http_guard import HttpGuard
+from paywarden.entrypoints.rest.overload import OverloadGate
 from paywarden.entrypoints.rest.policy_watch import PolicyWatcher
 from paywarden.entrypoints.rest.routes_admin import health_router
 from paywarden.entrypoints.rest.routes_admin import router as admin_router
@@ -119,11 +120,19 @@ def create_app(settings: Settings | None = None, *, warden: Warden | None = None
         include_in_schema=False,
     )
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
-    # The last added runs first: framing is checked before anything reads the body.
-    app.add_middleware(BodyLimit, body_bytes_max=settings.body_bytes_max)
-    app.add_middleware(BodyDeadline, body_timeout_seconds=settings.body_timeout_seconds)
-    app.add_middleware(FramingGuard)
+    _guard(app, settings)
     return app
+
+
+def _guard(app: FastAPI, settings: Settings) -> None:
+    """The guard in front of every route: framing, overload, body size and deadline."""
+    app.state.overload = OverloadGate(settings.store_backlog_max)
+    app.add_middleware(
+        HttpGuard,
+        body_bytes_max=settings.body_bytes_max,
+        policy_body_bytes_max=POLICY_BODY_BYTES_MAX,
+        body_timeout_seconds=settings.body_timeout_seconds,
+    )
 
 
 class McpRoute:
@@ -189,55 +198,3 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                     content[problems.PROBLEM_MEDIA_TYPE] = content.pop("application/json")
     app.openapi_schema = schema
     return schema
-
-
-class BodyLimit:
-    """Refuse bodies above `body_bytes_max` with 413: a declared `Content-Length` before
-    reading anything, a chunked body as soon as it grows past the limit."""
-
-    def __init__(self, app: ASGIApp, body_bytes_max: int) -> None:
-        self.app = app
-        self.body_bytes_max = body_bytes_max
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        limit = self.body_bytes_max
-        if scope["path"] == "/v1/policy":
-            limit = POLICY_BODY_BYTES_MAX  # a policy may be as large as its file limit
-        for name, value in scope["headers"]:
-            if name == b"content-length" and (not value.isdigit() or int(value) > limit):
-                await self._refuse(scope, send, limit, value.decode("latin-1"))
-                return
-        received = 0
-
-        async def limited() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    raise HTTPException(413, f"bodies are limited to {limit} bytes")
-            return message
-
-        await self.app(scope, limited, send)
-
-    async def _refuse(self, scope: Scope, send: Send, limit: int, declared: str) -> None:
-        detail = f"bodies are limited to {limit} bytes"
-        # A payment request too large to read is still a refused request: audited.
-        decision_id = await anyio.to_thread.run_sync(
-            problems.audit_refused_body,
-            Request(scope),
-            {"content_length": declared[:32]},
-            detail,
-        )
-        extra: dict[str, Any] = {} if decision_id is None else {"decision_id": decision_id}
-        response = problems.problem_response(
-            413, "body_too_large", detail, str(scope.get("path", "")), **extra
-        )
-        await response(scope, _no_body, send)
-
-
-async def _no_body() -> Message:
-    return {"type": "http.disconnect"}

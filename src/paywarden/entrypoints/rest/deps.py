@@ -37,7 +37,7 @@ from paywarden.keys import Principal, Role
 from paywarden.ports import IdempotencyRow
 from paywarden.warden import Warden
 
-_bearer = HTTPBearer(auto_error=False, description="An API key: `paywarden keys create`.")
+bearer = HTTPBearer(auto_error=False, description="An API key: `paywarden keys create`.")
 REPLAYED_HEADER = "Idempotent-Replayed"
 IDEMPOTENCY_KEY_PATTERN = r"^[!-~]{1,255}$"
 
@@ -62,23 +62,42 @@ async def get_settings(request: Request) -> Settings:
 
 def require(*roles: Role) -> Callable[..., Any]:
     """A dependency that authenticates the caller and admits only these roles (403 for the
-    others). It runs on the event loop: one primary-key read from the WAL snapshot and one HMAC
-    (tens of microseconds) cost less than a hop to the thread pool, and one flat dependency
-    keeps FastAPI's per-request dependency solving short."""
-    names = " or ".join(roles)
+    others). On FastAPI's routes it runs on the event loop: one primary-key read from the WAL
+    snapshot and one HMAC (tens of microseconds) cost less than a hop to the thread pool, and
+    one flat dependency keeps FastAPI's per-request dependency solving short. A direct route
+    (direct_route.py) calls `authenticated` in the worker thread that runs its endpoint, so the
+    event loop never waits for the store."""
 
     async def caller(
         request: Request,
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> Principal:
-        if credentials is None:
-            raise AuthenticationError("send an API key as `Authorization: Bearer <key>`")
-        principal = warden_of(request).authenticate(credentials.credentials)
-        if principal.role not in roles:
-            raise ForbiddenError(f"this needs an {names} key, not an {principal.role} key")
-        return principal
+        return authenticated(request, credentials, roles)
 
+    _CALLERS[caller] = roles
     return caller
+
+
+def authenticated(
+    request: Request, credentials: HTTPAuthorizationCredentials | None, roles: tuple[Role, ...]
+) -> Principal:
+    """The caller of `credentials`, if its role is one of `roles` (401, 403 otherwise)."""
+    if credentials is None:
+        raise AuthenticationError("send an API key as `Authorization: Bearer <key>`")
+    principal = warden_of(request).authenticate(credentials.credentials)
+    if principal.role not in roles:
+        names = " or ".join(roles)
+        raise ForbiddenError(f"this needs an {names} key, not an {principal.role} key")
+    return principal
+
+
+# The dependencies `require` made, with their roles: a direct route calls `authenticated`.
+_CALLERS: dict[Callable[..., Any], tuple[Role, ...]] = {}
+
+
+def roles_of(dependency: object) -> tuple[Role, ...] | None:
+    """The roles a dependency that `require` made admits; None for any other dependency."""
+    return _CALLERS.get(dependency) if callable(dependency) else None
 
 
 Caller = Annotated[Principal, Depends(require("agent", "operator", "admin"))]

@@ -349,3 +349,11 @@ class Health(BaseModel):
     status: Literal["ok", "ready", "not_ready"]
     problems: list[str] = Field(default_factory=list)
     policy_version: str | None = None
+
+
+class Readiness(Health):
+    """`/readyz`: readiness, the writes waiting for the store now (`Warden.backlog()`), and the
+    writes this process refused with 503 `store_overloaded` since it started."""
+
+    store_backlog: int = 0
+    overload_refusals: int = 0

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, Response
 
 from paywarden.entrypoints.rest import models
 from paywarden.entrypoints.rest.deps import AdminCaller, StaffCaller, WardenDep
+from paywarden.entrypoints.rest.overload import OverloadGate
 from paywarden.entrypoints.rest.policy_watch import PolicyWatcher
 from paywarden.entrypoints.rest.problems import ApiProblem, problem_responses
 from paywarden.policy.loading import LoadedPolicy
@@ -159,15 +160,19 @@ async def healthz() -> models.Health:
 
 @health_router.get(
     "/readyz",
-    response_model=models.Health,
-    responses={503: {"model": models.Health, "description": "Not ready: payments are denied"}},
+    response_model=models.Readiness,
+    responses={503: {"model": models.Readiness, "description": "Not ready: payments are denied"}},
     summary="Ready to decide: a valid policy and a reachable store",
 )
-def readyz(warden: WardenDep) -> Response:
+def readyz(request: Request, warden: WardenDep) -> Response:
     problems = warden.ready()
     policy = warden.policy
-    version = policy.version if policy else None
-    if problems:
-        body = models.Health(status="not_ready", problems=problems, policy_version=version)
-        return JSONResponse(body.model_dump(), status_code=503)
-    return JSONResponse(models.Health(status="ready", policy_version=version).model_dump())
+    gate: OverloadGate | None = getattr(request.app.state, "overload", None)
+    body = models.Readiness(
+        status="not_ready" if problems else "ready",
+        problems=problems,
+        policy_version=policy.version if policy else None,
+        store_backlog=warden.backlog(),
+        overload_refusals=gate.refusals if gate is not None else 0,
+    )
+    return JSONResponse(body.model_dump(), status_code=503 if problems else 200)

@@ -20,13 +20,16 @@ from paywarden.entrypoints.rest.deps import (
     settings_of,
     warden_of,
 )
+from paywarden.entrypoints.rest.direct_route import DirectRoute
 from paywarden.entrypoints.rest.problems import problem_responses
 from paywarden.errors import ForbiddenError, InvalidInputError
 from paywarden.intent import PaymentIntent
 from paywarden.keys import Principal
 from paywarden.warden import Warden
 
-router = APIRouter(prefix="/v1", tags=["payments"])
+# The decision routes are direct routes (no per-request dependency solving); the others have
+# path or query parameters and are served by FastAPI's own handler.
+router = APIRouter(prefix="/v1", tags=["payments"], route_class=DirectRoute)
 _WRITE_ERRORS = problem_responses(401, 403, 409, 413, 422, 503)
 _READ_ERRORS = problem_responses(401, 403, 404, 422, 503)
 PaymentState = Literal["authorized", "submitted", "settled", "failed", "unknown", "refunded"]

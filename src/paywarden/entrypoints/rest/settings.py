@@ -59,6 +59,9 @@ class Settings:
     body_timeout_seconds: float = 30.0
     # An idle keep-alive connection is closed after this many seconds without a new request.
     keep_alive_timeout_seconds: int = 5
+    # A write (not GET, HEAD or OPTIONS) under /v1/ gets 503 with Retry-After, before it is
+    # taken, while this many writes or more wait for the store (0: never refused).
+    store_backlog_max: int = 256
     # MCP over HTTP: open sessions one API key may hold, and how long an idle one lives.
     mcp_sessions_per_key_max: int = 16
     mcp_session_idle_seconds: float = 1800.0
@@ -138,7 +141,12 @@ def read_config(path: str | Path) -> dict[str, object]:
         raise InvalidInputError(f"config `{path}` must be a table of settings")
     for name in PATH_SETTINGS:
         value = data.get(name)
-        if isinstance(value, str) and value != ":memory:" and not Path(value).is_absolute():
+        if (
+            isinstance(value, str)
+            and value != ":memory:"
+            and "://" not in value  # a database URL (postgresql://...) is no file
+            and not Path(value).is_absolute()
+        ):
             data[name] = str(path.parent / value)
     return data
 
@@ -179,6 +187,10 @@ def _check_http_limits(settings: Settings) -> None:
             raise InvalidInputError(
                 f"setting `{name}`: {getattr(settings, name)} is not at least 1"
             )
+    if settings.store_backlog_max < 0:
+        raise InvalidInputError(
+            f"setting `store_backlog_max`: {settings.store_backlog_max} is not at least 0"
+        )
     if not settings.mcp_session_idle_seconds > 0:
         raise InvalidInputError(
             f"setting `mcp_session_idle_seconds`: {settings.mcp_session_idle_seconds} is not "
