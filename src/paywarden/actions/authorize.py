@@ -123,6 +123,8 @@ def decide_admitted(rt: Runtime, intent: PaymentIntent, actor: str | None) -> De
         return _audit_failure(
             rt, intent, failure_denial("internal_error", error, rt.policy, now), actor
         )
+    if not decision.replayed and decision.policy_version.startswith("sha256:"):
+        _note_policy_text_kept(rt, decision.policy_version)
     rt.checkpoints.maybe_checkpoint()
     return decision
 
@@ -255,9 +257,26 @@ def record(
     return decision
 
 
-# Per store: the policy versions whose text it is known to keep (meta entries are never
-# removed, so a version seen once stays kept; the set only saves a read per decision).
+# Per store: the policy versions whose text it is known to keep in a committed transaction
+# (meta entries are never removed, so a version seen once stays kept; the set only saves a
+# read per decision). Filled only after a commit: a text written by a batch that then failed
+# must not count.
 _POLICY_TEXTS_KEPT: weakref.WeakKeyDictionary[object, set[str]] = weakref.WeakKeyDictionary()
+
+
+def _note_policy_text_kept(rt: Runtime, version: str) -> None:
+    """After a decision committed: remember that the store keeps `version`'s text, read back
+    once per version in a read transaction of its own."""
+    kept = _POLICY_TEXTS_KEPT.get(rt.store)
+    if kept is not None and version in kept:
+        return
+    try:
+        with rt.store.read() as tx:
+            present = tx.meta.get(POLICY_TEXT_KEY + version) is not None
+    except StoreError:
+        return  # asked again after the next decision
+    if present:
+        _POLICY_TEXTS_KEPT.setdefault(rt.store, set()).add(version)
 
 
 def proof_policy_kept(rt: Runtime, tx: UnitOfWork, version: str) -> bool:
@@ -268,7 +287,6 @@ def proof_policy_kept(rt: Runtime, tx: UnitOfWork, version: str) -> bool:
     if kept is not None and version in kept:
         return True
     if tx.meta.get(POLICY_TEXT_KEY + version) is not None:
-        _POLICY_TEXTS_KEPT.setdefault(rt.store, set()).add(version)
         return True
     loaded = rt.loaded
     if loaded.policy is None or loaded.policy.version != version or loaded.text is None:
