@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-EXAMPLE_POLICY := src/paywarden/examples/fintech_policy.yaml
+EXAMPLE_POLICY := src/paywarden/examples/treasury_policy.yaml
 
 .PHONY: run demo test lint typecheck unit install bench bench-http bench-cli clean
 

@@ -99,6 +99,35 @@ def test_a_workflow_that_succeeds_commits_and_refunds_nothing(
         scope.pay(example_intent("5.00"))
 
 
+def test_a_committed_scope_is_never_compensated_and_nothing_is_refunded(
+    warden: Warden, rail: RefundLog
+) -> None:
+    with warden.transaction("agent-a") as scope:
+        paid = scope.pay(example_intent("10.00"))
+    assert paid.payment is not None
+    with pytest.raises(StateConflictError, match="committed"):
+        scope.compensate("too late")
+    with pytest.raises(StateConflictError, match="committed"):
+        warden.resume_scope(scope.scope_id).compensate("from elsewhere")
+    assert rail.order == []
+    assert warden.payment(paid.payment.payment_id).refunded_minor == 0
+    assert warden.scope(scope.scope_id).status == "committed"
+    assert [s.state for s in warden.scope_steps(scope.scope_id)] == ["registered"]
+
+
+def test_a_scope_is_compensated_once_and_cannot_be_committed_afterwards(
+    warden: Warden, rail: RefundLog
+) -> None:
+    scope = warden.transaction("agent-a")
+    scope.pay(example_intent("10.00"))
+    assert scope.compensate("first").status == "compensated"
+    with pytest.raises(StateConflictError, match="compensated"):
+        scope.compensate("second")
+    with pytest.raises(StateConflictError):
+        scope.commit()
+    assert len(rail.order) == 1  # refunded once
+
+
 def test_a_failed_compensation_is_recorded_and_the_others_still_run(
     warden: Warden, rail: RefundLog
 ) -> None:

@@ -75,7 +75,7 @@ def test_a_stdio_client_pays_as_the_agent_of_the_key(
     async def main() -> None:
         async with Client(params) as client:
             names = {tool.name for tool in (await client.list_tools()).tools}
-            assert "request_payment" in names and len(names) == 6
+            assert "request_payment" in names and len(names) == 9
             result = await client.call_tool(
                 "request_payment",
                 intent_body("40.00"),

@@ -41,6 +41,9 @@ EXPECTED_TOOLS = {
     "get_budget_status",
     "get_approval_status",
     "describe_my_limits",
+    "start_session",
+    "advance_session_phase",
+    "get_session",
 }
 
 

@@ -26,6 +26,7 @@ OWNER_OR_STAFF = {A: 200, B: 404, OP: 200, AD: 200}
 OPERATOR_ONLY = {A: 403, B: 403, OP: 200, AD: 403}
 STAFF = {A: 403, B: 403, OP: 200, AD: 200}
 ADMIN_ONLY = {A: 403, B: 403, OP: 403, AD: 200}
+OWNER_ONLY = {A: 200, B: 404, OP: 403, AD: 403}
 
 GRANT = {
     "agent": "agent-a",
@@ -35,6 +36,9 @@ GRANT = {
     "total": "200.00",
     "expires_in_seconds": 3600,
 }
+
+# A body's string values may name objects too: `{payment2}` is a settled payment with no case.
+DISPUTE = {"payment_id": "{payment2}", "reason": "wrong data"}
 
 # (method, path template, body, expected status per role)
 MATRIX: list[tuple[str, str, dict[str, Any] | None, dict[str, int]]] = [
@@ -61,6 +65,28 @@ MATRIX: list[tuple[str, str, dict[str, Any] | None, dict[str, int]]] = [
     ("POST", "/v1/keys/{key}/revoke", None, ADMIN_ONLY),
     ("GET", "/v1/policy", None, STAFF),
     ("PUT", "/v1/policy", {"policy": POLICY + "# v2\n"}, ADMIN_ONLY),
+    ("GET", "/v1/holds/{hold}", None, OWNER_OR_STAFF),
+    ("POST", "/v1/holds/{hold}/capture", {"amount": "1.00"}, OWNER_ONLY),
+    ("POST", "/v1/holds/{hold}/void", None, OWNER_ONLY),
+    ("POST", "/v1/sessions", {"session_id": "s2"}, AGENTS),
+    ("GET", "/v1/sessions/{session}", None, OWNER_ONLY),
+    ("POST", "/v1/sessions/{session}/advance", {"phase": "DECIDE"}, OWNER_ONLY),
+    ("POST", "/v1/scopes", None, AGENTS),
+    ("GET", "/v1/scopes", None, STAFF),
+    ("GET", "/v1/scopes/{scope}", None, OWNER_OR_STAFF),
+    ("POST", "/v1/scopes/{scope}/payments", intent_body(), OWNER_ONLY),
+    ("POST", "/v1/scopes/{scope}/complete", None, OWNER_ONLY),
+    ("POST", "/v1/scopes/{scope}/fail", {"reason": "failed"}, OWNER_ONLY),
+    ("POST", "/v1/scopes/{scope}/compensate", {"reason": "worker died"}, OPERATOR_ONLY),
+    ("POST", "/v1/disputes", DISPUTE, {**OWNER_OR_STAFF, AD: 403}),
+    ("GET", "/v1/disputes", None, STAFF),
+    ("GET", "/v1/disputes/{dispute}", None, OWNER_OR_STAFF),
+    ("POST", "/v1/disputes/{dispute}/review", {"note": "mine"}, OPERATOR_ONLY),
+    ("POST", "/v1/disputes/{dispute}/resolve", {"outcome": "reject"}, OPERATOR_ONLY),
+    ("GET", "/v1/rails/{rail}/breaker", None, STAFF),
+    ("POST", "/v1/reconcile", None, STAFF),
+    ("GET", "/v1/operators", None, ADMIN_ONLY),
+    ("POST", "/v1/operators", {"operator_id": "carol", "name": "Carol"}, ADMIN_ONLY),
 ]
 
 
@@ -73,13 +99,38 @@ def _objects(gateway: Gateway) -> dict[str, str]:
     assert pending.outcome == "require_approval" and pending.approval_id is not None
     grant = warden.grant(grant_request("10.00", "20.00"), operator="bob")
     _, spare = warden.create_key(role="agent", agent="spare", actor="test")
+    held = warden.authorize(example_intent("5.00"))
+    assert held.outcome == "allow" and held.hold_id is not None
+    warden.start_session("agent-a", "s1")
+    other = warden.pay(example_intent("20.00", idempotency_key="setup-pay-2"))
+    assert other.payment is not None
+    case = warden.open_dispute(paid.payment.payment_id, reason="setup", actor="agent:agent-a")
     return {
+        "hold": held.hold_id,
+        "session": "s1",
+        "scope": warden.transaction("agent-a").scope_id,
+        "dispute": case.dispute_id,
+        "payment2": other.payment.payment_id,
+        "rail": "sandbox",
         "payment": paid.payment.payment_id,
         "decision": str(paid.decision.decision_id),
         "approval": pending.approval_id,
         "grant": grant.grant_id,
         "key": spare.key_id,
     }
+
+
+def _filled(body: dict[str, Any] | None, objects: dict[str, str]) -> dict[str, Any] | None:
+    if body is None:
+        return None
+    return {name: _object(value, objects) for name, value in body.items()}
+
+
+def _object(value: Any, objects: dict[str, str]) -> Any:
+    """`{payment2}` as the id it names; any other value as it is."""
+    if isinstance(value, str) and value.startswith("{") and value.endswith("}"):
+        return objects.get(value[1:-1], value)
+    return value
 
 
 def _head(gateway: Gateway) -> int:
@@ -109,7 +160,8 @@ def test_route_role_object(
     role: str,
     status: int,
 ) -> None:
-    path = template.format(**_objects(gateway))
+    objects = _objects(gateway)
+    path, body = template.format(**objects), _filled(body, objects)
     before = _head(gateway)
     headers = gateway.auth(role, **{"Idempotency-Key": "matrix-1"} if method == "POST" else {})
     if path.endswith("/keys"):
@@ -134,7 +186,9 @@ def test_every_route_needs_a_valid_key(
     expected: dict[str, int],
     credential: str | None,
 ) -> None:
-    path = template.format(payment="p", decision="d", approval="a", grant="g", key="k")
+    names = ("payment", "payment2", "decision", "approval", "grant", "key", "hold", "scope")
+    objects = {**{name: name[0] for name in names}, "session": "s", "dispute": "d", "rail": "r"}
+    path, body = template.format(**objects), _filled(body, objects)
     headers = {"Authorization": credential} if credential else {}
     response = _call(gateway, method, path, body, headers)
     assert response.status_code == 401, response.text
@@ -161,6 +215,10 @@ def _template(path: str) -> str:
         "{approval}": "{approval_id}",
         "{grant}": "{grant_id}",
         "{key}": "{key_id}",
+        "{hold}": "{hold_id}",
+        "{session}": "{session_id}",
+        "{scope}": "{scope_id}",
+        "{dispute}": "{dispute_id}",
     }
     for short, name in names.items():
         path = path.replace(short, name)
@@ -173,9 +231,9 @@ def test_an_agent_lists_only_its_own_objects(gateway: Gateway) -> None:
         mine = gateway.client.get(path, headers=gateway.auth(A)).json()
         theirs = gateway.client.get(path, headers=gateway.auth(B)).json()
         everyone = gateway.client.get(path, headers=gateway.auth(OP)).json()
-        assert len(mine) == 1 and {row["agent"] for row in mine} == {"agent-a"}, path
+        assert mine and {row["agent"] for row in mine} == {"agent-a"}, path
         assert theirs == [], path
-        assert len(everyone) == 1, path
+        assert len(everyone) == len(mine), path
     # An agent asking for another agent's list still gets only its own.
     sneaky = gateway.client.get("/v1/payments?agent=agent-a", headers=gateway.auth(B)).json()
     assert sneaky == []

@@ -73,8 +73,18 @@ class TransactionScope:
         self._finish("committed", "scope.committed")
 
     def compensate(self, reason: str = "workflow failed") -> ScopeRow:
-        """Undo every registered step in reverse order; returns the scope's final state."""
+        """Undo every registered step in reverse order; returns the scope's final state.
+
+        The scope is claimed first, in one compare-and-set (open → `compensation_failed`, what
+        a crash in the middle leaves for a human): a scope that was committed, or that another
+        caller is compensating, is refused before anything is refunded. It ends `compensated`
+        once every step is undone."""
         with self._rt.store.write() as tx:
+            if not tx.scopes.transition(
+                self.scope_id, "open", "compensation_failed", self._rt.now_us()
+            ):
+                self._require_open(tx)  # raises, naming the scope's state
+                raise StateConflictError(f"scope `{self.scope_id}` is no longer open")
             steps = [s for s in tx.scopes.list_steps(self.scope_id) if s.state == "registered"]
         failed = False
         for step in reversed(steps):
@@ -86,7 +96,7 @@ class TransactionScope:
                 ):
                     self._audit(tx, f"scope.step_{result.state}", step, result.note)
         target: ScopeStatus = "compensation_failed" if failed else "compensated"
-        self._finish(target, f"scope.{target}", reason)
+        self._finish(target, f"scope.{target}", reason, source="compensation_failed")
         with self._rt.store.read() as tx:
             row = tx.scopes.get(self.scope_id)
         if row is None:
@@ -170,11 +180,19 @@ class TransactionScope:
             state = row.status if row is not None else "missing"
             raise StateConflictError(f"scope `{self.scope_id}` is {state}")
 
-    def _finish(self, target: ScopeStatus, kind: str, reason: str | None = None) -> None:
+    def _finish(
+        self,
+        target: ScopeStatus,
+        kind: str,
+        reason: str | None = None,
+        *,
+        source: ScopeStatus = "open",
+    ) -> None:
         now_us = self._rt.now_us()
         with self._rt.store.write() as tx:
-            if not tx.scopes.transition(self.scope_id, "open", target, now_us):
-                raise StateConflictError(f"scope `{self.scope_id}` is no longer open")
+            moved = source == target or tx.scopes.transition(self.scope_id, source, target, now_us)
+            if not moved:
+                raise StateConflictError(f"scope `{self.scope_id}` is no longer {source}")
             records.append(
                 tx,
                 now_us,

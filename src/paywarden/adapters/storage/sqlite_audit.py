@@ -79,7 +79,10 @@ def iter_audit_rows_readonly(path: str | Path, page_entries: int = 20_000) -> It
 def _connect_readonly(path: str | Path) -> sqlite3.Connection:
     # Quote the path: a `#` or `?` in it would otherwise cut the URI short, and SQLite would
     # open (and create) a different file, read-write.
-    uri = f"file:{quote(str(Path(path).resolve()))}?mode=ro"
+    resolved = Path(path).resolve()
+    uri = f"file:{quote(str(resolved))}?mode=ro"
+    if _read_only_copy(resolved):
+        uri += "&immutable=1"
     try:
         connection = sqlite3.connect(uri, uri=True, isolation_level=None)
         # Reading through a memory map skips a copy per page; verification reads everything.
@@ -87,6 +90,21 @@ def _connect_readonly(path: str | Path) -> sqlite3.Connection:
     except sqlite3.Error as error:
         raise StoreError(f"cannot open `{path}` read-only: {error}") from error
     return connection
+
+
+def _read_only_copy(path: Path) -> bool:
+    """A database no one writes now: no `-wal` beside it (SQLite removes it when the last
+    connection closes; a live or crashed writer leaves one, whose frames must be read), and the
+    file without any write permission or in a directory this process cannot write (a backup,
+    an archived copy). Such a file is opened `immutable`: SQLite then takes no locks and creates
+    no `-shm` or `-wal` beside it, which a read-only directory would not allow anyway."""
+    if Path(f"{path}-wal").exists():
+        return False
+    try:
+        no_write_bits = path.stat().st_mode & 0o222 == 0
+    except OSError:
+        return False  # missing or unreadable: the ordinary open reports it
+    return no_write_bits or not os.access(path.parent, os.W_OK)
 
 
 def iter_audit_readonly(

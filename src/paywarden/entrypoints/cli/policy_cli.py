@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
 import click
@@ -20,6 +21,7 @@ from paywarden.entrypoints.cli.policy_tools_cli import (
     policy_test,
 )
 from paywarden.errors import InvalidInputError
+from paywarden.ledger.status import budget_status
 from paywarden.money import format_minor
 from paywarden.policy.compiler import check_policy
 from paywarden.warden import Warden
@@ -213,18 +215,31 @@ def _read_policy(path: str) -> str:
     type=click.Path(dir_okay=False),
     help="SQLite ledger file, or a PostgreSQL URL (postgresql://...).",
 )
+@click.option(
+    "--at",
+    "at_text",
+    default=None,
+    help="Read the windows that contain this instant (ISO 8601 with a UTC offset, such as "
+    "2026-11-30T12:00:00+00:00) instead of the current ones.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the budgets as JSON.")
-def budgets(policy_path: str, database: str, as_json: bool) -> None:
-    """Show each budget's spent, held, remaining and gate in its current window."""
+def budgets(policy_path: str, database: str, at_text: str | None, as_json: bool) -> None:
+    """Show each budget's spent, held, remaining and gate in its current window (or at --at)."""
+    at = _instant(at_text) if at_text is not None else None
     if database_missing(database):
         click.echo(f"error: no ledger at `{database}`", err=True)
         sys.exit(EXIT_INVALID)
     with Warden.open(Path(policy_path), database=database) as warden:
-        if warden.policy is None:
+        policy = warden.policy
+        if policy is None:
             click.echo(f"error: {warden.loaded_policy.report.summary()}", err=True)
             sys.exit(1)
-        rows = warden.budgets()
-        exponents = {b.budget_id: b.limit.exponent for b in warden.policy.budgets}
+        if at is None:
+            rows = warden.budgets()
+        else:  # the same read as `warden.budgets()`, for the windows around `at`
+            with warden.runtime.store.read() as tx:
+                rows = budget_status(tx, policy, at)
+        exponents = {b.budget_id: b.limit.exponent for b in policy.budgets}
     if as_json:
         click.echo(
             json.dumps(
@@ -253,4 +268,21 @@ def budgets(policy_path: str, database: str, as_json: bool) -> None:
             + f"  {row.gate} {row.currency}"
         )
     if not rows:
-        click.echo("(no spending recorded in the current windows)")
+        windows = "the current windows" if at is None else f"the windows at {at.isoformat()}"
+        click.echo(f"(no spending recorded in {windows})")
+
+
+def _instant(text: str) -> datetime:
+    """An instant given on the command line: ISO 8601 with a UTC offset (`Z` allowed)."""
+    try:
+        instant = datetime.fromisoformat(text)
+    except ValueError:
+        instant = None
+    if instant is None or instant.tzinfo is None:
+        click.echo(
+            f"error: --at: `{text}` is not an ISO 8601 instant with a UTC offset "
+            "(such as 2026-11-30T12:00:00+00:00)",
+            err=True,
+        )
+        sys.exit(EXIT_INVALID)
+    return instant

@@ -2,7 +2,9 @@
 
 Settings come from defaults, then a config file (`--config` or `PAYWARDEN_CONFIG`), then
 `PAYWARDEN_*` environment variables, then these options. A bad setting exits 2 before anything
-starts; a missing or invalid policy starts the gateway not ready, denying every payment.
+starts; the port is bound next (0: any free port), and a busy one exits 3 before the banner,
+which then prints the real port and commands that work as printed. A missing or invalid policy
+starts the gateway not ready, denying every payment.
 
 The REST package (FastAPI, uvicorn, the MCP SDK: the `server` extra) loads only when the command
 runs, after `paywarden.entrypoints.cli.main` has checked that the extra is installed.
@@ -10,8 +12,13 @@ runs, after `paywarden.entrypoints.cli.main` has checked that the extra is insta
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import os
+import shlex
+import shutil
+import socket
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,6 +34,10 @@ if TYPE_CHECKING:
     from paywarden.entrypoints.rest.settings import Settings
 
 EXIT_USAGE = 2
+# The gateway could not start (docs/cli.md): the port is in use or cannot be bound (before any
+# banner), or the app failed at startup (its log says why); uvicorn's own status for both.
+EXIT_PORT = 3
+EXIT_STARTUP = 3
 
 
 @click.command()
@@ -37,7 +48,12 @@ EXIT_USAGE = 2
     help="Settings file (TOML or YAML); also PAYWARDEN_CONFIG.",
 )
 @click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
-@click.option("--port", default=None, type=int, help="Port to listen on (default 8000).")
+@click.option(
+    "--port",
+    default=None,
+    type=int,
+    help="Port to listen on (default 8000; 0: any free port, printed at start).",
+)
 @click.option(
     "--database",
     default=None,
@@ -128,12 +144,44 @@ def serve(
     except InvalidInputError as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(EXIT_USAGE)
+    listener = _listen(settings)
+    settings = dataclasses.replace(settings, port=listener.getsockname()[1])
     _print_banner(settings)
-    run(settings, os.environ)
+    run(settings, os.environ, listener)
+
+
+def _listen(settings: Settings) -> socket.socket:
+    """Bind the port first: a busy port ends here, before any banner, with `EXIT_PORT`."""
+    from paywarden.entrypoints.rest.server import bind_listener
+
+    try:
+        return bind_listener(settings.host, settings.port)
+    except OSError as error:
+        reason = error.strerror or str(error)
+        click.echo(
+            f"error: cannot listen on {settings.host}:{settings.port}: {reason}; "
+            "pick another --port (0: any free port)",
+            err=True,
+        )
+        sys.exit(EXIT_PORT)
+
+
+def command_prefix(argv0: str, path_lookup: str | None) -> str:
+    """How to run this same `paywarden` again from the current directory: `paywarden` when
+    that name on PATH is this program, else the path it was started by (`.venv/bin/paywarden`
+    after `make run`)."""
+    started = Path(argv0)
+    if started.name != "paywarden":  # not the console script (`python -m`, a test harness)
+        started = Path(sys.executable).with_name("paywarden")
+        if not started.exists():
+            return "paywarden"
+    if path_lookup and Path(path_lookup).resolve() == started.resolve():
+        return "paywarden"
+    return shlex.quote(str(started))
 
 
 def _print_banner(settings: Settings) -> None:
-    url = f"http://{settings.host}:{settings.port}"
+    url = f"http://{_url_host(settings.host)}:{settings.port}"
     click.echo(f"paywarden gateway on {url}  (API docs at {url}/docs)")
     database = settings.database
     shown = redact_url(database) if "://" in database else Path(database).resolve()
@@ -143,9 +191,10 @@ def _print_banner(settings: Settings) -> None:
         click.echo(f"policy:  {loaded.source} (version {loaded.policy.version[:19]})")
     else:
         click.echo(f"policy:  NOT READY, every payment is denied: {loaded.report.summary()}")
+    program = command_prefix(sys.argv[0], shutil.which("paywarden"))
     click.echo("get a key (shown once), then call the API with it:")
     click.echo(
-        f"  paywarden keys create --database {settings.database} --role agent --agent my-agent"
+        f"  {program} keys create --database {shlex.quote(database)} --role agent --agent my-agent"
     )
     click.echo(
         f"  curl -H 'Authorization: Bearer <key>' -H 'Idempotency-Key: order-1'"
@@ -155,9 +204,20 @@ def _print_banner(settings: Settings) -> None:
     )
 
 
-def run(settings: Settings, environ: Mapping[str, str]) -> None:
-    """Serve until interrupted: one process, or `workers` processes sharing the ledger."""
+def _url_host(host: str) -> str:
+    """The host as a URL names it: IPv6 in brackets; the wildcard as loopback (reachable)."""
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+def run(settings: Settings, environ: Mapping[str, str], listener: socket.socket) -> None:
+    """Serve on `listener` until interrupted: one process, or `workers` processes sharing the
+    socket and the ledger."""
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
     from paywarden.entrypoints.rest.server import uvicorn_options
 
@@ -166,12 +226,18 @@ def run(settings: Settings, environ: Mapping[str, str]) -> None:
     if settings.workers == 1:
         from paywarden.entrypoints.rest.app import create_app
 
-        uvicorn.run(create_app(settings), **options)
+        server = uvicorn.Server(uvicorn.Config(create_app(settings), **options))
+        with contextlib.suppress(KeyboardInterrupt):
+            server.run(sockets=[listener])
+        if not server.started:
+            sys.exit(EXIT_STARTUP)
         return
     os.environ.update({**environ, **settings.to_environ()})  # how the workers get them
-    uvicorn.run(
+    config = uvicorn.Config(
         "paywarden.entrypoints.rest.app:create_app_from_environment",
         factory=True,
         workers=settings.workers,
         **options,
     )
+    with contextlib.suppress(KeyboardInterrupt):
+        Multiprocess(config, sockets=[listener]).run()

@@ -16,7 +16,7 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from paywarden.actions.payments import PaymentOutcome
 from paywarden.approval_request import ApprovalView
@@ -25,7 +25,8 @@ from paywarden.intent import MetadataValue, PaymentIntent
 from paywarden.keys import Principal
 from paywarden.money import DEFAULT_CURRENCIES, CurrencyTable, format_minor
 from paywarden.policy.loading import LoadedPolicy
-from paywarden.ports import PaymentRow
+from paywarden.policy.workflow_settings import TRANSITIONS
+from paywarden.ports import PaymentRow, SessionRow
 from paywarden.warden import Warden
 
 from . import limits_view
@@ -38,6 +39,7 @@ from .models import (
     PaymentStatus,
     PaymentView,
     ReceiptView,
+    SessionView,
     VoteView,
 )
 
@@ -233,6 +235,51 @@ class AgentTools:
         policy = warden.policy
         statuses = warden.budgets() if policy else []
         return limits_view.limits_view(policy, statuses, caller.agent, caller.environment, filters)
+
+    # Sessions: the agent's own phase, EXPLORE -> DECIDE -> COMMIT ---------------------------
+
+    def start_session(self, caller: Caller, session_id: str | None) -> SessionView:
+        warden = resolve(self._source)
+        row = warden.start_session(caller.agent, session_id, actor=caller.actor)
+        return _session_view(warden, row)
+
+    def advance_session(self, caller: Caller, session_id: str, phase: str) -> SessionView:
+        warden = resolve(self._source)
+        row = warden.advance_phase(caller.agent, session_id, phase, actor=caller.actor)
+        return _session_view(warden, row)
+
+    def session(self, caller: Caller, session_id: str) -> SessionView:
+        warden = resolve(self._source)
+        return _session_view(warden, warden.session(caller.agent, session_id))
+
+
+def _session_view(warden: Warden, row: SessionRow) -> SessionView:
+    policy = warden.policy
+    phases = sorted(policy.sessions.payment_phases) if policy else ["COMMIT"]
+    following = TRANSITIONS[row.phase]
+    next_phase: Literal["DECIDE", "COMMIT"] | None = None
+    if following:
+        next_phase = "DECIDE" if following == ("DECIDE",) else "COMMIT"
+    can_pay = row.phase in phases
+    if can_pay:
+        step = f"Pay with request_payment, giving session_id `{row.session_id}`."
+    elif next_phase:
+        step = (
+            f"Payments from this session are allowed only in {', '.join(phases)}; when you are "
+            f"ready, call advance_session_phase with phase {next_phase}."
+        )
+    else:
+        step = "This session has ended its phases and cannot pay; start a new session."
+    return SessionView(
+        session_id=row.session_id,
+        phase=row.phase,
+        next_phase=next_phase,
+        payment_phases=phases,
+        can_pay=can_pay,
+        created_at=str(iso(row.created_us)),
+        updated_at=str(iso(row.updated_us)),
+        next_step=step,
+    )
 
 
 def _stored_intent(text: str) -> dict[str, Any]:

@@ -161,3 +161,23 @@ class LimitsView(BaseModel):
     velocity: list[VelocityView]
     approvals_ttl_seconds: int | None
     two_person_above: str | None
+
+
+class SessionView(BaseModel):
+    """One of the agent's tracked sessions (`start_session`, `advance_session_phase`,
+    `get_session`)."""
+
+    session_id: str
+    phase: Literal["EXPLORE", "DECIDE", "COMMIT"] = Field(
+        description="EXPLORE, then DECIDE, then COMMIT: forward only, COMMIT is final."
+    )
+    next_phase: Literal["DECIDE", "COMMIT"] | None = Field(
+        description="The only phase this session may move to next; null in COMMIT."
+    )
+    payment_phases: list[str] = Field(
+        description="The phases in which the policy lets a tracked session pay."
+    )
+    can_pay: bool = Field(description="Whether the policy lets this session pay in its phase.")
+    created_at: str = Field(description="ISO 8601, UTC.")
+    updated_at: str = Field(description="ISO 8601, UTC.")
+    next_step: str

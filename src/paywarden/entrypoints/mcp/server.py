@@ -1,4 +1,4 @@
-"""The paywarden MCP server: six tools, each limited to what the calling agent may do.
+"""The paywarden MCP server: nine tools, each limited to what the calling agent may do.
 
 `build_server(warden, identity)` returns an `MCPServer` (the official `mcp` SDK). `identity` is
 called on every tool call and returns the `Principal` of the API key in use: stdio re-checks
@@ -36,6 +36,7 @@ from .models import (
     PaymentList,
     PaymentRequestResult,
     PaymentView,
+    SessionView,
     ToolFailure,
 )
 from .schemas import flat_schema
@@ -48,8 +49,10 @@ Model = TypeVar("Model", bound=BaseModel)
 INSTRUCTIONS = (
     "paywarden guards your payments. Call request_payment to pay; the policy decides (allow, "
     "deny, or a human approval) and the answer says why and what to do next. Your agent id and "
-    "environment come from your API key. You can read only your own payments, approvals, "
-    "budgets and limits. Nothing here changes the policy, approves, grants or halts."
+    "environment come from your API key. When the policy gates payments by session phase, "
+    "start_session, advance_session_phase (EXPLORE, DECIDE, COMMIT) and pay with its "
+    "session_id. You can read only your own payments, approvals, sessions, budgets and "
+    "limits. Nothing here changes the policy, approves, grants or halts."
 )
 _READ_ONLY = ToolAnnotations(
     read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
@@ -62,6 +65,7 @@ _PAYS = ToolAnnotations(
     open_world_hint=True,
 )
 
+SessionPhase = Literal["DECIDE", "COMMIT"]
 PaymentState = Literal["authorized", "submitted", "settled", "failed", "unknown", "refunded"]
 
 
@@ -141,6 +145,7 @@ def build_server(
     _add_request_payment(server, runner)
     _add_payment_reads(server, runner)
     _add_approval_and_budget_reads(server, runner)
+    _add_session_tools(server, runner)
     _strict_arguments(server, runner)
     _flat_outputs(server)
     return server
@@ -304,6 +309,55 @@ def _add_approval_and_budget_reads(server: MCPServer, runner: _Runner) -> None:
     )
     async def describe_my_limits() -> Annotated[CallToolResult, LimitsView]:
         return await runner.call(runner.tools.limits)
+
+
+_SESSION_ID = Field(description="Your session id, as start_session returned it.")
+
+
+def _add_session_tools(server: MCPServer, runner: _Runner) -> None:
+    changes = ToolAnnotations(
+        read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False
+    )
+
+    @server.tool(
+        name="start_session",
+        annotations=changes,
+        description=(
+            "Start one of your sessions, in phase EXPLORE. Policies may let a session pay only "
+            "in some phases (usually COMMIT) or require every payment to name a session. Give "
+            "no session_id for a new one; an id already started is a conflict."
+        ),
+    )
+    async def start_session(
+        session_id: Annotated[str | None, Field(description="Your own id, or none.")] = None,
+    ) -> Annotated[CallToolResult, SessionView]:
+        return await runner.call(lambda caller: runner.tools.start_session(caller, session_id))
+
+    @server.tool(
+        name="advance_session_phase",
+        annotations=changes,
+        description=(
+            "Move one of your sessions to its next phase: EXPLORE to DECIDE, DECIDE to COMMIT. "
+            "Forward only, one step at a time; COMMIT is final."
+        ),
+    )
+    async def advance_session_phase(
+        session_id: Annotated[str, _SESSION_ID],
+        phase: Annotated[SessionPhase, Field(description="The next phase.")],
+    ) -> Annotated[CallToolResult, SessionView]:
+        return await runner.call(
+            lambda caller: runner.tools.advance_session(caller, session_id, phase)
+        )
+
+    @server.tool(
+        name="get_session",
+        annotations=_READ_ONLY,
+        description="The phase of one of your sessions, and whether it may pay now. Read-only.",
+    )
+    async def get_session(
+        session_id: Annotated[str, _SESSION_ID],
+    ) -> Annotated[CallToolResult, SessionView]:
+        return await runner.call(lambda caller: runner.tools.session(caller, session_id))
 
 
 def fixed_identity(principal: Principal) -> IdentitySource:

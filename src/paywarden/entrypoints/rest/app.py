@@ -29,8 +29,12 @@ from paywarden.entrypoints.rest.overload import OverloadGate
 from paywarden.entrypoints.rest.policy_watch import PolicyWatcher
 from paywarden.entrypoints.rest.routes_admin import health_router
 from paywarden.entrypoints.rest.routes_admin import router as admin_router
+from paywarden.entrypoints.rest.routes_disputes import router as disputes_router
+from paywarden.entrypoints.rest.routes_holds import router as holds_router
 from paywarden.entrypoints.rest.routes_operations import router as operations_router
 from paywarden.entrypoints.rest.routes_payments import router as payments_router
+from paywarden.entrypoints.rest.routes_scopes import router as scopes_router
+from paywarden.entrypoints.rest.routes_staff import router as staff_router
 from paywarden.entrypoints.rest.settings import Settings, load_settings
 from paywarden.errors import PaywardenError
 from paywarden.warden import Warden
@@ -107,7 +111,11 @@ def create_app(settings: Settings | None = None, *, warden: Warden | None = None
         app.state.policy_watcher = PolicyWatcher(warden, settings.policy, 0)
     problems.install(app)
     app.include_router(payments_router)
+    app.include_router(holds_router)
     app.include_router(operations_router)
+    app.include_router(scopes_router)
+    app.include_router(disputes_router)
+    app.include_router(staff_router)
     app.include_router(admin_router)
     app.include_router(health_router)
     # A route, not a mount: a mounted app's /mcp would redirect to /mcp/. Starlette serves an

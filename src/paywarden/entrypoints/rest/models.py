@@ -18,7 +18,15 @@ from paywarden.approval_request import ApprovalView
 from paywarden.audit.chain import AuditEntry, VerifyResult
 from paywarden.ledger.status import BudgetStatus
 from paywarden.policy.decision import Decision
-from paywarden.ports import GrantRow, HaltRow, KeyRow, PaymentRow, RefundRow
+from paywarden.ports import (
+    GrantRow,
+    HaltRow,
+    HoldRow,
+    KeyRow,
+    PaymentRow,
+    RefundRow,
+    SessionRow,
+)
 
 AMOUNT_PATTERN = r"^[0-9]{1,20}(\.[0-9]{1,18})?$"
 IDENTIFIER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$"
@@ -89,6 +97,30 @@ class HaltRequest(Strict):
 
 class ResumeRequest(Strict):
     agent: str | None = Field(default=None, pattern=IDENTIFIER_PATTERN)
+
+
+class CaptureRequest(Strict):
+    amount: str | None = Field(
+        default=None,
+        pattern=AMOUNT_PATTERN,
+        max_length=limits.amount_text_chars_max,
+        description="Major units as text, at most the held amount; all of it when left out.",
+    )
+
+
+class SessionStart(Strict):
+    session_id: str | None = Field(
+        default=None,
+        max_length=128,
+        pattern=IDENTIFIER_PATTERN,
+        description="The session's id; a new `ses_...` id when left out.",
+    )
+
+
+class PhaseAdvance(Strict):
+    phase: Literal["EXPLORE", "DECIDE", "COMMIT"] = Field(
+        description="The next phase: EXPLORE -> DECIDE -> COMMIT, forward only."
+    )
 
 
 class KeyCreate(Strict):
@@ -254,6 +286,37 @@ class BudgetOut(BaseModel):
 
     @classmethod
     def of(cls, row: BudgetStatus) -> BudgetOut:
+        data = {name: getattr(row, name) for name in cls.model_fields}
+        return cls(**data)
+
+
+class HoldOut(BaseModel):
+    hold_id: str
+    decision_id: str
+    agent: str
+    amount_minor: int
+    currency: str
+    state: Literal["held", "captured", "voided", "expired"]
+    created_us: int
+    expires_us: int
+    resolved_us: int | None
+    captured_minor: int | None
+
+    @classmethod
+    def of(cls, row: HoldRow) -> HoldOut:
+        data = {name: getattr(row, name) for name in cls.model_fields}
+        return cls(**data)
+
+
+class SessionOut(BaseModel):
+    agent: str
+    session_id: str
+    phase: Literal["EXPLORE", "DECIDE", "COMMIT"]
+    created_us: int
+    updated_us: int
+
+    @classmethod
+    def of(cls, row: SessionRow) -> SessionOut:
         data = {name: getattr(row, name) for name in cls.model_fields}
         return cls(**data)
 

@@ -86,6 +86,18 @@ class ApiProblem(Exception):
         self.headers = headers or {}
 
 
+class HoldExpiredError(errors.StateConflictError):
+    """A hold whose deadline passed: its amount was released, nothing can be captured."""
+
+    code = "hold_expired"
+
+
+class HoldResolvedError(errors.StateConflictError):
+    """A hold already captured or voided: it resolves exactly once."""
+
+    code = "hold_already_resolved"
+
+
 def problem_body(
     status: int, code: str, detail: str, instance: str, **extra: Any
 ) -> dict[str, Any]:

@@ -23,6 +23,7 @@ import copy
 import functools
 import json
 import logging
+import socket
 from typing import Any, cast
 
 from uvicorn.config import LOGGING_CONFIG, Config
@@ -152,3 +153,24 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "limit_concurrency": settings.connections_max,
         "timeout_keep_alive": settings.keep_alive_timeout_seconds,
     }
+
+
+def bind_listener(host: str, port: int) -> socket.socket:
+    """The gateway's listening socket, bound and listening before anything reports success.
+
+    Port 0 lets the system pick a free port (read it from `getsockname()`). Raises `OSError`
+    when the address is in use or cannot be bound; nothing is left open then.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        # As uvicorn binds: a port left in TIME_WAIT by a previous run is reusable at once,
+        # while one another process listens on is still refused (on Linux and macOS).
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+        listener.listen(2048)
+    except OSError:
+        listener.close()
+        raise
+    listener.set_inheritable(True)  # worker processes serve the same socket
+    return listener

@@ -173,7 +173,7 @@ def load_settings(
         settings = settings.with_values(read_config(config))
     settings = settings.with_values(from_environ(environ))
     settings = settings.with_values(overrides or {})
-    if not 0 < settings.port < 65_536:
+    if not 0 <= settings.port < 65_536:  # 0: the system picks a free port
         raise InvalidInputError(f"setting `port`: {settings.port} is not a TCP port")
     if settings.workers < 1 or settings.body_bytes_max < 1024:
         raise InvalidInputError("settings `workers` >= 1 and `body_bytes_max` >= 1024")
