@@ -219,9 +219,9 @@ def run(settings: Settings, environ: Mapping[str, str], listener: socket.socket)
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
-    from paywarden.entrypoints.rest.server import uvicorn_options
+    from paywarden.entrypoints.rest.server import LOG_FORMAT, uvicorn_options
 
-    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s: %(message)s")
+    logging.basicConfig(level=settings.log_level.upper(), format=LOG_FORMAT)
     options = uvicorn_options(settings)
     if settings.workers == 1:
         from paywarden.entrypoints.rest.app import create_app

@@ -125,9 +125,23 @@ class QueryFreeAccessLog(logging.Filter):
         return True
 
 
+# One line format for uvicorn's logs and paywarden's own (`paywarden serve`).
+LOG_FORMAT = "%(levelname)s: %(message)s"
+ACCESS_LOG_FORMAT = '%(levelname)s: %(client_addr)s - "%(request_line)s" %(status_code)s'
+
+
 def log_config() -> dict[str, Any]:
-    """uvicorn's logging configuration, with the query string filtered from the access log."""
+    """uvicorn's logging configuration: the query string filtered from the access log, and
+    uvicorn's lines, its access log and paywarden's loggers in one format (`LOG_FORMAT`)."""
     config = copy.deepcopy(LOGGING_CONFIG)
+    config["formatters"]["default"] = {"format": LOG_FORMAT}
+    config["formatters"]["access"] = {
+        "()": "uvicorn.logging.AccessFormatter",
+        "fmt": ACCESS_LOG_FORMAT,
+        "use_colors": False,
+    }
+    # paywarden's records go through uvicorn's handler (stderr), at the root logger's level.
+    config["loggers"]["paywarden"] = {"handlers": ["default"], "propagate": False}
     config.setdefault("filters", {})["query_free"] = {
         "()": f"{QueryFreeAccessLog.__module__}.{QueryFreeAccessLog.__qualname__}"
     }
