@@ -246,6 +246,9 @@ def test_demo_shows_allowed_blocked_and_approval_decisions() -> None:
     for mark in ("ALLOWED", "BLOCKED", "APPROVAL"):
         assert mark in result.stdout
     assert "deny[0]" in result.stdout and "require_approval[0]" in result.stdout
+    # The approval story: approved once, used once.
+    assert "the agent sends the same intent again: ALLOWED [approved]" in result.stdout
+    assert "and a third time: APPROVAL [approval_required]" in result.stdout
 
 
 @pytest.mark.skipif(not EXECUTABLE.exists(), reason="paywarden is not installed in this venv")

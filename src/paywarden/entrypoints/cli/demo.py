@@ -165,13 +165,13 @@ def _approval_walkthrough(
     echo("    admin-user-01 approves it (the agent itself could not)")
     retry = warden.authorize(intent)
     echo(
-        f"    the agent retries the same intent: {_MARKS[retry.outcome]} ({retry.reason_code}: "
-        f"{retry.reason})"
+        f"    the agent sends the same intent again: {_MARKS[retry.outcome]} "
+        f"[{retry.reason_code}] {retry.reason}"
     )
     again = warden.authorize(intent)
     echo(
-        f"    and once more: {_MARKS[again.outcome]} ({again.reason_code}): an approval is used "
-        "once, so a new request opens"
+        f"    and a third time: {_MARKS[again.outcome]} [{again.reason_code}]; an approval "
+        "is used once, so this opens a new request"
     )
 
 
