@@ -7,6 +7,7 @@ happened through the library: refunds made, states stored, audit entries written
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from rest_support import Gateway
@@ -106,6 +107,9 @@ def test_operators_list_and_compensate_a_scope_left_open(gateway: Gateway) -> No
         "/v1/scopes?status=compensation_failed", headers=gateway.auth(AD)
     ).json()
     assert failed == []
+    finished = [e for e in gateway.warden.audit_trail(scope_id) if e.kind == "scope.compensated"]
+    actor = json.loads(finished[0].body)["actor"]
+    assert actor == "operator:alice"  # who compensated, not the scope's agent
 
 
 # Disputes -------------------------------------------------------------------------------------

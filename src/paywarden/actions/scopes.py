@@ -47,6 +47,7 @@ class TransactionScope:
         self.agent = row.agent
         self._actions: dict[int, Callable[[], object]] = {}
         self._steps = 0
+        self._actor = f"agent:{row.agent}"  # who the scope's audit entries name
 
     def pay(self, intent: PaymentIntent, *, label: str | None = None) -> PaymentOutcome:
         """Pay as a step of this scope; a payment that may have moved money is registered."""
@@ -72,13 +73,16 @@ class TransactionScope:
         """The workflow succeeded: nothing will be compensated."""
         self._finish("committed", "scope.committed")
 
-    def compensate(self, reason: str = "workflow failed") -> ScopeRow:
+    def compensate(self, reason: str = "workflow failed", *, actor: str | None = None) -> ScopeRow:
         """Undo every registered step in reverse order; returns the scope's final state.
 
         The scope is claimed first, in one compare-and-set (open → `compensation_failed`, what
         a crash in the middle leaves for a human): a scope that was committed, or that another
         caller is compensating, is refused before anything is refunded. It ends `compensated`
-        once every step is undone."""
+        once every step is undone. `actor` is who compensates (an operator resuming a scope
+        its worker left); the scope's agent by default."""
+        if actor is not None:
+            self._actor = actor
         with self._rt.store.write() as tx:
             if not tx.scopes.transition(
                 self.scope_id, "open", "compensation_failed", self._rt.now_us()
@@ -198,7 +202,7 @@ class TransactionScope:
                 now_us,
                 kind,
                 self.scope_id,
-                {"actor": f"agent:{self.agent}", "scope_id": self.scope_id, "reason": reason},
+                {"actor": self._actor, "scope_id": self.scope_id, "reason": reason},
             )
 
     def _audit(self, tx: UnitOfWork, kind: str, step: ScopeStepRow, note: str | None) -> None:
@@ -208,7 +212,7 @@ class TransactionScope:
             kind,
             self.scope_id,
             {
-                "actor": f"agent:{self.agent}",
+                "actor": self._actor,
                 "scope_id": self.scope_id,
                 "step": step.step,
                 "label": step.label,

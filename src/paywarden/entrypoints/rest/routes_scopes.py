@@ -229,7 +229,7 @@ def _compensate(
     def action() -> ScopeOut:
         _own_scope(warden, principal, scope_id)
         _require_open(warden, scope_id)
-        warden.resume_scope(scope_id).compensate(body.reason)
+        warden.resume_scope(scope_id).compensate(body.reason, actor=principal.actor)
         return _scope_out(warden, scope_id)
 
     return idempotent(request, warden, principal, key, body, action, stale)
