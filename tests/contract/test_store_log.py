@@ -90,6 +90,25 @@ def test_new_events_are_due_at_once_in_insertion_order(store: Store) -> None:
         assert tx.outbox.list_due(T0 + 9, 10) == []
 
 
+def test_an_event_is_claimed_by_one_caller_until_its_lease_ends(store: Store) -> None:
+    with store.write() as tx:
+        tx.outbox.insert("a", "{}", T0)
+    with store.read() as tx:
+        (row,) = tx.outbox.list_due(T0, 10)
+    with store.write() as tx:
+        assert tx.outbox.claim(row.event_id, T0, T0 + 100)
+    with store.write() as tx:
+        assert not tx.outbox.claim(row.event_id, T0 + 50, T0 + 150)  # another caller, too soon
+    with store.read() as tx:
+        assert tx.outbox.list_due(T0 + 99, 10) == []  # not due while claimed
+        assert [r.event_id for r in tx.outbox.list_due(T0 + 100, 10)] == [row.event_id]
+    with store.write() as tx:
+        assert tx.outbox.claim(row.event_id, T0 + 100, T0 + 200)  # the lease ended
+        tx.outbox.mark(row.event_id, T0 + 120, T0 + 120, None)
+    with store.write() as tx:
+        assert not tx.outbox.claim(row.event_id, T0 + 500, T0 + 600)  # delivered: never again
+
+
 def test_marking_an_attempt_delivers_or_postpones_the_event(store: Store) -> None:
     with store.write() as tx:
         tx.outbox.insert("a", "{}", T0)

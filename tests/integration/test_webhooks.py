@@ -179,6 +179,29 @@ def test_events_are_delivered_signed_with_a_slack_text(
     assert requested.headers["X-Paywarden-Event-Id"] != decided.headers["X-Paywarden-Event-Id"]
 
 
+def test_two_processes_delivering_at_once_post_each_event_once(
+    manual: None, open_warden: OpenWarden
+) -> None:
+    """Two Wardens (two stores, as two gateways would have) deliver the same outbox at the
+    same time: an event is claimed by one of them, the other skips it."""
+    receiver = Receiver(mode="hang")  # holds each request until released
+    try:
+        options = _options(receiver.url, timeout_seconds=10.0)
+        first = _open(open_warden, options)
+        second = _open(open_warden, options)
+        first.authorize(example_intent())  # one event: approval.requested
+        delivering = threading.Thread(target=first.deliver_webhooks)
+        delivering.start()
+        receiver.wait_for(1)  # the first is posting it now
+        assert second.deliver_webhooks() == 0  # claimed: skipped, not posted again
+        receiver.release.set()
+        delivering.join(timeout=30)
+        assert receiver.count() == 1
+        assert second.deliver_webhooks() == first.deliver_webhooks() == 0  # delivered once
+    finally:
+        receiver.close()
+
+
 def test_rejections_expiries_and_voids_are_announced(
     manual: None, receiver: Receiver, clock: FrozenClock, open_warden: OpenWarden
 ) -> None:

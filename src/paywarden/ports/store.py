@@ -432,6 +432,12 @@ class OutboxRepository(Protocol):
         """Undelivered events due at or before `now_us`, by id."""
         ...
 
+    def claim(self, event_id: int, now_us: int, lease_until_us: int) -> bool:
+        """Take an undelivered event that is due at `now_us` for one delivery attempt: it is
+        not due again before `lease_until_us`, so another process (or host) skips it. False
+        when it was delivered or claimed meanwhile (compare-and-set)."""
+        ...
+
     def mark(
         self, event_id: int, delivered_us: int | None, next_attempt_us: int, error: str | None
     ) -> None:

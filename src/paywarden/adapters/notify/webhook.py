@@ -107,9 +107,17 @@ def deliver_due(
     with store.read() as tx:
         due = tx.outbox.list_due(now_us, batch_max)
     delivered = 0
+    # A claim holds an event for one attempt (the request's timeout and a margin), so two
+    # processes or hosts never post the same event at once; a crash mid-attempt leaves it due
+    # again after the lease (at least once).
+    lease_us = int((options.timeout_seconds * 2 + 30) * 1_000_000)
     for row in due:
         if stop is not None and stop.is_set():
             break
+        claimed_us = to_us(clock.now())
+        with store.write() as tx:
+            if not tx.outbox.claim(row.event_id, claimed_us, claimed_us + lease_us):
+                continue  # delivered or claimed by another process meanwhile
         failure = _post(options, row)
         attempted_us = to_us(clock.now())
         if failure is None:

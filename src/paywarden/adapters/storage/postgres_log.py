@@ -144,6 +144,16 @@ class PostgresOutbox(PostgresRepository):
         )
         return fetch_all(cursor, OutboxRow)
 
+    def claim(self, event_id: int, now_us: int, lease_until_us: int) -> bool:
+        return (
+            self._rowcount(
+                "UPDATE outbox SET next_attempt_us = %s WHERE event_id = %s"
+                " AND delivered_us IS NULL AND next_attempt_us <= %s",
+                (lease_until_us, event_id, now_us),
+            )
+            == 1
+        )
+
     def mark(
         self, event_id: int, delivered_us: int | None, next_attempt_us: int, error: str | None
     ) -> None:

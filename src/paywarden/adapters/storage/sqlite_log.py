@@ -95,6 +95,14 @@ class SQLiteOutbox(SQLiteRepository):
         )
         return fetch_all(cursor, OutboxRow)
 
+    def claim(self, event_id: int, now_us: int, lease_until_us: int) -> bool:
+        cursor = self._db.execute(
+            "UPDATE outbox SET next_attempt_us = ? WHERE event_id = ?"
+            " AND delivered_us IS NULL AND next_attempt_us <= ?",
+            (lease_until_us, event_id, now_us),
+        )
+        return cursor.rowcount == 1
+
     def mark(
         self, event_id: int, delivered_us: int | None, next_attempt_us: int, error: str | None
     ) -> None:
