@@ -12,7 +12,7 @@ from __future__ import annotations
 # `mcp`: the gateway also serves MCP over HTTP at /mcp.
 _MCP_MODULES = frozenset({"mcp", "mcp_types", "pydantic", "pydantic_core", "anyio"})
 MODULES_OF_EXTRA: dict[str, frozenset[str]] = {
-    "server": _MCP_MODULES | {"fastapi", "starlette", "uvicorn", "uvloop"},
+    "server": _MCP_MODULES | {"fastapi", "starlette", "uvicorn", "uvloop", "prometheus_client"},
     "mcp": _MCP_MODULES,
     "stripe": frozenset({"stripe", "requests", "urllib3"}),
     "postgres": frozenset({"psycopg", "psycopg_pool", "psycopg_binary"}),

@@ -9,21 +9,18 @@ one payment must exist afterwards, whichever process took each request.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-import pytest
 
 from paywarden import Warden
 from support.policies import write_policy
-from support.servers import free_port, stop_process
+from support.servers import serve_process
 
 PAYWARDEN = str(Path(sys.executable).with_name("paywarden"))
 POLICY = """
@@ -53,43 +50,10 @@ def _cli(*args: str) -> str:
 def _serve(tmp_path: Path, *extra: str) -> Iterator[tuple[str, list[str]]]:
     """Run the gateway; yields its URL and a list that holds its output once it stopped."""
     policy = write_policy(tmp_path, POLICY)
-    port = free_port()
-    command = [PAYWARDEN, "serve", "--database", str(tmp_path / "pw.db"), "--policy", str(policy)]
-    command += ["--port", str(port), "--no-access-log", "--log-level", "warning", *extra]
-    env = {
-        **os.environ,
-        "PAYWARDEN_SANDBOX_STATE": str(tmp_path / "sandbox.db"),
-        "PYTHONUNBUFFERED": "1",
-    }
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
-    )
-    url = f"http://127.0.0.1:{port}"
-    output: list[str] = []
-    try:
-        _wait_healthy(url, process)
-        yield url, output
-    finally:
-        stop_process(process)
-        if process.stdout is not None:
-            output.append(process.stdout.read())
-            process.stdout.close()
-
-
-def _wait_healthy(url: str, process: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 30
-    with httpx.Client(timeout=1) as client:
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                output = process.stdout.read() if process.stdout else ""
-                pytest.fail(f"paywarden serve exited with {process.returncode}: {output}")
-            try:
-                if client.get(f"{url}/healthz").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-    pytest.fail("paywarden serve did not become healthy in 30 s")
+    with serve_process(
+        tmp_path, policy, "--no-access-log", "--log-level", "warning", *extra
+    ) as served:
+        yield served
 
 
 def _agent_key(tmp_path: Path) -> str:

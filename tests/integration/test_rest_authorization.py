@@ -87,6 +87,14 @@ MATRIX: list[tuple[str, str, dict[str, Any] | None, dict[str, int]]] = [
     ("POST", "/v1/reconcile", None, STAFF),
     ("GET", "/v1/operators", None, ADMIN_ONLY),
     ("POST", "/v1/operators", {"operator_id": "carol", "name": "Carol"}, ADMIN_ONLY),
+    ("GET", "/v1/policy/shadow", None, ADMIN_ONLY),
+    ("PUT", "/v1/policy/shadow", {"policy": POLICY + "# shadow\n"}, ADMIN_ONLY),
+    ("DELETE", "/v1/policy/shadow", None, ADMIN_ONLY),
+    ("GET", "/v1/halts", None, STAFF),
+    ("GET", "/v1/payments/{payment}/refunds", None, OWNER_OR_STAFF),
+    ("GET", "/v1/audit/trail?ref_id={payment}", None, STAFF),
+    # No audit signing key in this gateway: the admin's request is a clear 409.
+    ("POST", "/v1/audit/checkpoints", None, {**ADMIN_ONLY, AD: 409}),
 ]
 
 
@@ -220,6 +228,7 @@ def _template(path: str) -> str:
         "{scope}": "{scope_id}",
         "{dispute}": "{dispute_id}",
     }
+    path = path.split("?")[0]  # a query names an object, not a route
     for short, name in names.items():
         path = path.replace(short, name)
     return path

@@ -4,15 +4,20 @@ and subprocesses stopped the way an operator would (SIGINT, then kill if it hang
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
+import httpx
+import pytest
 import uvicorn
 from starlette.types import ASGIApp
 
@@ -72,3 +77,49 @@ def stop_process(process: subprocess.Popen[Any]) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+PAYWARDEN = str(Path(sys.executable).with_name("paywarden"))
+
+
+@contextlib.contextmanager
+def serve_process(directory: Path, policy: Path, *extra: str) -> Iterator[tuple[str, list[str]]]:
+    """A real `paywarden serve` on a free port, a ledger and sandbox state in `directory`;
+    yields its URL (once healthy) and a list that holds its output once it stopped."""
+    port = free_port()
+    command = [PAYWARDEN, "serve", "--database", str(directory / "pw.db"), "--policy", str(policy)]
+    command += ["--port", str(port), *extra]
+    env = {
+        **os.environ,
+        "PAYWARDEN_SANDBOX_STATE": str(directory / "sandbox.db"),
+        "PYTHONUNBUFFERED": "1",
+    }
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
+    url = f"http://127.0.0.1:{port}"
+    output: list[str] = []
+    try:
+        _wait_healthy(url, process)
+        yield url, output
+    finally:
+        stop_process(process)
+        if process.stdout is not None:
+            output.append(process.stdout.read())
+            process.stdout.close()
+
+
+def _wait_healthy(url: str, process: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 30
+    with httpx.Client(timeout=1) as client:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                output = process.stdout.read() if process.stdout else ""
+                pytest.fail(f"paywarden serve exited with {process.returncode}: {output}")
+            try:
+                if client.get(f"{url}/healthz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+    pytest.fail("paywarden serve did not become healthy in 30 s")

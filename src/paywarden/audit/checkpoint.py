@@ -31,6 +31,12 @@ class CheckpointError(PaywardenError):
     code = "checkpoint_invalid"
 
 
+class SigningKeyMissingError(CheckpointError):
+    """A checkpoint was asked for, but no audit signing key is configured."""
+
+    code = "audit_signing_key_missing"
+
+
 @dataclass(frozen=True, slots=True)
 class SignedCheckpoint:
     checkpoint: Checkpoint

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from paywarden.audit.chain import AuditEntry, Checkpoint, VerifyResult, verify
 from paywarden.audit.checkpoint import (
-    CheckpointError,
     SignedCheckpoint,
+    SigningKeyMissingError,
     load_private_key,
     sign,
     write_checkpoint,
@@ -52,7 +52,9 @@ class Checkpointer:
 
     def checkpoint(self) -> SignedCheckpoint:
         if self._options.signing_key is None:
-            raise CheckpointError("no audit signing key is configured (paywarden audit keygen)")
+            raise SigningKeyMissingError(
+                "no audit signing key is configured (paywarden audit keygen)"
+            )
         with self._store.read() as tx:
             head = tx.audit.get_head()
         seq, head_hash = (head.seq, head.entry_hash) if head else (0, "00" * 32)

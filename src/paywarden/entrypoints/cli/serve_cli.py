@@ -105,6 +105,18 @@ EXIT_STARTUP = 3
     help="Writes waiting for the store at which a write gets 503 before it is taken "
     "(default 256; 0: never).",
 )
+@click.option(
+    "--metrics/--no-metrics",
+    "metrics_enabled",
+    default=None,
+    help="Serve Prometheus metrics at /metrics to operator and admin keys (default on).",
+)
+@click.option(
+    "--log-format",
+    default=None,
+    type=click.Choice(["text", "json"]),
+    help="Log lines as text or as JSON objects (default text); also PAYWARDEN_LOG_FORMAT.",
+)
 def serve(
     config: str | None,
     host: str | None,
@@ -120,6 +132,8 @@ def serve(
     body_timeout_seconds: float | None,
     keep_alive_timeout_seconds: int | None,
     store_backlog_max: int | None,
+    metrics_enabled: bool | None,
+    log_format: str | None,
 ) -> None:
     """Run the REST gateway (API keys, /v1 routes, OpenAPI at /docs) until interrupted."""
     from paywarden.entrypoints.rest.settings import load_settings
@@ -138,6 +152,8 @@ def serve(
         "body_timeout_seconds": body_timeout_seconds,
         "keep_alive_timeout_seconds": keep_alive_timeout_seconds,
         "store_backlog_max": store_backlog_max,
+        "metrics_enabled": metrics_enabled,
+        "log_format": log_format,
     }
     try:
         settings = load_settings(config, os.environ, overrides)
@@ -219,9 +235,12 @@ def run(settings: Settings, environ: Mapping[str, str], listener: socket.socket)
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
-    from paywarden.entrypoints.rest.server import LOG_FORMAT, uvicorn_options
+    from paywarden.entrypoints.rest.logs import root_handler
+    from paywarden.entrypoints.rest.server import uvicorn_options
 
-    logging.basicConfig(level=settings.log_level.upper(), format=LOG_FORMAT)
+    logging.basicConfig(
+        level=settings.log_level.upper(), handlers=[root_handler(settings.log_format)]
+    )
     options = uvicorn_options(settings)
     if settings.workers == 1:
         from paywarden.entrypoints.rest.app import create_app

@@ -25,6 +25,8 @@ from paywarden.entrypoints.mcp.http import McpHttpApp
 from paywarden.entrypoints.rest import problems
 from paywarden.entrypoints.rest.deps import reject_unknown_query
 from paywarden.entrypoints.rest.http_guard import HttpGuard
+from paywarden.entrypoints.rest.metrics import GatewayMetrics
+from paywarden.entrypoints.rest.metrics import router as metrics_router
 from paywarden.entrypoints.rest.overload import OverloadGate
 from paywarden.entrypoints.rest.policy_watch import PolicyWatcher
 from paywarden.entrypoints.rest.routes_admin import health_router
@@ -32,6 +34,7 @@ from paywarden.entrypoints.rest.routes_admin import router as admin_router
 from paywarden.entrypoints.rest.routes_disputes import router as disputes_router
 from paywarden.entrypoints.rest.routes_holds import router as holds_router
 from paywarden.entrypoints.rest.routes_operations import router as operations_router
+from paywarden.entrypoints.rest.routes_oversight import router as oversight_router
 from paywarden.entrypoints.rest.routes_payments import router as payments_router
 from paywarden.entrypoints.rest.routes_scopes import router as scopes_router
 from paywarden.entrypoints.rest.routes_staff import router as staff_router
@@ -110,14 +113,14 @@ def create_app(settings: Settings | None = None, *, warden: Warden | None = None
         app.state.warden = warden
         app.state.policy_watcher = PolicyWatcher(warden, settings.policy, 0)
     problems.install(app)
-    app.include_router(payments_router)
-    app.include_router(holds_router)
-    app.include_router(operations_router)
-    app.include_router(scopes_router)
-    app.include_router(disputes_router)
-    app.include_router(staff_router)
-    app.include_router(admin_router)
-    app.include_router(health_router)
+    _include_routers(app)
+    # GET /metrics (metrics.py): nothing is counted, and the route is a 404, when it is off.
+    app.state.metrics = (
+        GatewayMetrics(lambda: getattr(app.state, "warden", None))
+        if settings.metrics_enabled
+        else None
+    )
+    app.include_router(metrics_router)
     # A route, not a mount: a mounted app's /mcp would redirect to /mcp/. Starlette serves an
     # endpoint that is not a function as a plain ASGI app (its stub types say otherwise). Not in
     # the OpenAPI document: MCP is its own protocol (see docs/mcp.md).
@@ -130,6 +133,21 @@ def create_app(settings: Settings | None = None, *, warden: Warden | None = None
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     _guard(app, settings)
     return app
+
+
+def _include_routers(app: FastAPI) -> None:
+    for router in (
+        payments_router,
+        holds_router,
+        operations_router,
+        scopes_router,
+        disputes_router,
+        staff_router,
+        oversight_router,
+        admin_router,
+        health_router,
+    ):
+        app.include_router(router)
 
 
 def _guard(app: FastAPI, settings: Settings) -> None:

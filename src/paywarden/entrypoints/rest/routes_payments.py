@@ -21,6 +21,7 @@ from paywarden.entrypoints.rest.deps import (
     warden_of,
 )
 from paywarden.entrypoints.rest.direct_route import DirectRoute
+from paywarden.entrypoints.rest.metrics import metrics_of, timed, timed_pay
 from paywarden.entrypoints.rest.problems import problem_responses
 from paywarden.errors import ForbiddenError, InvalidInputError
 from paywarden.intent import PaymentIntent
@@ -89,7 +90,12 @@ def create_authorization(
 
     def action() -> models.DecisionOut:
         intent = intent_of(warden, body, principal, idempotency_key)
-        return models.DecisionOut.of(warden.authorize(intent, actor=principal.actor))
+        decision = timed(
+            metrics_of(request),
+            body.action,
+            lambda: warden.authorize(intent, actor=principal.actor),
+        )
+        return models.DecisionOut.of(decision)
 
     return idempotent(
         request,
@@ -120,7 +126,9 @@ def create_payment(
 
     def action() -> models.PaymentOutcomeOut:
         intent = intent_of(warden, body, principal, idempotency_key)
-        outcome = warden.pay(intent, actor=principal.actor)
+        outcome = timed_pay(
+            metrics_of(request), body.action, lambda: warden.pay(intent, actor=principal.actor)
+        )
         payment = models.PaymentOut.of(outcome.payment) if outcome.payment else None
         return models.PaymentOutcomeOut(
             state=outcome.state, decision=models.DecisionOut.of(outcome.decision), payment=payment

@@ -31,6 +31,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.server import ServerState
 
 from paywarden.entrypoints.rest import problems
+from paywarden.entrypoints.rest.logs import JsonFormatter
 from paywarden.entrypoints.rest.settings import Settings
 
 log = logging.getLogger("paywarden.rest")
@@ -130,16 +131,22 @@ LOG_FORMAT = "%(levelname)s: %(message)s"
 ACCESS_LOG_FORMAT = '%(levelname)s: %(client_addr)s - "%(request_line)s" %(status_code)s'
 
 
-def log_config() -> dict[str, Any]:
+def log_config(log_format: str = "text") -> dict[str, Any]:
     """uvicorn's logging configuration: the query string filtered from the access log, and
-    uvicorn's lines, its access log and paywarden's loggers in one format (`LOG_FORMAT`)."""
+    uvicorn's lines, its access log and paywarden's loggers in one format: `LOG_FORMAT` text,
+    or with `log_format="json"` one JSON object per line (logs.py)."""
     config = copy.deepcopy(LOGGING_CONFIG)
-    config["formatters"]["default"] = {"format": LOG_FORMAT}
-    config["formatters"]["access"] = {
-        "()": "uvicorn.logging.AccessFormatter",
-        "fmt": ACCESS_LOG_FORMAT,
-        "use_colors": False,
-    }
+    if log_format == "json":
+        json_formatter = {"()": f"{JsonFormatter.__module__}.{JsonFormatter.__qualname__}"}
+        config["formatters"]["default"] = json_formatter
+        config["formatters"]["access"] = dict(json_formatter)
+    else:
+        config["formatters"]["default"] = {"format": LOG_FORMAT}
+        config["formatters"]["access"] = {
+            "()": "uvicorn.logging.AccessFormatter",
+            "fmt": ACCESS_LOG_FORMAT,
+            "use_colors": False,
+        }
     # paywarden's records go through uvicorn's handler (stderr), at the root logger's level.
     config["loggers"]["paywarden"] = {"handlers": ["default"], "propagate": False}
     config.setdefault("filters", {})["query_free"] = {
@@ -159,7 +166,7 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "port": settings.port,
         "log_level": settings.log_level,
         "access_log": settings.access_log,
-        "log_config": log_config(),
+        "log_config": log_config(settings.log_format),
         # uvicorn accepts any protocol factory here; its stub names only classes.
         "http": cast(type[asyncio.Protocol], protocol),
         "loop": "auto",  # uvloop when installed (the `server` extra), else asyncio

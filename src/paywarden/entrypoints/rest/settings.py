@@ -25,6 +25,7 @@ PATH_SETTINGS = ("database", "policy")
 # The longest header, body or keep-alive timeout: longer ones would let idle clients hold
 # connections for hours.
 HTTP_TIMEOUT_SECONDS_MAX = 3600
+LOG_FORMATS = ("text", "json")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +66,10 @@ class Settings:
     # MCP over HTTP: open sessions one API key may hold, and how long an idle one lives.
     mcp_sessions_per_key_max: int = 16
     mcp_session_idle_seconds: float = 1800.0
+    # `GET /metrics` (Prometheus text, operator or admin key); off: 404 and nothing counted.
+    metrics_enabled: bool = True
+    # `text` (one line per record) or `json` (one JSON object per line) for every log record.
+    log_format: str = "text"
 
     def with_values(self, values: Mapping[str, object]) -> Settings:
         """A copy with `values` (already typed) applied; None values are skipped."""
@@ -190,6 +195,10 @@ def _check_http_limits(settings: Settings) -> None:
     if settings.store_backlog_max < 0:
         raise InvalidInputError(
             f"setting `store_backlog_max`: {settings.store_backlog_max} is not at least 0"
+        )
+    if settings.log_format not in LOG_FORMATS:
+        raise InvalidInputError(
+            f"setting `log_format`: `{settings.log_format}` is not one of {', '.join(LOG_FORMATS)}"
         )
     if not settings.mcp_session_idle_seconds > 0:
         raise InvalidInputError(
