@@ -110,6 +110,9 @@ class Runtime:
     ) -> None:
         self.store = store
         self.loaded = loaded
+        # The version recorded in the store when this process last loaded or adopted a policy:
+        # a different one recorded since is another process's upload, adopted at the next read.
+        self.policy_seen: str | None = loaded.policy.version if loaded.policy else None
         self.clock = clock
         self.ids = ids
         # Every deployment has an environment: production unless it says otherwise, so a key

@@ -135,17 +135,29 @@ def test_a_policy_load_is_recorded_only_when_the_version_changes(
     database: Path, open_warden: OpenWarden
 ) -> None:
     other = POLICY.replace('limit: "1000.00"', 'limit: "2000.00"')
+    versions_in_force = []
     for policy in (POLICY, POLICY, other, other, POLICY, "rules: [", "rules: ["):
-        with open_warden(policy):
-            pass
+        with open_warden(policy) as warden:
+            versions_in_force.append(warden.policy.version if warden.policy else None)
     loads = [json.loads(entry.body) for entry in entries(database)]
-    assert [load["status"] for load in loads] == ["loaded", "loaded", "loaded", "rejected"]
+    assert [load["status"] for load in loads] == ["loaded", "loaded", "rejected"]
     versions = [load["policy_version"] for load in loads]
-    assert versions[0] == versions[2] != versions[1]
-    assert versions[3].startswith("invalid:")
-    assert loads[3]["problems"]
-    assert all(entry.kind == "policy.loaded" for entry in entries(database))
+    assert versions[0] != versions[1]
+    # A restart with the older file does not roll the store back: the newer upload stands.
+    assert versions_in_force[2:5] == [versions[1]] * 3
+    # An invalid file is audited once (against the policy in force) and serves nothing.
+    assert versions_in_force[5:] == [None, None]
+    assert versions[2].startswith("invalid:")
+    assert loads[2]["problems"] and loads[2]["previous_version"] == versions[1]
+    kinds = [entry.kind for entry in entries(database)]
+    assert kinds == ["policy.loaded", "policy.loaded", "policy.rejected"]
     assert verify(entries(database)).ok
+    # Rolling back is an explicit upload, audited like any other.
+    with Warden.open(None, database=database) as warden:
+        assert warden.policy is not None and warden.policy.version == versions[1]
+        warden.reload_policy(POLICY, actor="admin:test")
+        assert warden.policy is not None and warden.policy.version == versions[0]
+    assert [entry.kind for entry in entries(database)][-1] == "policy.loaded"
 
 
 # AU-07: a failing audit insert rolls the change back and denies --------------------------------

@@ -1,6 +1,7 @@
 """Two real `paywarden serve` processes on one PostgreSQL database, as two hosts behind a load
-balancer would be: twenty 40.00 USD payments of one agent against an hourly 200.00 USD budget,
-sent to both gateways at once, pay exactly five; the audit log is one chain that verifies."""
+balancer would be, both deciding with the policy the database keeps (no policy file given):
+twenty 40.00 USD payments of one agent against an hourly 200.00 USD budget, sent to both
+gateways at once, pay exactly five; the audit log is one chain that verifies."""
 
 from __future__ import annotations
 
@@ -43,8 +44,8 @@ def _wait_ready(url: str, process: subprocess.Popen[Any]) -> None:
         if process.poll() is not None:
             pytest.fail(f"a gateway exited with status {process.returncode}")
         try:
-            with urllib.request.urlopen(f"{url}/openapi.json", timeout=2):
-                return
+            with urllib.request.urlopen(f"{url}/readyz", timeout=2):
+                return  # 200: the database's policy is in force here
         except (urllib.error.URLError, ConnectionError):
             time.sleep(0.2)
     pytest.fail(f"{url} never became ready")
@@ -85,6 +86,11 @@ def test_two_gateways_on_one_database_pay_exactly_what_the_budget_allows(
         "keys", "create", "--database", pg_database, "--role", "agent", "--agent", "buyer", env=env
     )
     key = next(line.split()[1] for line in created.stdout.splitlines() if line.startswith("key:"))
+    # The policy lives in the database: uploaded once, and neither gateway is given a file.
+    loaded = _paywarden(
+        "policy", "load", "--database", pg_database, "--actor", "ops", str(POLICY), env=env
+    )
+    assert loaded.stdout.startswith("policy in force: version sha256:")
     gateways = []
     logs = [(tmp_path / f"gateway-{number}.log").open("w") for number in range(2)]
     for log in logs:
@@ -97,8 +103,6 @@ def test_two_gateways_on_one_database_pay_exactly_what_the_budget_allows(
                 "serve",
                 "--database",
                 pg_database,
-                "--policy",
-                str(POLICY),
                 "--port",
                 str(port),
             ],

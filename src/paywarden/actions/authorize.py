@@ -24,6 +24,7 @@ from functools import partial
 
 from paywarden import admission, limits
 from paywarden.actions import approvals, decide, refusals, shadow
+from paywarden.actions.policy import sync_policy
 from paywarden.audit import proof, records
 from paywarden.clock import to_us
 from paywarden.errors import (
@@ -37,7 +38,7 @@ from paywarden.intent import PaymentIntent
 from paywarden.policy.compiler import CompiledPolicy
 from paywarden.policy.decision import Decision
 from paywarden.policy.evaluator import deny_everything
-from paywarden.policy.loading import POLICY_TEXT_KEY, POLICY_VERSION_KEY, load_policy
+from paywarden.policy.loading import POLICY_TEXT_KEY
 from paywarden.ports import NewDecision, UnitOfWork
 from paywarden.runtime import Runtime
 
@@ -182,18 +183,7 @@ def policy_in_force(rt: Runtime, tx: UnitOfWork) -> CompiledPolicy | None:
     """The policy of the version last recorded in the store, read inside the decision's own
     transaction: once another process (or thread) has recorded a new version, every decision
     committed after it uses that version, never the one this process had."""
-    loaded = rt.loaded
-    if loaded.policy is None:
-        return None  # no usable policy here: deny, whatever others run
-    recorded = tx.meta.get(POLICY_VERSION_KEY)
-    if recorded is None or recorded == loaded.policy.version:
-        return loaded.policy
-    text = tx.meta.get(POLICY_TEXT_KEY + recorded)
-    newer = load_policy(text) if text is not None else None
-    if newer is None or newer.policy is None or newer.policy.version != recorded:
-        return loaded.policy  # recorded by an older paywarden, without its text
-    rt.loaded = newer
-    return newer.policy
+    return sync_policy(rt, tx)
 
 
 def with_environment(rt: Runtime, intent: PaymentIntent) -> tuple[PaymentIntent, str | None]:

@@ -58,6 +58,31 @@ def _read(policy: str | Path) -> tuple[str, str | None]:
 
 POLICY_VERSION_KEY = "policy_version"
 POLICY_TEXT_KEY = "policy_text:"
+# The `source` of a policy adopted from the store rather than read from a file or text.
+DATABASE_SOURCE = "database"
+
+
+def recorded_version(tx: UnitOfWork) -> str | None:
+    """The version of the policy in force in the store (None before any was recorded)."""
+    version = tx.meta.get(POLICY_VERSION_KEY)
+    return None if version is None or version.startswith("invalid:") else version
+
+
+def recorded_policy(tx: UnitOfWork, version: str) -> LoadedPolicy | None:
+    """Policy `version` as the store keeps it, compiled, or None when its text is not kept
+    (recorded by an older paywarden) or no longer compiles here."""
+    text = tx.meta.get(POLICY_TEXT_KEY + version)
+    if text is None:
+        return None
+    compiled, report = check_policy(text, DATABASE_SOURCE)
+    if compiled is None or compiled.version != version:
+        return None
+    return LoadedPolicy(compiled, report, None, DATABASE_SOURCE, text)
+
+
+def is_known_version(tx: UnitOfWork, version: str) -> bool:
+    """Whether policy `version` was in force here before (its text is kept)."""
+    return tx.meta.get(POLICY_TEXT_KEY + version) is not None
 
 
 def record_version(tx: UnitOfWork, loaded: LoadedPolicy) -> None:

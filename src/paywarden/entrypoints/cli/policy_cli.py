@@ -1,4 +1,5 @@
-"""`paywarden policy validate|explain` and `paywarden budgets`: read policies and budgets."""
+"""`paywarden policy ...` and `paywarden budgets`: read policies and budgets, and put a policy in
+force in a ledger (`policy load`, `policy current`)."""
 
 from __future__ import annotations
 
@@ -102,6 +103,55 @@ def shadow_show(database: str, as_json: bool) -> None:
         click.echo("no shadow policy")
     else:
         click.echo(f"shadow policy: version {candidate.version} ({len(candidate.rules)} rules)")
+
+
+@policy.command("load")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--database", required=True, help="The ledger (SQLite file or PostgreSQL URL).")
+@click.option("--actor", required=True, help="Who loads it (recorded in the audit log).")
+def policy_load(path: str, database: str, actor: str) -> None:
+    """Put the policy at PATH in force in the ledger, for every gateway that shares it.
+
+    The ledger's policy is the one every process decides with; this is how a new one (or an
+    older one, to roll back) is uploaded. An invalid policy is refused, audited, and the one
+    in force stays. Exit status: 0 in force, 1 the policy is invalid, 2 no such ledger.
+    """
+    text = _read_policy(path)
+    with _ledger(database) as warden:
+        loaded = warden.reload_policy(text, actor=actor)
+    if loaded.policy is None:
+        for problem in loaded.report.problems:
+            click.echo(problem.format(path), err=True)
+        click.echo(
+            f"error: `{path}` is not a valid policy; the policy in force is unchanged", err=True
+        )
+        sys.exit(1)
+    click.echo(
+        f"policy in force: version {loaded.policy.version} ({len(loaded.policy.rules)} rules)"
+    )
+
+
+@policy.command("current")
+@click.option("--database", required=True, help="The ledger (SQLite file or PostgreSQL URL).")
+@click.option("--json", "as_json", is_flag=True, help="Print the version and text as JSON.")
+def policy_current(database: str, as_json: bool) -> None:
+    """Show the policy in force in the ledger: its version, then its text.
+
+    Exit status: 0 shown, 1 no policy is in force there yet, 2 no such ledger.
+    """
+    with _ledger(database) as warden:
+        loaded = warden.loaded_policy
+    if loaded.policy is None:
+        click.echo(
+            "error: no policy is in force in this ledger (load one with `paywarden policy load`)",
+            err=True,
+        )
+        sys.exit(1)
+    if as_json:
+        click.echo(json.dumps({"version": loaded.policy.version, "text": loaded.text}, indent=2))
+        return
+    click.echo(f"# version {loaded.policy.version}")
+    click.echo((loaded.text or "").rstrip("\n"))
 
 
 @contextmanager

@@ -64,7 +64,8 @@ EXIT_STARTUP = 3
     "--policy",
     default=None,
     type=click.Path(dir_okay=False),
-    help="Policy YAML file; watched and reloaded when it changes.",
+    help="Policy YAML file to upload to the ledger (watched, uploaded again when it changes);"
+    " without it, the ledger's policy in force.",
 )
 @click.option("--environment", default=None, help="The deployment's environment name.")
 @click.option("--workers", default=None, type=int, help="Worker processes (default 1).")
@@ -203,7 +204,12 @@ def _print_banner(settings: Settings) -> None:
     shown = redact_url(database) if "://" in database else Path(database).resolve()
     click.echo(f"ledger:  {shown}")
     loaded = load_policy(Path(settings.policy) if settings.policy else None)
-    if loaded.policy is not None:
+    if settings.policy is None:
+        click.echo(
+            "policy:  the one in force in the ledger"
+            " (none there: not ready, every payment is denied)"
+        )
+    elif loaded.policy is not None:
         click.echo(f"policy:  {loaded.source} (version {loaded.policy.version[:19]})")
     else:
         click.echo(f"policy:  NOT READY, every payment is denied: {loaded.report.summary()}")
