@@ -1,16 +1,20 @@
-"""What counting a decision for Prometheus costs: `warden.authorize` through the REST routes'
-counting hook (`metrics.timed`) with metrics on, against the same hook with metrics off
-(`metrics_enabled = false`), in one process, in the same run.
+"""What observing decisions costs: `warden.authorize` with Prometheus metrics attached
+(`paywarden.metrics.WardenMetrics.attach`, the gateway's way) against the same Warden with
+none, in one process, in the same run; and the check of alert rules that a decision runs in its
+transaction (`actions.alerts.after_decision`, with a `budget_threshold` and a
+`large_transaction` rule that do not fire, the common case), timed alone.
 
 Run: .venv/bin/python -P bench/metrics_overhead.py [--calls 2000] [--rounds 5] [--memory]
 
-The Warden decides on a fresh SQLite file (durable: WAL, synchronous=FULL), or in memory with
+Each Warden decides on a fresh SQLite file (durable: WAL, synchronous=FULL), or in memory with
 `--memory`, with one allow rule and a daily budget, a new intent each call. On and off take
 turns call by call (both see the same ledger size and the same machine noise), with the garbage
-collector off during timing and 50 untimed warm-up turns. Also timed alone: `GatewayMetrics.count`
-(the counter's label lookup and increment and the histogram's observation), which is the whole
-difference between the two. Prints per-round medians, then the median over rounds, and the
-overhead of metrics on as a share of a decision.
+collector off during timing and 50 untimed warm-up turns. Also timed alone, in batches:
+`WardenMetrics.count` (the counter's label lookup and increment and the histogram's
+observation), which with the timer is the whole difference between on and off, and the alert
+check (two Wardens on two files differ by more than the check costs, so it is not compared end
+to end). Prints per-round medians, the median over rounds, and each overhead as a share of a
+decision.
 """
 
 from __future__ import annotations
@@ -20,10 +24,12 @@ import gc
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from paywarden import PaymentIntent, Warden
-from paywarden.entrypoints.rest.metrics import GatewayMetrics, timed
+from paywarden.actions import alerts
+from paywarden.metrics import WardenMetrics
 
 POLICY = """
 currency: USD
@@ -32,6 +38,11 @@ rules:
 budgets:
   - {id: daily, limit: 1000000000000, window: day}
 """
+ALERTS = """alerts:
+  - {id: budget-80, kind: budget_threshold, percent: [80, 95], gates: true}
+  - {id: big, kind: large_transaction, amount: 5000}
+"""
+VARIANTS = ("off", "metrics")
 
 
 def _intent(number: int) -> PaymentIntent:
@@ -45,25 +56,33 @@ def _intent(number: int) -> PaymentIntent:
     )
 
 
-def _round(warden: Warden, metrics: GatewayMetrics, calls: int, start: int) -> tuple[float, float]:
-    """Median seconds per decision with metrics on and off, taking turns."""
-    on: list[float] = []
-    off: list[float] = []
+def _round(
+    wardens: dict[str, Warden],
+    attach: Callable[[Warden], Callable[[], None]],
+    calls: int,
+    start: int,
+) -> dict[str, float]:
+    """Median seconds per decision of each variant, taking turns."""
+    times: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
     number = start
-    for turn in range(calls * 2):
-        counting = metrics if turn % 2 == 0 else None
+    for turn in range(calls * len(VARIANTS)):
+        variant = VARIANTS[turn % len(VARIANTS)]
+        warden = wardens[variant]
+        detach = attach(warden) if variant != "off" else None
         intent = _intent(number)
         number += 1
         began = time.perf_counter()
-        decision = timed(counting, intent.action, lambda i=intent: warden.authorize(i))
+        decision = warden.authorize(intent)
         elapsed = time.perf_counter() - began
+        if detach is not None:
+            detach()
         assert decision.outcome == "allow", decision.reason_code
-        (on if counting is not None else off).append(elapsed)
-    return statistics.median(on), statistics.median(off)
+        times[variant].append(elapsed)
+    return {variant: statistics.median(values) for variant, values in times.items()}
 
 
-def _count_cost(metrics: GatewayMetrics, decision_source: Warden, calls: int) -> float:
-    """Median seconds of one `GatewayMetrics.count` call, timed in batches of 100."""
+def _count_cost(metrics: WardenMetrics, decision_source: Warden, calls: int) -> float:
+    """Median seconds of one `WardenMetrics.count` call, timed in batches of 100."""
     decision = decision_source.authorize(_intent(10**9))
     batches = []
     for _ in range(max(calls // 100, 1)):
@@ -74,39 +93,63 @@ def _count_cost(metrics: GatewayMetrics, decision_source: Warden, calls: int) ->
     return statistics.median(batches)
 
 
+def _alert_check_cost(warden: Warden, calls: int) -> float:
+    """Median seconds of one `alerts.after_decision` (rules that do not fire), in batches of
+    100, inside one write transaction (as in a decision)."""
+    intent = _intent(10**9 + 1)
+    decision = warden.authorize(intent)
+    runtime, policy = warden.runtime, warden.policy
+    assert policy is not None and policy.alerts.rules
+    batches = []
+    with runtime.store.write() as tx:
+        for _ in range(max(calls // 100, 1)):
+            began = time.perf_counter()
+            for _ in range(100):
+                alerts.after_decision(runtime, tx, policy, intent, decision, 0)
+            batches.append((time.perf_counter() - began) / 100)
+        assert tx.alerts.list_recent(None, 1) == []  # nothing fired: the common case
+    return statistics.median(batches)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--memory", action="store_true", help="an in-memory ledger")
     args = parser.parse_args()
+    rounds: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory() as folder:
-        database = ":memory:" if args.memory else str(Path(folder) / "bench.db")
-        warden = Warden.open(POLICY, database=database)
-        metrics = GatewayMetrics(lambda: warden)
+
+        def database(name: str) -> str:
+            return ":memory:" if args.memory else str(Path(folder) / f"{name}.db")
+
+        plain = Warden.open(POLICY, database=database("plain"))
+        alerting = Warden.open(POLICY + ALERTS, database=database("alerts"))
+        wardens = {"off": plain, "metrics": plain}
+        metrics = WardenMetrics(lambda: plain)
         try:
-            _round(warden, metrics, 50, 0)  # warm-up
-            ons, offs = [], []
+            _round(wardens, metrics.attach, 50, 0)  # warm-up
             gc.disable()
             for index in range(args.rounds):
-                on, off = _round(warden, metrics, args.calls, (index + 1) * 10 * args.calls)
-                ons.append(on)
-                offs.append(off)
-                print(f"round {index + 1}: on {on * 1e6:8.1f} us  off {off * 1e6:8.1f} us")
-            count = _count_cost(metrics, warden, 100_000)
+                medians = _round(wardens, metrics.attach, args.calls, (index + 1) * 10 * args.calls)
+                rounds.append(medians)
+                shown = "  ".join(f"{v} {medians[v] * 1e6:8.1f} us" for v in VARIANTS)
+                print(f"round {index + 1}: {shown}")
+            count = _count_cost(metrics, plain, 100_000)
+            check = _alert_check_cost(alerting, 20_000)
             gc.enable()
         finally:
-            warden.close()
-    on, off = statistics.median(ons), statistics.median(offs)
+            plain.close()
+            alerting.close()
+    result = {v: statistics.median(r[v] for r in rounds) for v in VARIANTS}
+    off = result["off"]
     ledger = "memory" if args.memory else "SQLite file"
     print(f"ledger: {ledger}; {args.calls} calls per variant per round, {args.rounds} rounds")
-    print(f"authorize, metrics on : {on * 1e6:8.1f} us (median of round medians)")
-    print(f"authorize, metrics off: {off * 1e6:8.1f} us")
-    print(f"difference: {(on - off) * 1e6:+.1f} us ({(on / off - 1) * 100:+.2f} %)")
-    print(
-        f"GatewayMetrics.count alone: {count * 1e6:.2f} us "
-        f"({count / off * 100:.2f} % of a decision)"
-    )
+    for variant in VARIANTS:
+        share = (result[variant] / off - 1) * 100
+        print(f"authorize, {variant:<15}: {result[variant] * 1e6:8.1f} us  ({share:+.2f} %)")
+    for name, cost in (("WardenMetrics.count", count), ("alert rules check", check)):
+        print(f"{name} alone: {cost * 1e6:.2f} us ({cost / off * 100:.2f} % of a decision)")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,9 @@ own layer or the layers below it:
 5. `bootstrap.py`: composition, the one module outside the entry points that picks adapters;
 6. `adapters/`: import the core (and its ports), never a use case, the facade or composition;
 7. `entrypoints/`: anything.
+
+`x402/` (the x402 client guard) is an integration edge like the entry points: it may import the
+facade and the SDK, and no layer imports it. So is `ap2/` (the AP2 mandate verifier).
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ UPPER_LAYERS = {
         "paywarden.bootstrap",
         "paywarden.adapters",
         "paywarden.entrypoints",
+        "paywarden.x402",
+        "paywarden.ap2",
     ),
     "runtime": (
         "paywarden.actions",
@@ -41,21 +46,38 @@ UPPER_LAYERS = {
         "paywarden.bootstrap",
         "paywarden.adapters",
         "paywarden.entrypoints",
+        "paywarden.x402",
+        "paywarden.ap2",
     ),
     "actions": (
         "paywarden.warden",
         "paywarden.bootstrap",
         "paywarden.adapters",
         "paywarden.entrypoints",
+        "paywarden.x402",
+        "paywarden.ap2",
     ),
-    "warden": ("paywarden.bootstrap", "paywarden.adapters", "paywarden.entrypoints"),
-    "bootstrap": ("paywarden.warden", "paywarden.entrypoints"),
+    "warden": (
+        "paywarden.bootstrap",
+        "paywarden.adapters",
+        "paywarden.entrypoints",
+        "paywarden.x402",
+        "paywarden.ap2",
+    ),
+    "bootstrap": (
+        "paywarden.warden",
+        "paywarden.entrypoints",
+        "paywarden.x402",
+        "paywarden.ap2",
+    ),
     "adapters": (
         "paywarden.runtime",
         "paywarden.actions",
         "paywarden.warden",
         "paywarden.bootstrap",
         "paywarden.entrypoints",
+        "paywarden.x402",
+        "paywarden.ap2",
     ),
 }
 # The public package: it re-exports names lazily and may name any module.
@@ -66,7 +88,7 @@ FORBIDDEN_FOR_CORE = UPPER_LAYERS["core"]
 def _layer(path: Path) -> str | None:
     relative = path.relative_to(SOURCE)
     top = relative.parts[0]
-    if top in OUTSIDE_THE_RULE or top == "entrypoints":
+    if top in OUTSIDE_THE_RULE or top in ("entrypoints", "x402", "ap2"):
         return None
     if top in ("runtime.py", "warden.py", "bootstrap.py"):
         return top.removesuffix(".py")

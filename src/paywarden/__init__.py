@@ -15,6 +15,7 @@ __version__ = "0.1.0"  # the one place the version is written: pyproject.toml re
 # Public name -> the module that defines it.
 _MODULE_OF: dict[str, str] = {
     "ApprovalExpiredError": "paywarden.errors",
+    "ApprovalPendingError": "paywarden.agents.guard",
     "AuditOptions": "paywarden.audit.service",
     "Clock": "paywarden.clock",
     "CompileReport": "paywarden.policy.report",
@@ -29,8 +30,12 @@ _MODULE_OF: dict[str, str] = {
     "InvalidCurrencyError": "paywarden.errors",
     "InvalidInputError": "paywarden.errors",
     "InvalidIntentError": "paywarden.errors",
+    "Mandate": "paywarden.mandates",
+    "MandateRefusal": "paywarden.mandates",
     "Money": "paywarden.money",
     "NotFoundError": "paywarden.errors",
+    "OfflinePlanner": "paywarden.agents.offline",
+    "PaymentDeniedError": "paywarden.agents.guard",
     "PaymentIntent": "paywarden.intent",
     "PaywardenError": "paywarden.errors",
     "PolicyCompileError": "paywarden.errors",
@@ -42,11 +47,13 @@ _MODULE_OF: dict[str, str] = {
     "Warden": "paywarden.warden",
     "WebhookOptions": "paywarden.adapters.notify.webhook",
     "compile_policy": "paywarden.policy.compiler",
+    "guarded_payment": "paywarden.agents.guard",
     "verify_signature": "paywarden.adapters.notify.webhook",
 }
 
 __all__ = [
     "ApprovalExpiredError",
+    "ApprovalPendingError",
     "AuditOptions",
     "Clock",
     "CompileReport",
@@ -61,8 +68,12 @@ __all__ = [
     "InvalidCurrencyError",
     "InvalidInputError",
     "InvalidIntentError",
+    "Mandate",
+    "MandateRefusal",
     "Money",
     "NotFoundError",
+    "OfflinePlanner",
+    "PaymentDeniedError",
     "PaymentIntent",
     "PaywardenError",
     "PolicyCompileError",
@@ -75,12 +86,15 @@ __all__ = [
     "WebhookOptions",
     "__version__",
     "compile_policy",
+    "guarded_payment",
     "verify_signature",
 ]
 
 if typing.TYPE_CHECKING:  # what type checkers and IDEs see; never run
     from paywarden.actions.grants import GrantRequest
     from paywarden.adapters.notify.webhook import WebhookOptions, verify_signature
+    from paywarden.agents.guard import ApprovalPendingError, PaymentDeniedError, guarded_payment
+    from paywarden.agents.offline import OfflinePlanner
     from paywarden.audit.service import AuditOptions
     from paywarden.clock import Clock, FrozenClock, SystemClock
     from paywarden.errors import (
@@ -100,6 +114,7 @@ if typing.TYPE_CHECKING:  # what type checkers and IDEs see; never run
         StoreError,
     )
     from paywarden.intent import PaymentIntent
+    from paywarden.mandates import Mandate, MandateRefusal
     from paywarden.money import CurrencyTable, Money
     from paywarden.policy.compiler import CompiledPolicy, compile_policy
     from paywarden.policy.decision import Decision

@@ -12,10 +12,20 @@ from __future__ import annotations
 # `mcp`: the gateway also serves MCP over HTTP at /mcp.
 _MCP_MODULES = frozenset({"mcp", "mcp_types", "pydantic", "pydantic_core", "anyio"})
 MODULES_OF_EXTRA: dict[str, frozenset[str]] = {
-    "server": _MCP_MODULES | {"fastapi", "starlette", "uvicorn", "uvloop", "prometheus_client"},
+    "server": _MCP_MODULES
+    | {"fastapi", "starlette", "uvicorn", "uvloop", "prometheus_client"}
+    | {"jinja2", "python_multipart", "multipart"},  # the console (/console)
     "mcp": _MCP_MODULES,
     "stripe": frozenset({"stripe", "requests", "urllib3"}),
     "postgres": frozenset({"psycopg", "psycopg_pool", "psycopg_binary"}),
+    "metrics": frozenset({"prometheus_client"}),
+    # Agents that pay (docs/agents.md); `openai-agents` installs the `agents` module.
+    "llm": frozenset({"openai", "httpx", "pydantic"}),
+    "openai-agents": frozenset({"agents", "openai-agents", "openai", "httpx", "pydantic"}),
+    "langchain": frozenset({"langchain_core", "langgraph", "pydantic"}),
+    "pydantic-ai": frozenset({"pydantic_ai", "pydantic-ai-slim", "pydantic"}),
+    "x402": frozenset({"x402", "eth_account", "fastapi", "starlette", "httpx", "requests"}),
+    "ap2": frozenset({"sd_jwt", "rfc8785", "jwcrypto"}),
 }
 # Built-in rails whose SDK is an extra: rail name -> extra.
 EXTRA_OF_RAIL: dict[str, str] = {"stripe": "stripe"}

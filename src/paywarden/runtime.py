@@ -23,6 +23,7 @@ from paywarden.clock import Clock, to_us
 from paywarden.errors import InvalidInputError
 from paywarden.intent import free_text
 from paywarden.policy.compiler import CompiledPolicy
+from paywarden.policy.decision import Decision
 from paywarden.policy.loading import LoadedPolicy
 from paywarden.ports import IdSource, Store
 from paywarden.rails import PaymentRail, load_rail
@@ -45,6 +46,10 @@ class Notifier(Protocol):
     def deliver_now(self) -> int: ...
 
     def close(self) -> None: ...
+
+
+# (decision, the intent's action, seconds the decision took): metrics count decisions with it.
+DecisionObserver = Callable[[Decision, str, float], None]
 
 
 class Rails:
@@ -124,6 +129,8 @@ class Runtime:
         self.secret = secret or ServerSecret(None)
         self.checkpoints = Checkpointer(store, audit or AuditOptions(), clock)
         self.notifier = notifier
+        # Told of each decision made here, with its action and seconds taken (metrics).
+        self.decision_observers: list[DecisionObserver] = []
 
     @property
     def policy(self) -> CompiledPolicy | None:

@@ -20,6 +20,9 @@ The use cases, one module each:
 | `actions.shadow` | `set_shadow_policy`, `clear_shadow_policy`, `shadow_policy`, `shadow_stats` |
 | `actions.requests` | `idempotency_begin`, `idempotency_end`, `idempotency_abandon` |
 | `actions.audit` | `audit_entries`, `audit_trail`, `verify_audit`, `checkpoint` |
+| `actions.alerts` | `alerts`, `sweep_alerts` (the policy's `alerts:` rules) |
+| `actions.observe` | `observe_decisions`, `store_gauges` (what metrics read) |
+| `actions.goals` | `run_goal`, `start_goal`, `drive_goal`, `goal_run(s)` (agents that pay) |
 
 See docs/architecture.md for the layout and the request flow.
 """
@@ -27,17 +30,21 @@ See docs/architecture.md for the layout and the request flow.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from pathlib import Path
 
 from paywarden import limits
 from paywarden.actions import (
+    alerts,
     approvals,
     audit,
     authorize,
     disputes,
+    goals,
     grants,
     holds,
     keys,
+    observe,
     payments,
     policy,
     refunds,
@@ -46,11 +53,15 @@ from paywarden.actions import (
     sessions,
     shadow,
 )
+from paywarden.actions import analytics as analytics_report
+from paywarden.actions.analytics import Analytics, AnalyticsQuery, Report, SpendBy
 from paywarden.actions.approvals import APPROVALS_PAGE_DEFAULT, ApprovalPage
+from paywarden.actions.goals import GoalOptions
 from paywarden.actions.grants import GrantRequest
 from paywarden.actions.payments import PaymentOutcome
 from paywarden.actions.scopes import TransactionScope
 from paywarden.actions.shadow import ShadowStats
+from paywarden.agents.port import Planner
 from paywarden.approval_request import ApprovalView
 from paywarden.audit.chain import AuditEntry, Checkpoint, VerifyResult
 from paywarden.audit.checkpoint import SignedCheckpoint
@@ -61,12 +72,15 @@ from paywarden.errors import InvalidInputError
 from paywarden.intent import PaymentIntent
 from paywarden.keys import Principal, Role
 from paywarden.ledger.status import BudgetStatus
+from paywarden.mandates import Presented
 from paywarden.policy.compiler import CompiledPolicy
 from paywarden.policy.decision import Decision
 from paywarden.policy.loading import LoadedPolicy
 from paywarden.ports import (
+    AlertRow,
     BreakerRow,
     DisputeRow,
+    GoalRunRow,
     GrantRow,
     HaltRow,
     HoldRow,
@@ -79,6 +93,7 @@ from paywarden.ports import (
     ScopeRow,
     ScopeStepRow,
     SessionRow,
+    StoreGauges,
 )
 from paywarden.rails import PaymentRail
 from paywarden.runtime import Runtime, default_sleep, random_id
@@ -167,7 +182,13 @@ class Warden:
 
     # Deciding ---------------------------------------------------------------------------------
 
-    def authorize(self, intent: PaymentIntent, *, actor: str | None = None) -> Decision:
+    def authorize(
+        self,
+        intent: PaymentIntent,
+        *,
+        actor: str | None = None,
+        mandate: Presented | None = None,
+    ) -> Decision:
         """Decide one intent, hold its amount if allowed or pending, record and audit it.
 
         Raises `IdempotencyConflictError` when the intent's idempotency key was used before for
@@ -176,7 +197,7 @@ class Warden:
         error's `decision_id`). Store and internal failures never raise and never allow: they
         deny with `store_busy`, `store_unavailable` or `internal_error`.
         """
-        return authorize.authorize(self.runtime, intent, actor=actor)
+        return authorize.authorize(self.runtime, intent, actor=actor, mandate=mandate)
 
     def backlog(self) -> int:
         """Writes waiting for the store: queued in this process, plus other processes waiting
@@ -212,10 +233,16 @@ class Warden:
 
     # Paying -----------------------------------------------------------------------------------
 
-    def pay(self, intent: PaymentIntent, *, actor: str | None = None) -> PaymentOutcome:
+    def pay(
+        self,
+        intent: PaymentIntent,
+        *,
+        actor: str | None = None,
+        mandate: Presented | None = None,
+    ) -> PaymentOutcome:
         """Authorize, then pay an allowed intent on its rail (`intent.rail`, default `sandbox`);
         see `actions.payments.pay`."""
-        return payments.pay(self.runtime, intent, actor=actor)
+        return payments.pay(self.runtime, intent, actor=actor, mandate=mandate)
 
     def rail(self, name: str) -> PaymentRail:
         """The rail called `name`: one passed to `open(rails=...)`, else the registered one."""
@@ -481,6 +508,58 @@ class Warden:
     def idempotency_abandon(self, scope: str, key: str) -> None:
         requests.idempotency_abandon(self.runtime, scope, key)
 
+    # Agent goals ------------------------------------------------------------------------------
+
+    def run_goal(
+        self,
+        goal: str,
+        *,
+        llm: Planner | None = None,
+        agent: str,
+        action: str = "purchase",
+        session_id: str | None = None,
+        max_attempts: int | None = None,
+    ) -> GoalRunRow:
+        """Turn a goal in words into a payment: `llm` proposes (the offline planner when
+        None), the policy decides, a denial goes back to `llm`; see `actions.goals`."""
+        options = GoalOptions(agent, action, session_id, max_attempts)
+        row = goals.start_goal(self.runtime, goal, options)
+        return self.drive_goal(row.run_id, llm, action=action)
+
+    def start_goal(self, goal: str, options: GoalOptions) -> GoalRunRow:
+        """Record a goal run (`running`) to drive later, e.g. in the background."""
+        return goals.start_goal(self.runtime, goal, options)
+
+    def drive_goal(
+        self, run_id: str, llm: Planner | None = None, *, action: str = "purchase"
+    ) -> GoalRunRow:
+        from paywarden.agents.offline import OfflinePlanner
+
+        return goals.drive_goal(self.runtime, run_id, llm or OfflinePlanner(), action=action)
+
+    def goal_run(self, run_id: str) -> GoalRunRow:
+        return goals.goal_run(self.runtime, run_id)
+
+    def goal_runs(self, agent: str | None = None, *, limit: int = 100) -> list[GoalRunRow]:
+        return goals.goal_runs(self.runtime, agent, limit=limit)
+
+    # Analytics --------------------------------------------------------------------------------
+
+    def analytics(
+        self,
+        report: Report = "spend",
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        agent: str | None = None,
+        by: SpendBy = "agent",
+        top: int = 10,
+    ) -> Analytics:
+        """Spend, top recipients, denials or approval turnaround over `[since, until)`
+        (`paywarden.actions.analytics`)."""
+        query = AnalyticsQuery(report, since, until, agent, by, top)
+        return analytics_report.analytics(self.runtime, query)
+
     # Audit ------------------------------------------------------------------------------------
 
     def audit_entries(self, after_seq: int = 0, limit: int = 100) -> list[AuditEntry]:
@@ -494,6 +573,29 @@ class Warden:
 
     def checkpoint(self) -> SignedCheckpoint:
         return audit.checkpoint(self.runtime)
+
+    # Alerts and metrics -----------------------------------------------------------------------
+
+    def alerts(self, kind: str | None = None, *, limit: int = 100) -> list[AlertRow]:
+        """Alerts raised by the policy's `alerts:` rules, newest first (see `actions.alerts`)."""
+        return alerts.alerts(self.runtime, kind, limit)
+
+    def sweep_alerts(self) -> list[AlertRow]:
+        """Raise the swept alerts now (breaker opened, halt, approval waiting); the gateway
+        runs this every few seconds. The alerts this call raised."""
+        return alerts.sweep(self.runtime)
+
+    def observe_decisions(
+        self, observer: Callable[[Decision, str, float], None]
+    ) -> Callable[[], None]:
+        """Tell `observer` of each decision made here from now on: the decision, the intent's
+        action and the seconds it took (idempotent replays excluded). Returns the function
+        that stops it. `paywarden.metrics` counts decisions with it."""
+        return observe.observe_decisions(self.runtime, observer)
+
+    def store_gauges(self) -> StoreGauges:
+        """The store's counts that metrics read at scrape time (`paywarden.metrics`)."""
+        return observe.store_gauges(self.runtime)
 
     def deliver_webhooks(self) -> int:
         """Deliver due webhook events now (the dispatcher thread also does, every moment)."""

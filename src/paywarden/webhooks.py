@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from paywarden import limits
 from paywarden.errors import InvalidInputError
+from paywarden.slack import FORMATS
 
 
 def url_problem(url: object) -> str | None:
@@ -49,6 +50,8 @@ class WebhookOptions:
     backoff_seconds: float = limits.webhook_backoff_seconds
     timeout_seconds: float = limits.webhook_timeout_seconds
     poll_seconds: float = 0.2
+    # `json`: the event as it is; `slack`: `{"text", "blocks"}` for an incoming webhook.
+    format: str = "json"
 
     def __post_init__(self) -> None:
         problem = url_problem(self.url)
@@ -56,6 +59,8 @@ class WebhookOptions:
             raise InvalidInputError(problem)
         if not isinstance(self.secret, str) or not self.secret:
             raise InvalidInputError("the webhook secret must be a non-empty string")
+        if self.format not in FORMATS:
+            raise InvalidInputError(f"webhook `format` must be one of {', '.join(FORMATS)}")
         if isinstance(self.attempts_max, bool) or not (
             isinstance(self.attempts_max, int) and self.attempts_max >= 1
         ):

@@ -99,7 +99,8 @@ def test_metrics_count_each_decision_once_with_bounded_labels(tmp_path: Path) ->
         ("outcome", "deny"),
         ("reason_code", big.json()["reason_code"]),
     )
-    odd_key = (("action", "other"), ("outcome", "deny"), ("reason_code", odd.json()["reason_code"]))
+    # Labelled by the intent's action as recorded (lower case): `Odd.Thing` counts as `odd`.
+    odd_key = (("action", "odd"), ("outcome", "deny"), ("reason_code", odd.json()["reason_code"]))
     assert decisions[big_key] == 1.0 and decisions[odd_key] == 1.0
     assert sum(decisions.values()) == 5.0
     assert samples[("paywarden_decision_seconds_count", ())] == 5.0
@@ -138,3 +139,64 @@ def test_json_log_lines_have_the_fields_and_no_query_string(tmp_path: Path) -> N
     assert any(record["logger"].startswith("paywarden") for record in records)
     assert any(record["logger"] == "uvicorn.error" for record in records)
     assert "s3cret-value" not in output[0]
+
+
+GAUGE_POLICY = """
+currency: USD
+rules:
+  - {id: review, effect: require_approval, actions: ["payments.*"], amount: {gt: 100}}
+  - {id: small, effect: allow, actions: ["payments.*"]}
+budgets:
+  - {id: daily, limit: 1000, window: day}
+alerts:
+  - {id: big, kind: large_transaction, amount: 20}
+  - {id: budget-50, kind: budget_threshold, percent: [50]}
+"""
+
+
+def test_store_gauges_alerts_and_request_ids(tmp_path: Path) -> None:
+    agent = _key(tmp_path / "pw.db", "--role", "agent", "--agent", "agent-a")
+    admin = _key(tmp_path / "pw.db", "--role", "admin")
+    policy = write_policy(tmp_path, GAUGE_POLICY)
+    options = ("--log-format", "json", "--log-level", "info")
+    with (
+        serve_process(tmp_path, policy, *options) as (url, output),
+        httpx.Client(base_url=url, timeout=10) as client,
+    ):
+        as_agent = {"Authorization": f"Bearer {agent}", "X-Request-Id": "trace-abc.1"}
+        as_admin = {"Authorization": f"Bearer {admin}"}
+        held = client.post("/v1/authorizations", json=BODY, headers=as_agent)
+        assert held.headers["x-request-id"] == "trace-abc.1"
+        waiting = client.post(
+            "/v1/authorizations", json={**BODY, "amount": "500"}, headers=as_agent
+        )
+        assert waiting.json()["outcome"] == "require_approval", waiting.text
+        paid = client.post(
+            "/v1/payments", json=BODY, headers={**as_agent, "Idempotency-Key": "pay-1"}
+        )
+        assert paid.json()["state"] == "settled", paid.text
+        odd = client.get("/healthz", headers={"X-Request-Id": "no spaces allowed"})
+        assert odd.headers["x-request-id"].startswith("req_")
+        listed = client.get("/v1/alerts", headers=as_admin)
+        assert client.get("/v1/alerts", headers=as_agent).status_code == 403
+        scraped = client.get("/metrics", headers=as_admin)
+    samples = _samples(scraped.text)
+    assert samples[("paywarden_approvals_pending", ())] == 1.0
+    assert samples[("paywarden_approval_oldest_age_seconds", ())] >= 0.0
+    assert samples[("paywarden_holds_open", ())] == 2.0  # the allowed hold and the waiting one
+    settled = (("rail", "sandbox"), ("state", "settled"))
+    assert samples[("paywarden_payments", settled)] == 1.0
+    assert samples[("paywarden_webhook_delivery_failures_total", ())] == 0.0
+    # 25.00 allowed, 500.00 waiting and 25.00 paid are each at least 20.00; 550 / 1000 > 50 %.
+    assert samples[("paywarden_alerts_total", (("kind", "large_transaction"),))] == 3.0
+    assert samples[("paywarden_alerts_total", (("kind", "budget_threshold"),))] == 1.0
+    assert listed.status_code == 200
+    assert [alert["kind"] for alert in listed.json()].count("large_transaction") == 3
+    records = [json.loads(line) for line in output[0].splitlines() if line.startswith("{")]
+    traced = [r for r in records if r.get("request_id") == "trace-abc.1"]
+    access = [r for r in traced if r["logger"] == "uvicorn.access"]
+    decided = {r.get("decision_id") for r in access if r["path"] == "/v1/authorizations"}
+    assert held.json()["decision_id"] in decided, access
+    deciding = [r for r in access if r["path"] in ("/v1/authorizations", "/v1/payments")]
+    assert len(deciding) == 3 and {r.get("agent") for r in deciding} == {"agent-a"}
+    assert agent not in output[0] and admin not in output[0]

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from rest_support import POLICY, Gateway
 
+from paywarden.actions.goals import GoalOptions
 from paywarden.testing import example_intent
 from support.intents import intent_body
 from support.wardens import grant_request
@@ -91,6 +92,10 @@ MATRIX: list[tuple[str, str, dict[str, Any] | None, dict[str, int]]] = [
     ("PUT", "/v1/policy/shadow", {"policy": POLICY + "# shadow\n"}, ADMIN_ONLY),
     ("DELETE", "/v1/policy/shadow", None, ADMIN_ONLY),
     ("GET", "/v1/halts", None, STAFF),
+    ("GET", "/v1/alerts", None, STAFF),
+    ("GET", "/v1/analytics/{report}", None, STAFF),
+    ("POST", "/v1/agent/goals", {"goal": "buy a laptop"}, {**AGENTS, A: 202, B: 202}),
+    ("GET", "/v1/agent/goals/{goal}", None, OWNER_OR_STAFF),
     ("GET", "/v1/payments/{payment}/refunds", None, OWNER_OR_STAFF),
     ("GET", "/v1/audit/trail?ref_id={payment}", None, STAFF),
     # No audit signing key in this gateway: the admin's request is a clear 409.
@@ -125,6 +130,8 @@ def _objects(gateway: Gateway) -> dict[str, str]:
         "approval": pending.approval_id,
         "grant": grant.grant_id,
         "key": spare.key_id,
+        "report": "spend",
+        "goal": warden.start_goal("buy a laptop", GoalOptions("agent-a")).run_id,
     }
 
 
@@ -196,6 +203,7 @@ def test_every_route_needs_a_valid_key(
 ) -> None:
     names = ("payment", "payment2", "decision", "approval", "grant", "key", "hold", "scope")
     objects = {**{name: name[0] for name in names}, "session": "s", "dispute": "d", "rail": "r"}
+    objects["report"], objects["goal"] = "spend", "g"
     path, body = template.format(**objects), _filled(body, objects)
     headers = {"Authorization": credential} if credential else {}
     response = _call(gateway, method, path, body, headers)
@@ -227,6 +235,7 @@ def _template(path: str) -> str:
         "{session}": "{session_id}",
         "{scope}": "{scope_id}",
         "{dispute}": "{dispute_id}",
+        "{goal}": "{run_id}",
     }
     path = path.split("?")[0]  # a query names an object, not a route
     for short, name in names.items():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 from rest_support import POLICY, Gateway, make_keys
 
@@ -12,6 +13,8 @@ from paywarden.adapters.rails.sandbox import SandboxRail
 from paywarden.audit.checkpoint import generate_key
 from paywarden.audit.service import AuditOptions
 from paywarden.entrypoints.rest import Settings, create_app
+from paywarden.entrypoints.rest.settings import load_settings
+from paywarden.errors import InvalidInputError
 from paywarden.testing import example_intent
 from support.intents import intent_body
 from support.wardens import no_sleep
@@ -131,3 +134,26 @@ def test_checkpoint_signs_the_audit_head(tmp_path: Path) -> None:
             assert body["head_hash"] == head.head_hash
     finally:
         warden.close()
+
+
+def test_a_gateway_signs_checkpoints_with_the_key_its_settings_name(tmp_path: Path) -> None:
+    key = tmp_path / "audit.key"
+    generate_key(key, tmp_path / "audit.pub")
+    database = tmp_path / "served.db"
+    with Warden.open(POLICY, database=database) as setup:
+        admin = setup.create_key(role="admin", actor="test")[0]
+    settings = Settings(database=str(database), policy_poll_seconds=0, audit_signing_key=str(key))
+    with TestClient(create_app(settings)) as client:  # the app opens its own Warden
+        response = client.post(
+            "/v1/audit/checkpoints", headers={"Authorization": f"Bearer {admin}"}
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["key_id"] and response.json()["signature"]
+
+
+def test_settings_refuse_a_signing_key_that_is_not_a_file(tmp_path: Path) -> None:
+    missing = {"PAYWARDEN_AUDIT_SIGNING_KEY": str(tmp_path / "nowhere.key")}
+    with pytest.raises(InvalidInputError, match="audit_signing_key"):
+        load_settings(None, environ=missing)
+    with pytest.raises(InvalidInputError, match="audit_checkpoint_every"):
+        load_settings(None, environ={"PAYWARDEN_AUDIT_CHECKPOINT_EVERY": "0"})

@@ -31,10 +31,12 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serving(app: ASGIApp) -> Iterator[str]:
-    """Run `app` under uvicorn on a free loopback port; yield its base URL."""
+def serving(app: ASGIApp, **options: Any) -> Iterator[str]:
+    """Run `app` under uvicorn on a free loopback port; yield its base URL. `options` go to
+    uvicorn's `Config` (such as `proxy_headers`)."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", **options)
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20

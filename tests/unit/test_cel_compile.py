@@ -46,7 +46,7 @@ from paywarden.policy.cel_parse import (
     Variable,
     parse,
 )
-from paywarden.policy.decision import BudgetTrace
+from paywarden.policy.decision import AnomalyFacts, BudgetTrace
 from paywarden.policy.document import Mark
 from paywarden.policy.facts import Facts, RuleEvaluationError, StateSnapshot
 from paywarden.policy.fx import EMPTY_FX
@@ -54,7 +54,10 @@ from paywarden.policy.matcher import generate
 from paywarden.policy.report import CompileReport
 from paywarden.policy.rules import Check, RuleContext, cel_check, cel_library_check
 
-NAMES = sorted(VARIABLES - {"metadata"})
+NAMES = sorted(
+    (VARIABLES - {"metadata", "anomaly"})
+    | {"anomaly.amount_score", "anomaly.new_recipient", "anomaly.rate_spike"}
+)
 KEYS = ["ticket", "n", "flag", "note", "a.b", "x-y", "as", "in"]
 STRINGS = [
     "", "a", "b", "z", "Z", "é", "😀", "FIN-", "FIN-7", "OPS-1", "crypto", "stripe", "USD",
@@ -86,6 +89,9 @@ _KIND_LITERALS: dict[str, st.SearchStrategy[Value]] = {
     "local_hour": st.integers(-1, 24),
     "local_minute": st.integers(-1, 60),
     "budget_ratio": st.one_of(DOUBLES, st.integers(0, 3)),
+    "anomaly.amount_score": st.one_of(DOUBLES, st.integers(-3, 40)),
+    "anomaly.new_recipient": st.booleans(),
+    "anomaly.rate_spike": st.booleans(),
 }
 # Comparisons between a variable and a literal of its own type, so results are not all
 # `false` or errors.
@@ -270,7 +276,23 @@ def facts(draw: st.DrawFn) -> Facts:
             draw(st.lists(st.sampled_from([0, 50, 80, 100, 2**53]), max_size=2))
         )
     )
-    state = StateSnapshot(phase=draw(_optional("commit", "EXPLORE")), budgets=budgets)
+    anomaly = draw(
+        st.one_of(
+            st.none(),
+            st.builds(
+                AnomalyFacts,
+                st.sampled_from([0.0, -2.5, 3.5, 3.4999, 31.06, 465.9]),
+                st.booleans(),
+                st.booleans(),
+                st.just(10),
+                st.just(1),
+                st.just(1),
+            ),
+        )
+    )
+    state = StateSnapshot(
+        phase=draw(_optional("commit", "EXPLORE")), budgets=budgets, anomaly=anomaly
+    )
     now = NOW + timedelta(minutes=draw(st.integers(-(10**6), 10**6)))
     zone = ZoneInfo(draw(st.sampled_from(["UTC", "America/New_York", "Asia/Kolkata"])))
     return Facts(intent, state, now, zone)

@@ -89,3 +89,34 @@ def test_an_unknown_log_format_refuses_to_start() -> None:
         load_settings(environ={"PAYWARDEN_LOG_FORMAT": "xml"})
     assert load_settings(environ={"PAYWARDEN_LOG_FORMAT": "json"}).log_format == "json"
     assert load_settings(environ={}).metrics_enabled is True
+
+
+def test_request_ids_are_kept_when_sane_and_made_otherwise() -> None:
+    from paywarden.entrypoints.rest.request_ids import request_id_of
+
+    def scope(*values: bytes) -> dict[str, object]:
+        return {"headers": [(b"x-request-id", value) for value in values]}
+
+    assert request_id_of(scope(b"trace-1.2:3_x")) == "trace-1.2:3_x"
+    for bad in (b"", b"has space", b"a" * 65, b'quote"', b"\xc3\xa9t\xc3\xa9", b"new\nline"):
+        made = request_id_of(scope(bad))
+        assert made.startswith("req_") and len(made) == 28, bad
+    assert request_id_of({"headers": []}) != request_id_of({"headers": []})
+
+
+def test_log_context_binds_and_notes_per_request() -> None:
+    from paywarden import log_context
+
+    assert log_context.current("request_id") is None
+    log_context.note(decision_id="dec_1")  # no request: nothing kept
+    assert log_context.current("decision_id") is None
+    with log_context.request("req_a"):
+        with log_context.bound(agent="agent-a"):
+            assert log_context.current("agent") == "agent-a"
+        assert log_context.current("agent") is None
+        log_context.note(decision_id="dec_2", agent="agent-a")
+        assert (log_context.current("request_id"), log_context.current("decision_id")) == (
+            "req_a",
+            "dec_2",
+        )
+    assert log_context.current("request_id") is None

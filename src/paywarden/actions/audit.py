@@ -6,6 +6,7 @@ the head with a key that never lives in the store.
 
 from __future__ import annotations
 
+from paywarden.actions import alerts
 from paywarden.audit.chain import AuditEntry, Checkpoint, VerifyResult
 from paywarden.audit.checkpoint import SignedCheckpoint
 from paywarden.audit.service import verify_store
@@ -27,8 +28,11 @@ def audit_trail(rt: Runtime, ref_id: str) -> list[AuditEntry]:
 
 
 def verify_audit(rt: Runtime, checkpoint: Checkpoint | None = None) -> VerifyResult:
-    """Recompute the audit chain (read-only); check it against a verified checkpoint."""
-    return verify_store(rt.store, checkpoint)
+    """Recompute the audit chain (read-only); check it against a verified checkpoint. A
+    failure raises the policy's `audit_failure` alerts (once per broken entry)."""
+    result = verify_store(rt.store, checkpoint)
+    alerts.audit_failed(rt, result)
+    return result
 
 
 def checkpoint(rt: Runtime) -> SignedCheckpoint:

@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import weakref
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
 from functools import partial
 
-from paywarden import admission, limits
-from paywarden.actions import approvals, decide, refusals, shadow
+from paywarden import admission, limits, log_context
+from paywarden.actions import alerts, approvals, decide, refusals, shadow
 from paywarden.actions.policy import sync_policy
 from paywarden.audit import proof, records
 from paywarden.clock import to_us
@@ -35,6 +36,7 @@ from paywarden.errors import (
     StoreError,
 )
 from paywarden.intent import PaymentIntent
+from paywarden.mandates import Presented
 from paywarden.policy.compiler import CompiledPolicy
 from paywarden.policy.decision import Decision
 from paywarden.policy.evaluator import deny_everything
@@ -45,9 +47,16 @@ from paywarden.runtime import Runtime
 _log = logging.getLogger("paywarden")
 
 
-def authorize(rt: Runtime, intent: PaymentIntent, *, actor: str | None = None) -> Decision:
-    """Decide one intent, hold its amount if allowed or pending, record and audit it."""
-    return decide_admitted(rt, admit(rt, intent), actor)
+def authorize(
+    rt: Runtime,
+    intent: PaymentIntent,
+    *,
+    actor: str | None = None,
+    mandate: Presented | None = None,
+) -> Decision:
+    """Decide one intent, hold its amount if allowed or pending, record and audit it.
+    `mandate`: an AP2 mandate verified by `paywarden.ap2` (or why it was refused)."""
+    return decide_admitted(rt, admit(rt, intent), actor, mandate)
 
 
 def admit(rt: Runtime, intent: PaymentIntent) -> PaymentIntent:
@@ -104,14 +113,33 @@ def refuse(
     return decision
 
 
-def decide_admitted(rt: Runtime, intent: PaymentIntent, actor: str | None) -> Decision:
+def decide_admitted(
+    rt: Runtime, intent: PaymentIntent, actor: str | None, mandate: Presented | None = None
+) -> Decision:
+    """`_decide_admitted`, timed and told to the runtime's decision observers (metrics) when it
+    has any; an idempotent replay decides nothing and is not told. Log records made meanwhile
+    carry the agent; the request being served notes the decision's id (`paywarden.log_context`)."""
+    with log_context.bound(agent=intent.agent):
+        started = time.perf_counter()
+        decision = _decide_admitted(rt, intent, actor, mandate)
+    log_context.note(decision_id=decision.decision_id, agent=intent.agent)
+    if rt.decision_observers and not decision.replayed:
+        seconds = time.perf_counter() - started
+        for observe in rt.decision_observers:
+            observe(decision, intent.action, seconds)
+    return decision
+
+
+def _decide_admitted(
+    rt: Runtime, intent: PaymentIntent, actor: str | None, mandate: Presented | None = None
+) -> Decision:
     """Hops 2 to 5 for an admitted intent, in one store transaction (`Store.run`: among
     concurrent callers, one savepoint of a group commit, answered once it is on disk)."""
     now = rt.now()
     intent, mismatch = with_environment(rt, intent)
     actor = actor or f"agent:{intent.agent}"
     try:
-        decision = rt.store.run(partial(_decide_in, rt, intent, mismatch, now, actor))
+        decision = rt.store.run(partial(_decide_in, rt, intent, mismatch, now, actor, mandate))
     except IdempotencyConflictError:
         raise
     except StoreBusyError as error:  # taken, then the line was too long: still audited
@@ -136,6 +164,7 @@ def _decide_in(
     mismatch: str | None,
     now: datetime,
     actor: str,
+    mandate: Presented | None,
     tx: UnitOfWork,
 ) -> Decision:
     """The decision's transaction: the policy in force, the expiry sweep, an idempotency
@@ -152,11 +181,13 @@ def _decide_in(
     else:
         phase = _session_phase(tx, intent)
         prepared = shadow.prepare(rt, tx, intent, now)  # before anything is held
-        context = decide.Context(policy, intent, phase, now, rt.ids, rt.hold_ttl_us)
+        context = decide.Context(policy, intent, phase, now, rt.ids, rt.hold_ttl_us, mandate)
         decision = decide.decide(tx, context)
         shadowed = shadow.finish(rt, tx, prepared, intent, phase, now, policy, decision)
-        return record(rt, tx, intent, decision, now, actor, shadowed)
-    return record(rt, tx, intent, decision, now, actor)
+        decision = record(rt, tx, intent, decision, now, actor, shadowed, mandate)
+        alerts.after_decision(rt, tx, policy, intent, decision, to_us(now))  # in this tx: once
+        return decision
+    return record(rt, tx, intent, decision, now, actor, mandate=mandate)
 
 
 def refuse_on_rail(rt: Runtime, intent: PaymentIntent, reason: str, actor: str | None) -> Decision:
@@ -207,6 +238,7 @@ def record(
     now: datetime,
     actor: str,
     shadowed: Mapping[str, object] | None = None,
+    mandate: Presented | None = None,
 ) -> Decision:
     """Write the decision's audit entry (the full record) and its index row, in `tx`.
 
@@ -225,6 +257,8 @@ def record(
     body = records.decision_body(intent, recorded, actor, rt.redactor)
     if shadowed is not None:
         body["shadow"] = dict(shadowed)
+    if mandate is not None:
+        body["mandate"] = mandate.summary()  # the AP2 mandate's digest and ids, never the token
     entry = records.append(tx, now_us, "decision", decision_id, body)
     tx.decisions.insert(
         NewDecision(
@@ -242,6 +276,8 @@ def record(
             hold_id=decision.hold_id,
             policy_version=decision.policy_version,
             audit_seq=entry.seq,
+            category=intent.category,
+            anomalous=decision.trace.anomaly is not None and decision.trace.anomaly.flagged,
         )
     )
     return decision

@@ -14,9 +14,11 @@ from datetime import datetime
 
 from paywarden import approval_request
 from paywarden.actions import approvals, grants
+from paywarden.audit import records
 from paywarden.clock import to_us
 from paywarden.intent import PaymentIntent
-from paywarden.ledger import holds
+from paywarden.ledger import anomaly as anomaly_facts
+from paywarden.ledger import holds, mandate_claims
 from paywarden.ledger.usage import (
     BudgetClaim,
     apply_budget_gates,
@@ -24,13 +26,16 @@ from paywarden.ledger.usage import (
     velocity_claims,
     velocity_denial,
 )
+from paywarden.mandates import Mandate, Presented
 from paywarden.money import Money, format_minor
 from paywarden.policy.compiler import CompiledPolicy
-from paywarden.policy.decision import BudgetTrace, Decision
+from paywarden.policy.decision import AnomalyFacts, BudgetTrace, Decision, Trace
 from paywarden.policy.evaluator import deny_everything, evaluate
 from paywarden.policy.facts import StateSnapshot
 from paywarden.policy.fx import ceil_fraction
-from paywarden.ports import IdSource, PendingTotal, UnitOfWork
+from paywarden.ports import HaltRow, IdSource, PendingTotal, UnitOfWork
+
+AUTO_HALT_ACTOR = "system:anomaly"  # who an anomaly auto-halt is audited under
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +46,7 @@ class Context:
     now: datetime
     ids: IdSource
     hold_ttl_us: int
+    mandate: Presented | None = None  # an AP2 mandate presented with the intent (docs/ap2.md)
 
     @property
     def now_us(self) -> int:
@@ -67,7 +73,16 @@ def decide(tx: UnitOfWork, ctx: Context) -> Decision:
             ctx.now,
             ctx.hold_ttl_us,
         )
-    decision, claims, traces = _evaluate_with_ledger(tx, ctx)
+    refused = mandate_claims.gate(ctx.policy, ctx.intent, ctx.phase, ctx.mandate, ctx.now)
+    if refused is not None:
+        return _mandate_denial(ctx, refused)
+    anomaly = None
+    if ctx.policy.anomaly.used:
+        anomaly = anomaly_facts.read_facts(tx, ctx.policy.anomaly, ctx.intent, ctx.now_us)
+        halted = _auto_halt(tx, ctx, anomaly) if anomaly.flagged else None
+        if halted is not None:
+            return halted
+    decision, claims, traces = _evaluate_with_ledger(tx, ctx, anomaly)
     # A grant stands in for a human only where a rule asked for one: never past a budget's
     # restrict gate, which asks for a human because of the money already spent.
     restricted = any(trace.gate == "restrict" for trace in traces)
@@ -84,16 +99,36 @@ def decide(tx: UnitOfWork, ctx: Context) -> Decision:
             )
     if decision.outcome == "deny":
         return decision
-    return _hold(tx, ctx, decision, claims, traces)
+    return _hold_claiming(tx, ctx, decision, claims, traces)
+
+
+def _auto_halt(tx: UnitOfWork, ctx: Context, anomaly: AnomalyFacts) -> Decision | None:
+    """`anomaly.auto_halt`: at the agent's `after`-th flagged decision within the window, halt
+    the agent (an ordinary halt, audited as `halt.set`; an operator resumes it) and deny this
+    one as `halted`. None while the count stays below."""
+    agent, settings = ctx.intent.agent, ctx.policy.anomaly
+    count = anomaly_facts.anomalies_reached(tx, settings, agent, ctx.now_us)
+    if count is None or settings.auto_halt is None:
+        return None
+    within = settings.auto_halt.within_seconds
+    reason = f"auto-halt: {count} anomalies within {within}s (policy `anomaly.auto_halt`)"
+    if tx.halts.insert_if_absent(HaltRow(agent, reason, AUTO_HALT_ACTOR, ctx.now_us)):
+        body: dict[str, object] = {"actor": AUTO_HALT_ACTOR, "scope": agent, "reason": reason}
+        records.append(tx, ctx.now_us, "halt.set", agent, body)
+    denied = deny_everything("halted", f"payments are halted for agent `{agent}`: {reason}",
+                             ctx.policy.version, ctx.now)  # fmt: skip
+    trace = Trace(ctx.policy.version, ctx.now, (), notes=("anomaly auto-halt",), anomaly=anomaly)
+    return replace(denied, rule_ids=(f"halt:{agent}",), trace=trace, decision_id=ctx.ids("dec"))
 
 
 def _evaluate_with_ledger(
-    tx: UnitOfWork, ctx: Context
+    tx: UnitOfWork, ctx: Context, anomaly: AnomalyFacts | None = None
 ) -> tuple[Decision, list[BudgetClaim], list[BudgetTrace]]:
     policy, intent, now_us = ctx.policy, ctx.intent, ctx.now_us
     claims = budget_claims(policy, intent, ctx.now)
     traces = holds.read_budgets(tx, claims)
-    state = StateSnapshot(phase=ctx.phase, budgets=tuple(traces))
+    mandate = None if ctx.mandate is None else mandate_claims.facts(tx, ctx.mandate)
+    state = StateSnapshot(phase=ctx.phase, budgets=tuple(traces), anomaly=anomaly, mandate=mandate)
     decision = apply_budget_gates(evaluate(policy, intent, state, ctx.now), claims, traces)
     if decision.outcome != "deny":
         for claim, count, last_us in holds.read_velocity(
@@ -203,3 +238,31 @@ def _pending_minor(ctx: Context, cap: Money, totals: list[PendingTotal]) -> int 
             return None
         result += ceil_fraction(converted)
     return result
+
+
+def _mandate_denial(ctx: Context, problem: tuple[str, str]) -> Decision:
+    """A denial because of the AP2 mandate (`ledger.mandate_claims`): nothing is held."""
+    code, reason = problem
+    denied = deny_everything(code, reason, ctx.policy.version, ctx.now)
+    return replace(denied, rule_ids=("mandate",), decision_id=ctx.ids("dec"))
+
+
+def _hold_claiming(
+    tx: UnitOfWork,
+    ctx: Context,
+    decision: Decision,
+    claims: list[BudgetClaim],
+    traces: list[BudgetTrace],
+) -> Decision:
+    """`_hold`, with the AP2 mandate's nonce and budget claimed first, and released again when
+    the decision still ends a denial (same transaction: a refusal leaves nothing behind)."""
+    mandate = ctx.mandate
+    if not isinstance(mandate, Mandate):
+        return _hold(tx, ctx, decision, claims, traces)
+    problem = mandate_claims.claim(tx, mandate, ctx.now_us)
+    if problem is not None:
+        return _mandate_denial(ctx, problem)
+    held = _hold(tx, ctx, decision, claims, traces)
+    if held.outcome == "deny":
+        mandate_claims.release(tx, mandate)
+    return held

@@ -22,6 +22,7 @@ from paywarden.audit.canonical import canonical_text
 from paywarden.errors import NotFoundError, PaywardenError
 from paywarden.intent import PaymentIntent
 from paywarden.ledger import settle
+from paywarden.mandates import Presented
 from paywarden.policy.decision import Decision
 from paywarden.ports import BreakerRow, PaymentRow, PaymentState, UnitOfWork
 from paywarden.rails import PaymentRail, Receipt, refusal
@@ -175,7 +176,13 @@ def _release(tx: UnitOfWork, row: PaymentRow, state: str, now_us: int) -> None:
 # Use cases -----------------------------------------------------------------------------------
 
 
-def pay(rt: Runtime, intent: PaymentIntent, *, actor: str | None = None) -> PaymentOutcome:
+def pay(
+    rt: Runtime,
+    intent: PaymentIntent,
+    *,
+    actor: str | None = None,
+    mandate: Presented | None = None,
+) -> PaymentOutcome:
     """Authorize, then pay an allowed intent on its rail (`intent.rail`, default `sandbox`).
 
     The rail is called outside any transaction with the authorization's stable key. The hold
@@ -187,7 +194,7 @@ def pay(rt: Runtime, intent: PaymentIntent, *, actor: str | None = None) -> Paym
     rail, refused = _rail_for(rt, intent, rail_name)
     if refused is not None:
         return PaymentOutcome(authorize.refuse_on_rail(rt, intent, refused, actor))
-    decision = authorize.decide_admitted(rt, intent, actor)
+    decision = authorize.decide_admitted(rt, intent, actor, mandate)
     if not decision.allowed or decision.hold_id is None or rail is None:
         return PaymentOutcome(decision)  # rail is set whenever nothing refused
     recorded = authorize.with_environment(rt, intent)[0]  # as authorized

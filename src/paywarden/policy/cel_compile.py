@@ -42,7 +42,7 @@ from paywarden.policy.cel_parse import (
     Variable,
     parse,
 )
-from paywarden.policy.facts import CEL_GETTERS, Facts, RuleEvaluationError
+from paywarden.policy.facts import ANOMALY_GETTERS, CEL_GETTERS, Facts, RuleEvaluationError
 from paywarden.policy.matcher import compile_check
 
 Check = Callable[[Facts], bool]
@@ -77,9 +77,19 @@ _GETTERS: Mapping[str, str] = {
     "local_minute": INT,
     "local_weekday": STRING,
     "budget_ratio": DOUBLE,
+    "x402_pay_to": OPTIONAL_STRING,
+    "x402_network": OPTIONAL_STRING,
+    "x402_scheme": OPTIONAL_STRING,
+    "x402_resource": OPTIONAL_STRING,
+}
+# The anomaly facts (`anomaly.amount_score` ...), each read through its own getter.
+_ANOMALY: Mapping[str, str] = {
+    "anomaly.amount_score": DOUBLE,
+    "anomaly.new_recipient": BOOL,
+    "anomaly.rate_spike": BOOL,
 }
 # `budgets` is not in the subset: expressions on it go to the library.
-VARIABLES = frozenset({*_DIRECT, *_GETTERS, "metadata"})
+VARIABLES = frozenset({*_DIRECT, *_GETTERS, "metadata", "anomaly"})
 
 
 def compile_cel(expression: str) -> Check | None:
@@ -314,6 +324,8 @@ class _Translator:
         if name in _DIRECT:
             source, kind = _DIRECT[name]
             return Code(source, kind, True)
+        if name in _ANOMALY:
+            return Code(self.call(ANOMALY_GETTERS[name], "f"), _ANOMALY[name], True)
         return Code(self.call(CEL_GETTERS[name], "f"), _GETTERS[name], True)
 
     def method(self, node: Method) -> Code:

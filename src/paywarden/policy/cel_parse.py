@@ -84,6 +84,8 @@ Node = Literal | Variable | Field | HasKey | Method | Not | Logical | Compare | 
 
 METHODS = frozenset({"startsWith", "endsWith", "contains"})
 RELATIONS = frozenset({"==", "!=", "<", "<=", ">", ">="})
+# The members of the map variable `anomaly` (`anomaly.amount_score` ...), when it is a variable.
+ANOMALY_MEMBERS = frozenset({"amount_score", "new_recipient", "rate_spike"})
 # Words CEL treats as keywords or reserves; never accepted as a metadata key after a dot.
 RESERVED = frozenset(
     {
@@ -344,6 +346,10 @@ class _Parser:
             name = self.expect("ident").text
             if node == Variable("metadata"):
                 node = Field(self.field_name(name))
+            elif node == Variable("anomaly"):
+                if name not in ANOMALY_MEMBERS or self.at("("):
+                    raise Unsupported(f"member `{name}` of anomaly")
+                node = Variable(f"anomaly.{name}")  # one fact, read as a variable of its own
             elif name in METHODS:
                 self.expect("punct", "(")
                 argument = self.expect("string").value
@@ -353,6 +359,8 @@ class _Parser:
                 raise Unsupported(f"member `{name}`")
         if node == Variable("metadata"):
             raise Unsupported("metadata as a whole")
+        if node == Variable("anomaly"):
+            raise Unsupported("anomaly as a whole")
         return node
 
     def field_name(self, name: str) -> str:

@@ -21,6 +21,13 @@ from paywarden.audit.redact import DEFAULT_REDACTOR, Redactor
 from paywarden.errors import InvalidInputError, PolicyCompileError
 from paywarden.money import CurrencyTable
 from paywarden.policy import dialects
+from paywarden.policy.agent_settings import AgentSettings, compile_agent_settings
+from paywarden.policy.alert_settings import (
+    AlertSettings,
+    compile_alert_settings,
+    with_alert_reads,
+)
+from paywarden.policy.anomaly import AnomalySettings, anomaly_checks, compile_anomaly_settings
 from paywarden.policy.approval_settings import (
     ApprovalSettings,
     compile_approval_settings,
@@ -31,6 +38,7 @@ from paywarden.policy.decision import Effect, RuleTrace
 from paywarden.policy.document import DocumentError, LocList, LocMap, Mark, load_document
 from paywarden.policy.facts import Facts
 from paywarden.policy.fx import EMPTY_FX, FxTable
+from paywarden.policy.mandate_settings import MandateSettings, compile_mandate_settings
 from paywarden.policy.matcher import MatchAll, generate
 from paywarden.policy.redaction_settings import compile_redaction_settings
 from paywarden.policy.report import CompileReport
@@ -75,6 +83,10 @@ TOP_LEVEL_KEYS = frozenset(
         "compensation",
         "approvals",
         "redaction",
+        "anomaly",
+        "alerts",
+        "agents",
+        "mandates",
     }
 )
 # List conditions: every accepted spelling -> (intent field, negated).
@@ -116,6 +128,7 @@ RULE_KEYS = frozenset(
         "during",
         "outside",
         "budget_ratio",
+        "anomaly",
         "when",
         "approval_ttl",
         "mode",
@@ -198,6 +211,10 @@ class CompiledPolicy:
     allow_rules: tuple[int, ...] = field(default=())
     log_only_rules: tuple[int, ...] = field(default=())  # evaluated and traced only
     redaction: Redactor = field(default=DEFAULT_REDACTOR)
+    anomaly: AnomalySettings = field(default=AnomalySettings())  # `anomaly:` (policy.anomaly)
+    alerts: AlertSettings = field(default=AlertSettings())  # `alerts:` (paywarden.alerting)
+    agents: AgentSettings = field(default=AgentSettings())  # `agents:` (actions.goals)
+    mandates: MandateSettings = field(default=MandateSettings())  # `mandates:` (docs/ap2.md)
 
     def rule(self, rule_id: str) -> CompiledRule | None:
         return next((rule for rule in self.rules if rule.rule_id == rule_id), None)
@@ -263,9 +280,14 @@ def _compile_native(document: LocMap, dialect: str, report: CompileReport) -> Co
     compensation = compile_compensation(
         document.get("compensation"), report, document.mark_of("compensation")
     )
+    alerts = compile_alert_settings(document.get("alerts"), ctx, document.mark_of("alerts"))
     redaction = compile_redaction_settings(
         document.get("redaction"), report, document.mark_of("redaction")
     )
+    anomaly = compile_anomaly_settings(
+        document.get("anomaly"), document.get("rules"), ctx, document.mark_of("anomaly")
+    )
+    anomaly = with_alert_reads(anomaly, alerts)  # a `rate_spike` alert reads the rate
     if timezone is None or not report.ok:
         return None
     name = document.get("name")
@@ -293,7 +315,18 @@ def _compile_native(document: LocMap, dialect: str, report: CompileReport) -> Co
         allow_rules=_enforced(rules, "allow"),
         log_only_rules=tuple(i for i, r in enumerate(rules) if r.log_only),
         redaction=redaction,
+        anomaly=anomaly,
+        alerts=alerts,
+        agents=compile_agent_settings(document.get("agents"), report, document.mark_of("agents")),
+        mandates=_mandates(document, ctx),  # errors still fail the compile (`report.ok`)
     )
+
+
+def _mandates(document: LocMap, ctx: RuleContext) -> MandateSettings:
+    """`mandates:` (docs/ap2.md): its `requires_mandate` entries take the rules' conditions."""
+    ctx.rule_id = ""
+    where = document.mark_of("mandates")
+    return compile_mandate_settings(document.get("mandates"), ctx, where, _rule_checks, RULE_KEYS)
 
 
 def _enforced(rules: tuple[CompiledRule, ...], effect: str) -> tuple[int, ...]:
@@ -526,6 +559,8 @@ def _condition(
         return [(_STAGE_LATE, schedule)] if schedule else []
     if key == "budget_ratio":
         return [(_STAGE_LATE, check) for check in budget_ratio_checks(value, ctx, mark)]
+    if key == "anomaly":
+        return [(_STAGE_LATE, check) for check in anomaly_checks(value, ctx, mark)]
     if key == "when":
         expression = cel_check(value, ctx, mark)
         return [(_STAGE_LATE + 1, expression)] if expression else []

@@ -25,6 +25,14 @@ REASON_CODES: Mapping[str, str] = {
     "environment_mismatch": "the intent names an environment other than the deployment's",
     "rail_refused": "the rail cannot take this payment (unknown, or no route for this payee)",
     "idempotency_key_reused": "the idempotency key was used before for a different intent",
+    "mandate_invalid": "the AP2 mandate presented failed verification (signature, binding, form)",
+    "mandate_expired": "a hop of the AP2 mandate is expired, or issued in the future",
+    "mandate_wrong_audience": "the AP2 mandate is addressed to another verifier",
+    "mandate_required": "the policy requires a verified AP2 mandate for this intent",
+    "mandate_mismatch": "the AP2 mandate does not pay what the intent asks (amount or payee)",
+    "mandate_constraint": "the AP2 mandate breaks a constraint of the user's open mandate",
+    "mandate_replayed": "the AP2 mandate's nonce was used before",
+    "mandate_budget_exceeded": "the AP2 mandate's budget or number of uses is used up",
     "phase_required": "the policy requires payments to come from a tracked session",
     "phase_not_allowed": "the agent's session is not in a phase where payments are allowed",
     "rule_error": "a rule failed to evaluate; paywarden fails closed",
@@ -78,6 +86,41 @@ class BudgetTrace:
         return (self.spent_minor + self.held_minor + self.amount_minor) / self.limit_minor
 
 
+@dataclass(frozen=True, slots=True)
+class AnomalyFacts:
+    """The anomaly facts a decision saw (`paywarden.policy.anomaly`): the amount's robust score
+    against `history` earlier allowed payments, whether the recipient is new to the agent, and
+    the rate spike with the counts behind it (`recent` in the short window, `baseline` in the
+    long one, this decision included); `flagged` when they count as an anomaly (`auto_halt`)."""
+
+    amount_score: float
+    new_recipient: bool
+    rate_spike: bool
+    history: int
+    recent: int
+    baseline: int
+    flagged: bool = False
+
+    def to_dict(self) -> dict[str, object]:
+        """As JSON values; the score as decimal text to 6 places (the audit log takes no
+        floats: a record must hash the same on every platform)."""
+        return {
+            "amount_score": format(self.amount_score, ".6f"),
+            "new_recipient": self.new_recipient,
+            "rate_spike": self.rate_spike,
+            "history": self.history,
+            "recent": self.recent,
+            "baseline": self.baseline,
+            "flagged": self.flagged,
+        }
+
+
+def _anomaly_facts(data: Mapping[str, Any] | None) -> AnomalyFacts | None:
+    if not data:
+        return None
+    return AnomalyFacts(**{**data, "amount_score": float(data["amount_score"])})
+
+
 class Trace:
     """The proof trace: every rule considered, the state seen, the policy version and time.
 
@@ -89,6 +132,7 @@ class Trace:
     __slots__ = (
         "_lazy_rules",
         "_rules",
+        "anomaly",
         "budgets",
         "evaluated_at",
         "notes",
@@ -106,7 +150,9 @@ class Trace:
         notes: tuple[str, ...] = (),
         *,
         lazy_rules: Callable[[], tuple[RuleTrace, ...]] | None = None,
+        anomaly: AnomalyFacts | None = None,
     ) -> None:
+        self.anomaly = anomaly  # only when the policy uses anomaly facts
         self.policy_version = policy_version
         self.evaluated_at = evaluated_at
         self._rules = rules if lazy_rules is None else None
@@ -130,6 +176,7 @@ class Trace:
             self.budgets,
             self.phase,
             self.notes,
+            self.anomaly,
         )
 
     def __eq__(self, other: object) -> bool:
@@ -158,6 +205,7 @@ class Trace:
             ),
             phase=data.get("phase"),
             notes=tuple(data.get("notes", ())),
+            anomaly=_anomaly_facts(data.get("anomaly")),
         )
 
     def to_dict(self) -> dict[str, object]:
@@ -205,6 +253,8 @@ class Trace:
             "phase": self.phase,
             "notes": list(self.notes),
         }
+        if self.anomaly is not None:
+            data["anomaly"] = self.anomaly.to_dict()
         shown = min(len(listed), limits.trace_rules_listed_max)
         if shown != len(rules):
             data["rules_not_listed"] = len(rules) - shown

@@ -58,7 +58,8 @@ _GOVERNANCE_EFFECTS = {
     "ALLOW": "allow",
 }
 _ATOM = re.compile(
-    r"\A\s*(cost|amount|phase|budget_ratio)\s*(>=|<=|==|!=|>|<)\s*"
+    r"\A\s*(cost|amount|phase|budget_ratio|anomaly\.(?:amount_score|new_recipient|rate_spike))"
+    r"\s*(>=|<=|==|!=|>|<)\s*"
     r"(\"[^\"]*\"|'[^']*'|[A-Za-z_][A-Za-z0-9_]*|[0-9]+(?:\.[0-9]+)?)\s*\Z"
 )
 _OPS = {">": "gt", ">=": "gte", "<": "lt", "<=": "lte"}
@@ -311,8 +312,9 @@ def _governance_condition(
         match = _ATOM.match(atom)
         if match is None:
             report.error(
-                f"unsupported condition `{atom.strip()}`: use `cost|amount|budget_ratio <op> "
-                "number` or `phase ==|!= NAME`, joined with &&",
+                f"unsupported condition `{atom.strip()}`: use `cost|amount|budget_ratio|"
+                "anomaly.amount_score <op> number`, `phase ==|!= NAME` or "
+                "`anomaly.new_recipient|anomaly.rate_spike ==|!= true|false`, joined with &&",
                 mark,
                 rule_id,
             )
@@ -327,6 +329,12 @@ def _governance_condition(
             )
             return False
         seen.add((name, op))
+        if name.startswith("anomaly.") and not _anomaly_atom(rule, name[8:], op, value, mark):
+            report.error(f"`{name}`: compare a number with <op>, a flag with == true|false",
+                         mark, rule_id)  # fmt: skip
+            return False
+        if name.startswith("anomaly."):
+            continue
         if name == "phase":
             if op not in ("==", "!="):
                 report.error("`phase` supports only == and !=", mark, rule_id)
@@ -341,14 +349,42 @@ def _governance_condition(
         except InvalidOperation:
             report.error(f"`{value}` is not a number", mark, rule_id)
             return False
-        key = "budget_ratio" if name == "budget_ratio" else "amount"
-        spec = rule.get(key)
-        if not isinstance(spec, LocMap):
-            spec = LocMap(mark)
-            rule[key] = spec
-            rule.key_marks[key] = mark
+        spec = _child(rule, "budget_ratio" if name == "budget_ratio" else "amount", mark)
         spec[_OPS[op]] = number
         spec.key_marks[_OPS[op]] = mark
+    return True
+
+
+def _child(parent: LocMap, key: str, mark: Mark) -> LocMap:
+    """The mapping under `key`, added (at `mark`) when there is none yet."""
+    child = parent.get(key)
+    if not isinstance(child, LocMap):
+        child = LocMap(mark)
+        parent[key] = child
+        parent.key_marks[key] = mark
+    return child
+
+
+def _anomaly_atom(rule: LocMap, fact: str, op: str, value: str, mark: Mark) -> bool:
+    """`anomaly.amount_score > 3.5` or `anomaly.new_recipient == true` as the native rule's
+    `anomaly:` condition (`paywarden.policy.anomaly`); False when the comparison does not fit
+    the fact."""
+    condition = _child(rule, "anomaly", mark)
+    if fact == "amount_score":
+        try:
+            number = Decimal(value)
+        except InvalidOperation:
+            return False
+        if op not in _OPS:
+            return False
+        spec = _child(condition, fact, mark)
+        spec[_OPS[op]] = number
+        spec.key_marks[_OPS[op]] = mark
+        return True
+    if op not in ("==", "!=") or value not in ("true", "false"):
+        return False
+    condition[fact] = (value == "true") == (op == "==")
+    condition.key_marks[fact] = mark
     return True
 
 

@@ -45,6 +45,7 @@ def evaluate(
         lazy_rules=lambda: _rule_traces(rules, matched, errors),
         budgets=state.budgets,
         phase=state.phase,
+        anomaly=state.anomaly,
     )
     phase_denial = None
     if state.phase is not None or policy.sessions.required:

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from paywarden.policy.decision import BudgetTrace
+from paywarden.policy.decision import AnomalyFacts, BudgetTrace
 
 if TYPE_CHECKING:
     from paywarden.intent import PaymentIntent
@@ -25,6 +25,10 @@ class StateSnapshot:
 
     phase: str | None = None
     budgets: tuple[BudgetTrace, ...] = ()
+    # Read from the agent's stored history when the policy uses anomaly facts, else None.
+    anomaly: AnomalyFacts | None = None
+    # The verified AP2 mandate's facts (`paywarden.mandates.cel_facts`), else None.
+    mandate: Mapping[str, object] | None = None
 
     def __post_init__(self) -> None:
         # Policies name phases in any case and the compiler upper-cases them; the fact must
@@ -86,6 +90,36 @@ def _budget_ratio(facts: Facts) -> float:
     return max(ratios) if ratios else 0.0
 
 
+def _metadata_text(facts: Facts, key: str) -> str | None:
+    value = facts.intent.metadata.get(key)
+    return value if isinstance(value, str) else None
+
+
+# Outside a decision that computed them (a policy test case, `explain`, a backtest, the shadow
+# policy), the anomaly facts read as nothing unusual.
+NO_ANOMALY = AnomalyFacts(0.0, False, False, 0, 0, 0)
+
+
+def _anomaly(facts: Facts) -> AnomalyFacts:
+    return facts.state.anomaly or NO_ANOMALY
+
+
+def _anomaly_map(facts: Facts) -> dict[str, object]:
+    found = _anomaly(facts)
+    return {
+        "amount_score": found.amount_score,
+        "new_recipient": found.new_recipient,
+        "rate_spike": found.rate_spike,
+    }
+
+
+# The members of the CEL variable `anomaly`, read one by one by compiled expressions.
+ANOMALY_GETTERS: Mapping[str, Callable[[Facts], object]] = {
+    "anomaly.amount_score": lambda f: _anomaly(f).amount_score,
+    "anomaly.new_recipient": lambda f: _anomaly(f).new_recipient,
+    "anomaly.rate_spike": lambda f: _anomaly(f).rate_spike,
+}
+
 # How each CEL variable is read from the facts. A compiled expression reads only the variables
 # it names, so an expression about `amount_minor` never pays for time zones or budgets.
 CEL_GETTERS: Mapping[str, Callable[[Facts], object]] = {
@@ -110,5 +144,13 @@ CEL_GETTERS: Mapping[str, Callable[[Facts], object]] = {
     "local_weekday": lambda f: WEEKDAYS[f.local().weekday()],
     "budgets": _budgets,
     "budget_ratio": _budget_ratio,
+    "anomaly": _anomaly_map,
+    # x402 payments (paywarden.x402 sets them in the intent's metadata); null otherwise.
+    "x402_pay_to": lambda f: _metadata_text(f, "x402_pay_to"),
+    "x402_network": lambda f: _metadata_text(f, "x402_network"),
+    "x402_scheme": lambda f: _metadata_text(f, "x402_scheme"),
+    "x402_resource": lambda f: _metadata_text(f, "x402_resource"),
+    # The AP2 mandate presented with the intent (docs/ap2.md): `mandate.present` and more.
+    "mandate": lambda f: dict(f.state.mandate or {"present": False}),
 }
 CEL_VARIABLES = frozenset(CEL_GETTERS)

@@ -11,14 +11,27 @@ are locked in a fixed order, and rolling windows are summed only while their hea
 locked. Nothing is ever decided by reading a total in Python and writing it back later.
 """
 
+from paywarden.ports.facts import FactRepository, SpendGroup
+from paywarden.ports.mandates import MandateRepository
+from paywarden.ports.observe import (
+    AlertRepository,
+    AlertRow,
+    GaugeRepository,
+    StateCount,
+    StoreGauges,
+)
 from paywarden.ports.rows import (
+    AgentActivity,
     ApprovalRow,
     ApprovalStatus,
     BreakerRow,
     ChargeRow,
     CounterRow,
+    DenialRow,
     DisputeRow,
     DisputeStatus,
+    GoalRunRow,
+    GoalStatus,
     GrantRow,
     HaltRow,
     HoldRow,
@@ -39,8 +52,10 @@ from paywarden.ports.rows import (
     ScopeStatus,
     ScopeStepRow,
     SessionRow,
+    SpendRow,
     StepState,
     StoredDecision,
+    TurnaroundRow,
     VelocityUsage,
     VoteRow,
 )
@@ -51,6 +66,7 @@ from paywarden.ports.store import (
     BudgetRepository,
     DecisionRepository,
     DisputeRepository,
+    GoalRunRepository,
     GrantRepository,
     HaltRepository,
     HoldRepository,
@@ -69,6 +85,9 @@ from paywarden.ports.store import (
 )
 
 __all__ = [
+    "AgentActivity",
+    "AlertRepository",
+    "AlertRow",
     "ApprovalRepository",
     "ApprovalRow",
     "ApprovalStatus",
@@ -79,9 +98,15 @@ __all__ = [
     "ChargeRow",
     "CounterRow",
     "DecisionRepository",
+    "DenialRow",
     "DisputeRepository",
     "DisputeRow",
     "DisputeStatus",
+    "FactRepository",
+    "GaugeRepository",
+    "GoalRunRepository",
+    "GoalRunRow",
+    "GoalStatus",
     "GrantRepository",
     "GrantRow",
     "HaltRepository",
@@ -94,6 +119,7 @@ __all__ = [
     "IdempotencyRow",
     "KeyRepository",
     "KeyRow",
+    "MandateRepository",
     "MetaRepository",
     "NewDecision",
     "OperatorRepository",
@@ -115,9 +141,14 @@ __all__ = [
     "ScopeStepRow",
     "SessionRepository",
     "SessionRow",
+    "SpendGroup",
+    "SpendRow",
+    "StateCount",
     "StepState",
     "Store",
+    "StoreGauges",
     "StoredDecision",
+    "TurnaroundRow",
     "UnitOfWork",
     "VelocityUsage",
     "VoteRow",

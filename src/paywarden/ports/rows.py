@@ -67,6 +67,8 @@ class NewDecision:
     hold_id: str | None
     policy_version: str
     audit_seq: int
+    category: str | None = None  # the intent's category (the decision's fact row, analytics)
+    anomalous: bool = False  # the anomaly facts flagged it (`anomaly.auto_halt` counts these)
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,3 +314,74 @@ class PendingTotal(NamedTuple):
 #   <verb>_<child>(...)             the same for a child row (`insert_step`, `list_votes`)
 #   a domain verb (reserve, release, restore, consume, revoke, claim, ...) for the other
 #   conditional updates; each is one atomic statement whose condition the docstring states.
+
+
+GoalStatus = Literal["running", "paid", "pending_approval", "denied", "exhausted", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class GoalRunRow:
+    """One agent goal run (`actions.goals`): the goal in words, its attempts as canonical JSON
+    text (a list, oldest first) and how it ended."""
+
+    run_id: str
+    agent: str
+    goal: str
+    session_id: str
+    status: GoalStatus
+    attempts: str
+    max_attempts: int
+    payment_id: str | None
+    approval_id: str | None
+    error: str | None
+    created_us: int
+    updated_us: int
+
+
+# Analytics (issue 17): aggregates of `decision_facts`, per currency (never summed across).
+
+
+@dataclass(frozen=True, slots=True)
+class SpendRow:
+    """One group's decisions in one currency: `key` is the group's value (an agent, recipient,
+    category (None: none given), action or currency; a time bucket's start in microseconds).
+    `allowed_minor` sums allowed decisions' amounts, `captured_minor` what their holds
+    captured."""
+
+    key: str | int | None
+    currency: str
+    decisions: int
+    allowed: int
+    denied: int
+    pending: int
+    allowed_minor: int
+    captured_minor: int
+
+
+@dataclass(frozen=True, slots=True)
+class DenialRow:
+    reason_code: str
+    denials: int
+
+
+@dataclass(frozen=True, slots=True)
+class TurnaroundRow:
+    """Approval requests created in a range: how many of each status, and how long those an
+    operator decided (approved, consumed or rejected) waited for the deciding vote, nearest-rank
+    median and 90th percentile in microseconds (None when none was decided)."""
+
+    requested: int
+    approved: int
+    rejected: int
+    expired: int
+    open: int
+    median_us: int | None
+    p90_us: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class AgentActivity:
+    """One agent's decisions since two instants (the anomaly facts' rate spike)."""
+
+    recent: int
+    baseline: int

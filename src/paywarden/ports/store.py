@@ -7,6 +7,9 @@ from contextlib import AbstractContextManager
 from typing import Protocol, TypeVar
 
 from paywarden.audit.chain import AuditEntry
+from paywarden.ports.facts import FactRepository
+from paywarden.ports.mandates import MandateRepository
+from paywarden.ports.observe import AlertRepository, GaugeRepository
 from paywarden.ports.rows import (
     ApprovalRow,
     ApprovalStatus,
@@ -15,6 +18,7 @@ from paywarden.ports.rows import (
     CounterRow,
     DisputeRow,
     DisputeStatus,
+    GoalRunRow,
     GrantRow,
     HaltRow,
     HoldRow,
@@ -445,6 +449,20 @@ class OutboxRepository(Protocol):
         ...
 
 
+class GoalRunRepository(Protocol):
+    """Agent goal runs (`actions.goals`)."""
+
+    def get(self, run_id: str) -> GoalRunRow | None: ...
+    def insert(self, row: GoalRunRow) -> None: ...
+    def save(self, row: GoalRunRow) -> None:
+        """Replace the run's status, attempts, outcome ids, error and `updated_us`."""
+        ...
+
+    def list_recent(self, agent: str | None, limit: int) -> list[GoalRunRow]:
+        """Newest first, optionally one agent's."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One store transaction, and the repositories that work inside it."""
 
@@ -484,6 +502,16 @@ class UnitOfWork(Protocol):
     def idempotency(self) -> IdempotencyRepository: ...
     @property
     def outbox(self) -> OutboxRepository: ...
+    @property
+    def facts(self) -> FactRepository: ...
+    @property
+    def goals(self) -> GoalRunRepository: ...
+    @property
+    def alerts(self) -> AlertRepository: ...
+    @property
+    def mandates(self) -> MandateRepository: ...
+    @property
+    def gauges(self) -> GaugeRepository: ...
 
 
 class Store(Protocol):

@@ -25,6 +25,7 @@ from typing import Any
 from paywarden import limits
 from paywarden.clock import Clock, to_us
 from paywarden.ports import OutboxRow, Store
+from paywarden.slack import slack_body
 from paywarden.webhooks import WebhookOptions, signature, url_problem, verify_signature
 
 __all__ = [
@@ -69,7 +70,8 @@ def _post(options: WebhookOptions, row: OutboxRow) -> Failure | None:
     problem = url_problem(options.url)  # options from before validation, or changed since
     if problem is not None:
         return Failure(problem, permanent=True)
-    body = row.body.encode("utf-8")
+    text = slack_body(row.body) if options.format == "slack" else row.body
+    body = text.encode("utf-8")  # what is signed is what is sent
     request = urllib.request.Request(
         options.url,
         data=body,

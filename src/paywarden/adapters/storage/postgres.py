@@ -30,6 +30,7 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from paywarden.adapters.storage.postgres_analytics import PostgresFacts
 from paywarden.adapters.storage.postgres_approvals import (
     PostgresApprovals,
     PostgresGrants,
@@ -38,6 +39,7 @@ from paywarden.adapters.storage.postgres_approvals import (
 )
 from paywarden.adapters.storage.postgres_audit import is_url as is_postgres_url
 from paywarden.adapters.storage.postgres_audit import redact_url
+from paywarden.adapters.storage.postgres_goals import PostgresGoalRuns
 from paywarden.adapters.storage.postgres_keys import PostgresIdempotency, PostgresKeys
 from paywarden.adapters.storage.postgres_ledger import (
     PostgresBudgets,
@@ -45,6 +47,8 @@ from paywarden.adapters.storage.postgres_ledger import (
     PostgresHolds,
 )
 from paywarden.adapters.storage.postgres_log import PostgresAudit, PostgresMeta, PostgresOutbox
+from paywarden.adapters.storage.postgres_mandates import PostgresMandates
+from paywarden.adapters.storage.postgres_observe import PostgresAlerts, PostgresGauges
 from paywarden.adapters.storage.postgres_payments import (
     PostgresBreakers,
     PostgresPayments,
@@ -445,6 +449,7 @@ class PostgresUnitOfWork:
     """One transaction's repositories, all on the transaction's connection (see ports.py)."""
 
     __slots__ = (
+        "alerts",
         "approvals",
         "audit",
         "breakers",
@@ -452,11 +457,15 @@ class PostgresUnitOfWork:
         "connection",
         "decisions",
         "disputes",
+        "facts",
+        "gauges",
+        "goals",
         "grants",
         "halts",
         "holds",
         "idempotency",
         "keys",
+        "mandates",
         "meta",
         "operators",
         "outbox",
@@ -491,3 +500,8 @@ class PostgresUnitOfWork:
         self.keys = PostgresKeys(connection, writing, pipeline)
         self.idempotency = PostgresIdempotency(connection, writing, pipeline)
         self.outbox = PostgresOutbox(connection, writing, pipeline)
+        self.facts = PostgresFacts(connection, writing, pipeline)
+        self.alerts = PostgresAlerts(connection, writing, pipeline)
+        self.gauges = PostgresGauges(connection, writing, pipeline)
+        self.goals = PostgresGoalRuns(connection, writing, pipeline)
+        self.mandates = PostgresMandates(connection, writing, pipeline)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from paywarden.adapters.storage.facts_sql import fact_values
 from paywarden.adapters.storage.postgres_rows import (
     ADVISORY_LOCK,
     PostgresRepository,
@@ -70,7 +71,14 @@ class PostgresDecisions(PostgresRepository):
         return decode_text(row[0]) if row else None
 
     def insert(self, row: NewDecision) -> None:
-        """The index row, and the idempotency key's row, in one statement."""
+        """The decision's fact row (`decision_facts`: analytics and anomaly facts), then the
+        index row and the idempotency key's row in one statement (pipelined: no round trip)."""
+        self._execute(
+            "INSERT INTO decision_facts (decision_id, created_us, agent, action, category,"
+            " currency, amount_minor, recipient, outcome, reason_code, hold_id, anomalous)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            fact_values(row),
+        )
         if row.idempotency_key is None:
             self._execute(
                 "INSERT INTO decisions (decision_id, audit_seq) VALUES (%s, %s)",

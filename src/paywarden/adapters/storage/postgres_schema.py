@@ -317,6 +317,93 @@ MIGRATIONS: Final[tuple[tuple[int, str, str], ...]] = (
         );
         """,
     ),
+    (
+        2,
+        "decision facts for analytics and anomaly facts (the SQLite schema at version 9)",
+        """
+        CREATE TABLE decision_facts (
+            decision_id  TEXT PRIMARY KEY,
+            created_us   BIGINT NOT NULL,
+            agent        TEXT NOT NULL,
+            action       TEXT NOT NULL,
+            category     TEXT,
+            currency     TEXT NOT NULL,
+            amount_minor BIGINT NOT NULL CHECK (amount_minor > 0),
+            recipient    TEXT NOT NULL,
+            outcome      TEXT NOT NULL CHECK (outcome IN ('allow', 'deny', 'require_approval')),
+            reason_code  TEXT NOT NULL,
+            hold_id      TEXT,
+            anomalous    INTEGER NOT NULL DEFAULT 0 CHECK (anomalous IN (0, 1))
+        );
+        CREATE INDEX decision_facts_time ON decision_facts (created_us);
+        CREATE INDEX decision_facts_agent ON decision_facts (agent, created_us);
+        CREATE INDEX decision_facts_amounts
+            ON decision_facts (agent, outcome, currency, created_us, decision_id, amount_minor);
+        CREATE INDEX decision_facts_paid ON decision_facts (agent, outcome, recipient);
+        """,
+    ),
+    (
+        3,
+        "alerts, each claimed once by its dedup key (the SQLite schema at version 10)",
+        """
+        CREATE TABLE alerts (
+            alert_id    TEXT PRIMARY KEY,
+            dedup_key   TEXT NOT NULL UNIQUE,
+            rule_id     TEXT NOT NULL,
+            kind        TEXT NOT NULL,
+            ref_id      TEXT NOT NULL,
+            text        TEXT NOT NULL,
+            body        TEXT NOT NULL,
+            created_us  BIGINT NOT NULL
+        );
+        CREATE INDEX alerts_recent ON alerts (created_us, alert_id);
+        CREATE INDEX alerts_kind ON alerts (kind, created_us);
+        """,
+    ),
+    (
+        4,
+        "agent goal runs (the SQLite schema at version 11)",
+        """
+        CREATE TABLE goal_runs (
+            run_id       TEXT PRIMARY KEY,
+            agent        TEXT NOT NULL,
+            goal         TEXT NOT NULL,
+            session_id   TEXT NOT NULL,
+            status       TEXT NOT NULL CHECK (status IN ('running', 'paid', 'pending_approval',
+                                                         'denied', 'exhausted', 'failed')),
+            attempts     TEXT NOT NULL,
+            max_attempts INTEGER NOT NULL CHECK (max_attempts > 0),
+            payment_id   TEXT,
+            approval_id  TEXT,
+            error        TEXT,
+            created_us   BIGINT NOT NULL,
+            updated_us   BIGINT NOT NULL
+        );
+        CREATE INDEX goal_runs_agent ON goal_runs (agent, created_us);
+        """,
+    ),
+    # Kept sorted by version.
+    (
+        5,
+        "AP2 mandate nonces and budgets (the SQLite schema at version 12)",
+        """
+        CREATE TABLE mandate_nonces (
+            audience    TEXT NOT NULL,
+            nonce       TEXT NOT NULL,
+            mandate_id  TEXT NOT NULL,
+            digest      TEXT NOT NULL,
+            created_us  BIGINT NOT NULL,
+            PRIMARY KEY (audience, nonce)
+        );
+        CREATE TABLE mandate_usage (
+            mandate_id  TEXT PRIMARY KEY,
+            currency    TEXT NOT NULL,
+            spent_minor BIGINT NOT NULL CHECK (spent_minor >= 0),
+            uses        BIGINT NOT NULL CHECK (uses >= 0),
+            updated_us  BIGINT NOT NULL
+        );
+        """,
+    ),
 )
 
 SCHEMA_VERSION: Final = MIGRATIONS[-1][0]

@@ -24,12 +24,14 @@ from pathlib import Path
 from typing import TypeVar
 
 from paywarden.adapters.storage.fifo_lock import FifoLock, lock_path
+from paywarden.adapters.storage.sqlite_analytics import SQLiteFacts
 from paywarden.adapters.storage.sqlite_approvals import (
     SQLiteApprovals,
     SQLiteGrants,
     SQLiteHalts,
     SQLiteOperators,
 )
+from paywarden.adapters.storage.sqlite_goals import SQLiteGoalRuns
 from paywarden.adapters.storage.sqlite_keys import SQLiteIdempotency, SQLiteKeys
 from paywarden.adapters.storage.sqlite_ledger import SQLiteBudgets, SQLiteDecisions, SQLiteHolds
 from paywarden.adapters.storage.sqlite_log import (
@@ -38,6 +40,8 @@ from paywarden.adapters.storage.sqlite_log import (
     SQLiteOutbox,
     read_audit_page,
 )
+from paywarden.adapters.storage.sqlite_mandates import SQLiteMandates
+from paywarden.adapters.storage.sqlite_observe import SQLiteAlerts, SQLiteGauges
 from paywarden.adapters.storage.sqlite_payments import SQLiteBreakers, SQLitePayments, SQLiteRefunds
 from paywarden.adapters.storage.sqlite_schema import MIGRATIONS, SCHEMA_VERSION, statements
 from paywarden.adapters.storage.sqlite_workflows import SQLiteDisputes, SQLiteScopes, SQLiteSessions
@@ -289,6 +293,7 @@ class SQLiteUnitOfWork:
     connection, so one unit serves every transaction of its connection."""
 
     __slots__ = (
+        "alerts",
         "approvals",
         "connection",
         "audit",
@@ -296,11 +301,15 @@ class SQLiteUnitOfWork:
         "budgets",
         "decisions",
         "disputes",
+        "facts",
+        "gauges",
+        "goals",
         "grants",
         "halts",
         "holds",
         "idempotency",
         "keys",
+        "mandates",
         "meta",
         "operators",
         "outbox",
@@ -330,3 +339,8 @@ class SQLiteUnitOfWork:
         self.keys = SQLiteKeys(connection)
         self.idempotency = SQLiteIdempotency(connection)
         self.outbox = SQLiteOutbox(connection)
+        self.facts = SQLiteFacts(connection)
+        self.alerts = SQLiteAlerts(connection)
+        self.gauges = SQLiteGauges(connection)
+        self.goals = SQLiteGoalRuns(connection)
+        self.mandates = SQLiteMandates(connection)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from paywarden.adapters.storage.facts_sql import fact_values
 from paywarden.adapters.storage.sqlite_rows import (
     SQLiteRepository,
     bind,
@@ -30,6 +31,11 @@ from paywarden.ports import (
 )
 
 ROLLING_WINDOW_US = -1  # the counter window of a rolling budget: summed from its charges
+FACT_INSERT = (
+    "INSERT INTO decision_facts (decision_id, created_us, agent, action, category, currency,"
+    " amount_minor, recipient, outcome, reason_code, hold_id, anomalous)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 _HOLD = columns(HoldRow)
 _CHARGE = columns(ChargeRow)
 _COUNTER = columns(CounterRow)
@@ -63,10 +69,13 @@ class SQLiteDecisions(SQLiteRepository):
         return decode_text(row[0]) if row else None
 
     def insert(self, row: NewDecision) -> None:
+        """The index row, the decision's fact row (`decision_facts`: analytics and anomaly
+        facts) and the idempotency key's row, in the caller's transaction."""
         self._db.execute(
             "INSERT INTO decisions (decision_id, audit_seq) VALUES (?, ?)",
             (row.decision_id, row.audit_seq),
         )
+        self._db.execute(FACT_INSERT, fact_values(row))
         if row.idempotency_key is not None:
             self._db.execute(
                 "INSERT INTO decision_keys (agent, idempotency_key, decision_id, fingerprint)"

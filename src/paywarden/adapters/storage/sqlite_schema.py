@@ -387,6 +387,107 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
         ALTER TABLE decisions_compact RENAME TO decisions;
         """,
     ),
+    # Analytics and anomaly facts (issue 17): one slim row per decision, written with the
+    # decision's audit entry and index row (`decisions.insert`), so it is never out of step.
+    # Decisions recorded before this version have no fact row (their audit entries keep them).
+    # `recipient` is the payee's canonical text; `hold_id` joins captured spend (holds);
+    # `anomalous` marks a decision the anomaly facts flagged (`anomaly.auto_halt` counts them). The
+    # indexes serve a time range (analytics), one agent's recent decisions (rate spike and
+    # auto-halt counts), its last allowed amounts in a currency (amount score), and whether it
+    # was already allowed to pay a recipient (new recipient); the last two cover their queries.
+    (
+        9,
+        """
+        CREATE TABLE decision_facts (
+            decision_id  TEXT PRIMARY KEY,
+            created_us   INTEGER NOT NULL,
+            agent        TEXT NOT NULL,
+            action       TEXT NOT NULL,
+            category     TEXT,
+            currency     TEXT NOT NULL,
+            amount_minor INTEGER NOT NULL CHECK (typeof(amount_minor) = 'integer'
+                                                 AND amount_minor > 0),
+            recipient    TEXT NOT NULL,
+            outcome      TEXT NOT NULL CHECK (outcome IN ('allow', 'deny', 'require_approval')),
+            reason_code  TEXT NOT NULL,
+            hold_id      TEXT,
+            anomalous    INTEGER NOT NULL DEFAULT 0 CHECK (anomalous IN (0, 1))
+        ) STRICT, WITHOUT ROWID;
+        CREATE INDEX decision_facts_time ON decision_facts (created_us);
+        CREATE INDEX decision_facts_agent ON decision_facts (agent, created_us);
+        CREATE INDEX decision_facts_amounts
+            ON decision_facts (agent, outcome, currency, created_us, decision_id, amount_minor);
+        CREATE INDEX decision_facts_paid ON decision_facts (agent, outcome, recipient);
+        """,
+    ),
+    # Alerts (issue 17, `paywarden.alerting`): one row per alert raised. `dedup_key` names what
+    # it fired about (an alert rule and a budget's window and threshold, a breaker opening, an
+    # approval ...) and is unique, so among writers racing to raise the same alert (threads,
+    # processes on one file) exactly one INSERT wins; it is claimed in the transaction that
+    # records the cause, or by the sweep (docs/observability.md, "Alerts").
+    (
+        10,
+        """
+        CREATE TABLE alerts (
+            alert_id    TEXT PRIMARY KEY,
+            dedup_key   TEXT NOT NULL UNIQUE,
+            rule_id     TEXT NOT NULL,
+            kind        TEXT NOT NULL,
+            ref_id      TEXT NOT NULL,
+            text        TEXT NOT NULL,
+            body        TEXT NOT NULL,
+            created_us  INTEGER NOT NULL
+        ) STRICT;
+        CREATE INDEX alerts_recent ON alerts (created_us, alert_id);
+        CREATE INDEX alerts_kind ON alerts (kind, created_us);
+        """,
+    ),
+    # Agent goal runs (issue 20, `actions.goals`): a goal in words, its attempts as canonical
+    # JSON text, and how it ended (a payment, a pending approval, or why not).
+    (
+        11,
+        """
+        CREATE TABLE goal_runs (
+            run_id       TEXT PRIMARY KEY,
+            agent        TEXT NOT NULL,
+            goal         TEXT NOT NULL,
+            session_id   TEXT NOT NULL,
+            status       TEXT NOT NULL CHECK (status IN ('running', 'paid', 'pending_approval',
+                                                         'denied', 'exhausted', 'failed')),
+            attempts     TEXT NOT NULL,
+            max_attempts INTEGER NOT NULL CHECK (max_attempts > 0),
+            payment_id   TEXT,
+            approval_id  TEXT,
+            error        TEXT,
+            created_us   INTEGER NOT NULL,
+            updated_us   INTEGER NOT NULL
+        ) STRICT, WITHOUT ROWID;
+        CREATE INDEX goal_runs_agent ON goal_runs (agent, created_us);
+        """,
+    ),
+    # AP2 mandates (issue 19, `paywarden.ledger.mandate_claims`): each presented nonce once per
+    # audience (the INSERT of a replay does nothing), and each open mandate's cumulative spend
+    # and uses, reserved by one conditional UPDATE. Migrations stay sorted by version.
+    (
+        12,
+        """
+        CREATE TABLE mandate_nonces (
+            audience    TEXT NOT NULL,
+            nonce       TEXT NOT NULL,
+            mandate_id  TEXT NOT NULL,
+            digest      TEXT NOT NULL,
+            created_us  INTEGER NOT NULL,
+            PRIMARY KEY (audience, nonce)
+        ) STRICT, WITHOUT ROWID;
+        CREATE TABLE mandate_usage (
+            mandate_id  TEXT PRIMARY KEY,
+            currency    TEXT NOT NULL,
+            spent_minor INTEGER NOT NULL CHECK (spent_minor >= 0),
+            uses        INTEGER NOT NULL CHECK (uses >= 0),
+            updated_us  INTEGER NOT NULL
+        ) STRICT, WITHOUT ROWID;
+        """,
+    ),
 )
 
 

@@ -175,7 +175,29 @@ def _approval_walkthrough(
     )
 
 
-@click.command("demo")
-def demo() -> None:
+@click.group("demo", invoke_without_command=True)
+@click.pass_context
+def demo(ctx: click.Context) -> None:
     """Run the seed scenarios (CapFence tiers, PaySentry controls) and print the decisions."""
-    run_demo(click.echo)
+    if ctx.invoked_subcommand is None:
+        run_demo(click.echo)
+
+
+@demo.command("agent")
+def demo_agent() -> None:
+    """Agents that pay: goals in words, the offline planner, the policy deciding."""
+    from paywarden.entrypoints.cli.demo_agent import run_agent_demo
+
+    run_agent_demo(click.echo)
+
+
+@demo.command("x402")
+def demo_x402() -> None:
+    """A guarded x402 client paying a local paid API (needs the x402 extra)."""
+    from paywarden.entrypoints.cli.main import require_extra
+
+    module = "paywarden.entrypoints.cli.demo_x402"
+    require_extra("paywarden demo x402", "x402", ("x402", "eth_account", "fastapi", module))
+    from paywarden.entrypoints.cli.demo_x402 import run_x402_demo
+
+    run_x402_demo(click.echo)

@@ -37,6 +37,9 @@ class LazyCommand:
 
 
 COMMANDS: dict[str, LazyCommand] = {
+    "agent": LazyCommand(f"{_HERE}.agent_cli", "agent"),
+    "analytics": LazyCommand(f"{_HERE}.analytics_cli", "analytics"),
+    "alerts": LazyCommand(f"{_HERE}.alerts_cli", "alerts"),
     "approvals": LazyCommand(f"{_HERE}.operator_cli", "approvals"),
     "audit": LazyCommand(f"{_HERE}.audit_cli", "audit"),
     "budgets": LazyCommand(f"{_HERE}.policy_cli", "budgets"),
@@ -52,6 +55,12 @@ COMMANDS: dict[str, LazyCommand] = {
         "mcp_command",
         extra="mcp",
         needs=("anyio", "paywarden.entrypoints.mcp.server"),
+    ),
+    "mcp-proxy": LazyCommand(
+        "paywarden.entrypoints.mcp.proxy_cli",
+        "mcp_proxy_command",
+        extra="mcp",
+        needs=("anyio", "paywarden.entrypoints.mcp.proxy"),
     ),
     "operators": LazyCommand(f"{_HERE}.operator_cli", "operators"),
     "payments": LazyCommand(f"{_HERE}.payments_cli", "payments"),

@@ -118,6 +118,29 @@ EXIT_STARTUP = 3
     type=click.Choice(["text", "json"]),
     help="Log lines as text or as JSON objects (default text); also PAYWARDEN_LOG_FORMAT.",
 )
+@click.option(
+    "--public-url",
+    default=None,
+    help="The URL people open the gateway at; the console takes form posts from it only "
+    "(https: a Secure session cookie).",
+)
+@click.option(
+    "--trusted-proxies",
+    default=None,
+    help="Comma-separated IPs or networks of proxies whose X-Forwarded-Proto/-For count.",
+)
+@click.option(
+    "--console-session-idle-seconds",
+    default=None,
+    type=int,
+    help="A console session unused this long ends (default 1800).",
+)
+@click.option(
+    "--console-session-max-seconds",
+    default=None,
+    type=int,
+    help="A console session ends this long after sign-in (default 43200).",
+)
 def serve(
     config: str | None,
     host: str | None,
@@ -135,6 +158,7 @@ def serve(
     store_backlog_max: int | None,
     metrics_enabled: bool | None,
     log_format: str | None,
+    **console: object,  # --public-url, --trusted-proxies and the console session limits
 ) -> None:
     """Run the REST gateway (API keys, /v1 routes, OpenAPI at /docs) until interrupted."""
     from paywarden.entrypoints.rest.settings import load_settings
@@ -155,6 +179,7 @@ def serve(
         "store_backlog_max": store_backlog_max,
         "metrics_enabled": metrics_enabled,
         "log_format": log_format,
+        **console,
     }
     try:
         settings = load_settings(config, os.environ, overrides)

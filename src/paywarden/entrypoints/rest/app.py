@@ -21,17 +21,22 @@ from fastapi import Depends, FastAPI
 from starlette.types import Receive, Scope, Send
 
 from paywarden import __version__, limits
+from paywarden.audit.service import AuditOptions
+from paywarden.entrypoints import console
 from paywarden.entrypoints.mcp.http import McpHttpApp
 from paywarden.entrypoints.rest import problems
 from paywarden.entrypoints.rest.deps import reject_unknown_query
 from paywarden.entrypoints.rest.http_guard import HttpGuard
-from paywarden.entrypoints.rest.metrics import GatewayMetrics
-from paywarden.entrypoints.rest.metrics import router as metrics_router
+from paywarden.entrypoints.rest.metrics import install_metrics, start_observing
 from paywarden.entrypoints.rest.overload import OverloadGate
 from paywarden.entrypoints.rest.policy_watch import PolicyWatcher
+from paywarden.entrypoints.rest.request_ids import RequestIds
 from paywarden.entrypoints.rest.routes_admin import health_router
 from paywarden.entrypoints.rest.routes_admin import router as admin_router
+from paywarden.entrypoints.rest.routes_alerts import router as alerts_router
+from paywarden.entrypoints.rest.routes_analytics import router as analytics_router
 from paywarden.entrypoints.rest.routes_disputes import router as disputes_router
+from paywarden.entrypoints.rest.routes_goals import router as goals_router
 from paywarden.entrypoints.rest.routes_holds import router as holds_router
 from paywarden.entrypoints.rest.routes_operations import router as operations_router
 from paywarden.entrypoints.rest.routes_oversight import router as oversight_router
@@ -60,6 +65,13 @@ def open_warden(settings: Settings) -> Warden:
         environment=settings.environment,
         hold_ttl_seconds=settings.hold_ttl_seconds,
         busy_timeout_seconds=settings.busy_timeout_seconds,
+        audit=AuditOptions(
+            signing_key=Path(settings.audit_signing_key) if settings.audit_signing_key else None,
+            checkpoint_dir=(
+                Path(settings.audit_checkpoint_dir) if settings.audit_checkpoint_dir else None
+            ),
+            checkpoint_every=settings.audit_checkpoint_every,
+        ),
     )
 
 
@@ -75,6 +87,7 @@ def create_app(settings: Settings | None = None, *, warden: Warden | None = None
         assert current is not None
         watcher = PolicyWatcher(current, settings.policy, settings.policy_poll_seconds)
         app.state.warden, app.state.policy_watcher = current, watcher
+        stop_observing = start_observing(app, current)  # metrics and the alert sweep
         try:
             _startup(current, settings)
             watcher.start()
@@ -95,6 +108,7 @@ def create_app(settings: Settings | None = None, *, warden: Warden | None = None
         finally:
             app.state.mcp_app = None
             watcher.stop()
+            stop_observing()
             if owned:
                 current.close()
 
@@ -107,6 +121,7 @@ def create_app(settings: Settings | None = None, *, warden: Warden | None = None
         # No redirect from `/path/` to `/path`: Starlette builds it from the request's Host
         # header, so a forged Host would send clients elsewhere. Such paths are plain 404s.
         redirect_slashes=False,
+        docs_url=None,  # served by console.install from the gateway's own files: no CDN
     )
     app.state.settings = settings
     if warden is not None:  # usable without running the lifespan (in-process tests)
@@ -115,12 +130,7 @@ def create_app(settings: Settings | None = None, *, warden: Warden | None = None
     problems.install(app)
     _include_routers(app)
     # GET /metrics (metrics.py): nothing is counted, and the route is a 404, when it is off.
-    app.state.metrics = (
-        GatewayMetrics(lambda: getattr(app.state, "warden", None))
-        if settings.metrics_enabled
-        else None
-    )
-    app.include_router(metrics_router)
+    install_metrics(app, settings.metrics_enabled, warden)
     # A route, not a mount: a mounted app's /mcp would redirect to /mcp/. Starlette serves an
     # endpoint that is not a function as a plain ASGI app (its stub types say otherwise). Not in
     # the OpenAPI document: MCP is its own protocol (see docs/mcp.md).
@@ -142,12 +152,17 @@ def _include_routers(app: FastAPI) -> None:
         operations_router,
         scopes_router,
         disputes_router,
+        goals_router,
         staff_router,
         oversight_router,
+        analytics_router,
+        alerts_router,
         admin_router,
         health_router,
     ):
         app.include_router(router)
+    # The operator console at /console (server-rendered pages) and the offline /docs page.
+    console.install(app, app.state.settings)
 
 
 def _guard(app: FastAPI, settings: Settings) -> None:
@@ -159,6 +174,8 @@ def _guard(app: FastAPI, settings: Settings) -> None:
         policy_body_bytes_max=POLICY_BODY_BYTES_MAX,
         body_timeout_seconds=settings.body_timeout_seconds,
     )
+    # Outermost: every response, refusals of the guard included, carries its X-Request-Id.
+    app.add_middleware(RequestIds)
 
 
 class McpRoute:

@@ -35,8 +35,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from paywarden.entrypoints.rest import overload, problems
 
 CLOSE_HEADERS = {"Connection": "close"}
-# The one path whose body may be larger (`policy_body_bytes_max`): a policy upload.
-POLICY_PATH = "/v1/policy"
+# The paths whose body may be larger (`policy_body_bytes_max`): the policy uploads (REST, the
+# shadow policy, the console's form).
+POLICY_PATHS = frozenset(("/v1/policy", "/v1/policy/shadow", "/console/policy"))
 
 
 def framing_problem(headers: list[tuple[bytes, bytes]]) -> str | None:
@@ -85,7 +86,8 @@ class HttpGuard:
         if refusal is not None:
             await _answer(scope, send, 503, "store_overloaded", refusal, overload.HEADERS)
             return
-        limit = self.policy_body_bytes_max if scope["path"] == POLICY_PATH else self.body_bytes_max
+        path = scope["path"]
+        limit = self.policy_body_bytes_max if path in POLICY_PATHS else self.body_bytes_max
         for name, value in headers:
             if name.lower() == b"content-length" and int(value) > limit:
                 await _refuse_declared(scope, send, limit, value.decode("latin-1"))

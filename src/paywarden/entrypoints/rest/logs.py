@@ -3,8 +3,9 @@
 Each record becomes one JSON object on one line: `time` (UTC, ISO 8601 with milliseconds),
 `level`, `logger` and `message`; uvicorn's access records add `client`, `method`, `path` (never
 the query string: `QueryFreeAccessLog` drops it first) and `status`; a record that carries
-`request_id`, `decision_id` or `agent` (`extra=` of a logging call) adds them; an exception adds
-`exception` (its traceback as text).
+`request_id`, `decision_id` or `agent` (`extra=` of a logging call, else the values bound in
+`paywarden.log_context` when the record was made: the request's `X-Request-Id`, the agent being
+decided for) adds them; an exception adds `exception` (its traceback as text).
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from paywarden import log_context
+
 # Attributes a logging call may attach (`extra=`) that the JSON line carries when present.
-CONTEXT_FIELDS = ("request_id", "decision_id", "agent")
+CONTEXT_FIELDS = log_context.FIELDS
 
 
 class JsonFormatter(logging.Formatter):
@@ -32,7 +35,7 @@ class JsonFormatter(logging.Formatter):
         if record.name == "uvicorn.access":
             line.update(_access_fields(record))
         for name in CONTEXT_FIELDS:
-            value = getattr(record, name, None)
+            value = getattr(record, name, None) or log_context.current(name)
             if value is not None:
                 line[name] = str(value)
         if record.exc_info:

@@ -62,6 +62,11 @@ class PaymentRequest(Strict):
     metadata: dict[str, str | int | bool | None] = Field(
         default_factory=dict, max_length=limits.metadata_entries_max
     )
+    mandate: str | None = Field(
+        default=None,
+        max_length=65_536,
+        description="An AP2 payment mandate chain (`~~`-joined SD-JWTs), see docs/ap2.md.",
+    )
 
 
 class RefundRequest(Strict):

@@ -216,6 +216,7 @@ def audit_refused_body(request: Request, body: object, summary: str) -> str | No
     if principal.role != "agent" or principal.agent is None:
         return None
     fields = dict(body) if isinstance(body, dict) else {"body": body}
+    fields.pop("mandate", None)  # an AP2 token is never recorded (docs/ap2.md), redacted or not
     refusal = errors.InvalidInputError(summary or "invalid request")
     try:
         warden.refuse(agent=principal.agent, fields=fields, error=refusal, actor=principal.actor)

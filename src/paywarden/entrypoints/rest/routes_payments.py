@@ -21,7 +21,7 @@ from paywarden.entrypoints.rest.deps import (
     warden_of,
 )
 from paywarden.entrypoints.rest.direct_route import DirectRoute
-from paywarden.entrypoints.rest.metrics import metrics_of, timed, timed_pay
+from paywarden.entrypoints.rest.mandates import mandate_of
 from paywarden.entrypoints.rest.problems import problem_responses
 from paywarden.errors import ForbiddenError, InvalidInputError
 from paywarden.intent import PaymentIntent
@@ -46,7 +46,7 @@ def intent_of(
     except InvalidInputError as error:
         warden.refuse(
             agent=str(principal.agent),
-            fields=body.model_dump(),
+            fields=body.model_dump(exclude={"mandate"}),
             error=error,
             actor=principal.actor,
         )
@@ -90,11 +90,8 @@ def create_authorization(
 
     def action() -> models.DecisionOut:
         intent = intent_of(warden, body, principal, idempotency_key)
-        decision = timed(
-            metrics_of(request),
-            body.action,
-            lambda: warden.authorize(intent, actor=principal.actor),
-        )
+        mandate = mandate_of(request, body.mandate, settings)
+        decision = warden.authorize(intent, actor=principal.actor, mandate=mandate)
         return models.DecisionOut.of(decision)
 
     return idempotent(
@@ -126,9 +123,8 @@ def create_payment(
 
     def action() -> models.PaymentOutcomeOut:
         intent = intent_of(warden, body, principal, idempotency_key)
-        outcome = timed_pay(
-            metrics_of(request), body.action, lambda: warden.pay(intent, actor=principal.actor)
-        )
+        mandate = mandate_of(request, body.mandate, settings)
+        outcome = warden.pay(intent, actor=principal.actor, mandate=mandate)
         payment = models.PaymentOut.of(outcome.payment) if outcome.payment else None
         return models.PaymentOutcomeOut(
             state=outcome.state, decision=models.DecisionOut.of(outcome.decision), payment=payment

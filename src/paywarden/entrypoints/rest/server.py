@@ -173,6 +173,10 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "ws": "none",  # no route speaks WebSocket: an upgrade request is served as plain HTTP
         "limit_concurrency": settings.connections_max,
         "timeout_keep_alive": settings.keep_alive_timeout_seconds,
+        # X-Forwarded-* count only from the `trusted_proxies` setting (uvicorn would otherwise
+        # trust 127.0.0.1): the console's origin check and cookie flags depend on them.
+        "proxy_headers": bool(settings.trusted_proxies.strip()),
+        "forwarded_allow_ips": settings.trusted_proxies.strip() or None,
     }
 
 

@@ -6,12 +6,14 @@ refuses to start, because a typo in a security setting must not be silently igno
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -21,7 +23,13 @@ from paywarden.errors import InvalidInputError
 ENV_PREFIX = "PAYWARDEN_"
 CONFIG_ENV = "PAYWARDEN_CONFIG"
 # Settings that name files; a relative path in a config file is relative to that file.
-PATH_SETTINGS = ("database", "policy")
+PATH_SETTINGS = (
+    "database",
+    "policy",
+    "audit_signing_key",
+    "audit_checkpoint_dir",
+    "ap2_trusted_keys",
+)
 # The longest header, body or keep-alive timeout: longer ones would let idle clients hold
 # connections for hours.
 HTTP_TIMEOUT_SECONDS_MAX = 3600
@@ -38,6 +46,11 @@ class Settings:
     database: str = "paywarden.db"
     policy: str | None = None
     environment: str | None = None
+    # Audit checkpoints: the Ed25519 key that signs them (`paywarden audit keygen`; never in
+    # the store), where signed checkpoints are written, and every how many entries.
+    audit_signing_key: str | None = None
+    audit_checkpoint_dir: str | None = None
+    audit_checkpoint_every: int = 1000
     hold_ttl_seconds: int = limits.hold_ttl_seconds
     busy_timeout_seconds: float = limits.store_busy_timeout_seconds
     # How often the policy file is checked for changes (0 turns the watch off).
@@ -70,6 +83,19 @@ class Settings:
     metrics_enabled: bool = True
     # `text` (one line per record) or `json` (one JSON object per line) for every log record.
     log_format: str = "text"
+    # The operator console (/console): the URL people open it at (`https://...` marks its
+    # session cookie `Secure` and is the only origin whose form posts count), the proxies whose
+    # `X-Forwarded-Proto`/`X-Forwarded-For` count (comma-separated IPs), and how long a
+    # signed-in session lives idle and at most.
+    public_url: str | None = None
+    trusted_proxies: str = ""
+    console_session_idle_seconds: int = 1800
+    console_session_max_seconds: int = 43_200
+    # AP2 mandates (docs/ap2.md, the `ap2` extra): the audience agents' mandates must name, and
+    # a JSON file of the trusted issuer keys ({kid: public JWK}); both unset: no verifier.
+    ap2_audience: str | None = None
+    ap2_trusted_keys: str | None = None
+    ap2_skew_seconds: int = 300
 
     def with_values(self, values: Mapping[str, object]) -> Settings:
         """A copy with `values` (already typed) applied; None values are skipped."""
@@ -183,7 +209,36 @@ def load_settings(
     if settings.workers < 1 or settings.body_bytes_max < 1024:
         raise InvalidInputError("settings `workers` >= 1 and `body_bytes_max` >= 1024")
     _check_http_limits(settings)
+    _check_audit(settings)
     return settings
+
+
+def _check_audit(settings: Settings) -> None:
+    if settings.audit_checkpoint_every < 1:
+        raise InvalidInputError(
+            f"setting `audit_checkpoint_every`: {settings.audit_checkpoint_every} is not at least 1"
+        )
+    key = settings.audit_signing_key
+    if key is not None and not Path(key).is_file():
+        raise InvalidInputError(f"setting `audit_signing_key`: no key file at `{key}`")
+
+
+def _check_console(settings: Settings) -> None:
+    url = settings.public_url
+    parts = urlsplit(url) if url is not None else None
+    if parts is not None and (parts.scheme not in ("http", "https") or not parts.netloc):
+        raise InvalidInputError(f"setting `public_url`: `{url}` is not an http(s) URL")
+    for item in filter(None, (part.strip() for part in settings.trusted_proxies.split(","))):
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise InvalidInputError(
+                f"setting `trusted_proxies`: `{item}` is not an IP address or network"
+            ) from None
+    for name in ("console_session_idle_seconds", "console_session_max_seconds"):
+        if getattr(settings, name) < 1:
+            value = getattr(settings, name)
+            raise InvalidInputError(f"setting `{name}`: {value} is not at least 1")
 
 
 def _check_http_limits(settings: Settings) -> None:
@@ -200,6 +255,7 @@ def _check_http_limits(settings: Settings) -> None:
         raise InvalidInputError(
             f"setting `log_format`: `{settings.log_format}` is not one of {', '.join(LOG_FORMATS)}"
         )
+    _check_console(settings)
     if not settings.mcp_session_idle_seconds > 0:
         raise InvalidInputError(
             f"setting `mcp_session_idle_seconds`: {settings.mcp_session_idle_seconds} is not "

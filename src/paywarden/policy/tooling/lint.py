@@ -62,7 +62,7 @@ def lint_policy(text: str, policy: CompiledPolicy) -> list[Finding]:
     # A `mode: log_only` rule never decides: it neither shadows nor overlaps nor allows.
     enforced = [i not in policy.log_only_rules for i in range(len(shapes))]
     decided = [
-        s.cel is None and not (_fields(s) & undecided_fields) and enforced[i]
+        s.cel is None and not s.anomaly and not (_fields(s) & undecided_fields) and enforced[i]
         for i, s in enumerate(shapes)
     ]
     findings = [Finding("PW100", p) for p in policy.report.warnings]

@@ -73,6 +73,7 @@ class RuleShape:
     schedules: list[Schedule] = field(default_factory=list)
     ratios: list[RatioBound] = field(default_factory=list)
     cel: tuple[str, Mark] | None = None
+    anomaly: bool = False  # an `anomaly:` condition: facts of the stored history, not modelled
 
     @property
     def has_cap(self) -> bool:
@@ -140,6 +141,8 @@ def _shape(entry: LocMap, rule_id: str, effect: str, policy: CompiledPolicy) -> 
                     shape.ratios.append(RatioBound(op, threshold, budget_id, mark))
         elif key == "when":
             shape.cel = (str(value), mark)
+        elif key == "anomaly":
+            shape.anomaly = True
     return shape
 
 

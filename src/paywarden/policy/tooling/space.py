@@ -96,6 +96,12 @@ def build_space(policies: Sequence[Policy], cells_max: int = CELLS_MAX) -> Space
             for s in shapes
             if s.cel is not None
         )
+        undecided.extend(
+            f"rule `{s.rule_id}` (line {s.mark.line}) has an `anomaly:` condition (the points "
+            "read no unusual history)"
+            for s in shapes
+            if s.anomaly
+        )
     money = [
         Money(a, code, _exponent(policies, code)) for code in currencies for a in amounts[code]
     ]

@@ -1,0 +1,1 @@
+"""LLM adapters behind the planner port (`paywarden.agents.port.Planner`)."""
