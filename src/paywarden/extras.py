@@ -24,9 +24,17 @@ MODULES_OF_EXTRA: dict[str, frozenset[str]] = {
     "openai-agents": frozenset({"agents", "openai-agents", "openai", "httpx", "pydantic"}),
     "langchain": frozenset({"langchain_core", "langgraph", "pydantic"}),
     "pydantic-ai": frozenset({"pydantic_ai", "pydantic-ai-slim", "pydantic"}),
+    "autogen": frozenset(
+        {"autogen_agentchat", "autogen_core", "autogen_ext"}
+        | {"autogen-agentchat", "autogen-core", "autogen-ext"}
+    ),
+    "llama-index": frozenset({"llama_index", "llama-index-core"}),
     "x402": frozenset({"x402", "eth_account", "fastapi", "starlette", "httpx", "requests"}),
     "ap2": frozenset({"sd_jwt", "rfc8785", "jwcrypto"}),
 }
+# Extras that cannot install beside the others, so not in `all` (CI tests each in a virtual
+# environment of its own): `crewai` pins older mcp, openai and pydantic.
+MODULES_OF_SEPARATE_EXTRA: dict[str, frozenset[str]] = {"crewai": frozenset({"crewai"})}
 # Built-in rails whose SDK is an extra: rail name -> extra.
 EXTRA_OF_RAIL: dict[str, str] = {"stripe": "stripe"}
 
@@ -39,7 +47,7 @@ def install_hint(extra: str) -> str:
 def missing_extra(error: ImportError, extra: str) -> bool:
     """Whether `error` says a module of `extra` is not installed (not a bug in paywarden)."""
     top_level = (error.name or "").partition(".")[0]
-    return top_level in MODULES_OF_EXTRA[extra]
+    return top_level in (MODULES_OF_EXTRA.get(extra) or MODULES_OF_SEPARATE_EXTRA[extra])
 
 
 def needs_extra_message(feature: str, extra: str) -> str:

@@ -262,6 +262,26 @@ class Warden:
         """Payments, newest first, optionally for one agent and in one state."""
         return payments.payments(self.runtime, agent=agent, state=state, limit=limit)
 
+    def resolve_payment(
+        self,
+        payment_id: str,
+        *,
+        state: str,
+        actor: str,
+        reason: str,
+        rail_payment_id: str | None = None,
+    ) -> PaymentRow:
+        """Settle (`state="settled"`) or fail an `unknown` or `submitted` payment by hand, after
+        checking the rail (or the chain) yourself; audited as `payment.resolved`."""
+        return payments.resolve(
+            self.runtime,
+            payment_id,
+            state=state,
+            actor=actor,
+            reason=reason,
+            rail_payment_id=rail_payment_id,
+        )
+
     def breaker(self, rail: str) -> BreakerRow:
         """The rail's circuit breaker: `state`, `consecutive_failures`, `opened_us`."""
         return payments.breaker(self.runtime, rail)

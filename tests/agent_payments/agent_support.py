@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
+from paywarden import Warden
 from paywarden.agents.port import Feedback
 from support.agent_goals import GOAL_POLICY
 
-__all__ = ["GOAL_POLICY", "ScriptedPlanner"]
+__all__ = ["GOAL_POLICY", "ScriptedPlanner", "decision_keys"]
+
+
+def decision_keys(warden: Warden) -> list[str | None]:
+    """The idempotency key of each decision recorded, oldest first (from the audit log)."""
+    entries = warden.audit_entries(limit=1000)
+    bodies = [json.loads(e.body) for e in entries if e.kind == "decision"]
+    return [body["intent"]["idempotency_key"] for body in bodies]
 
 
 class ScriptedPlanner:

@@ -19,7 +19,12 @@ from paywarden import limits
 from paywarden.actions import authorize, rail_calls, refunds
 from paywarden.audit import records
 from paywarden.audit.canonical import canonical_text
-from paywarden.errors import NotFoundError, PaywardenError
+from paywarden.errors import (
+    InvalidInputError,
+    NotFoundError,
+    PaywardenError,
+    StateConflictError,
+)
 from paywarden.intent import PaymentIntent
 from paywarden.ledger import settle
 from paywarden.mandates import Presented
@@ -316,3 +321,52 @@ def payments(
     """Payments, newest first, optionally for one agent and in one state."""
     with rt.store.read() as tx:
         return tx.payments.list_recent(agent, state, max(1, min(limit, 1000)))
+
+
+def resolve(
+    rt: Runtime,
+    payment_id: str,
+    *,
+    state: str,
+    actor: str,
+    reason: str,
+    rail_payment_id: str | None = None,
+) -> PaymentRow:
+    """An operator's verdict on a payment whose outcome the rail cannot tell (`unknown`, or
+    `submitted` with no answer): `settled` captures its hold, `failed` voids it. One compare-
+    and-set, audited as `payment.resolved` with the actor and reason; a payment already
+    settled, failed or refunded is a `StateConflictError`, and nothing changes."""
+    if state not in ("settled", "failed"):
+        raise InvalidInputError("`state` must be `settled` or `failed`")
+    if not actor.strip() or not reason.strip():
+        raise InvalidInputError("an actor and a reason are required to resolve a payment")
+    now_us = rt.now_us()
+    with rt.store.write() as tx:
+        row = tx.payments.get(payment_id)
+        if row is None:
+            raise NotFoundError(f"no payment `{payment_id}`")
+        target: PaymentState = "settled" if state == "settled" else "failed"
+        if row.state not in ("unknown", "submitted") or not tx.payments.transition(
+            payment_id, row.state, target, now_us, rail_payment_id, None
+        ):
+            raise StateConflictError(
+                f"payment `{payment_id}` is `{row.state}`: only an `unknown` or `submitted` "
+                "payment can be resolved by hand"
+            )
+        _release(tx, row, "captured" if target == "settled" else "voided", now_us)
+        body: dict[str, object] = {
+            "actor": actor,
+            "payment_id": payment_id,
+            "rail": row.rail,
+            "from": row.state,
+            "to": target,
+            "reason": rt.clean_text("reason", reason),
+            "rail_payment_id": rail_payment_id,
+        }
+        records.append(tx, now_us, "payment.resolved", payment_id, body)
+    return replace(
+        row,
+        state=target,
+        rail_payment_id=rail_payment_id or row.rail_payment_id,
+        updated_us=now_us,
+    )

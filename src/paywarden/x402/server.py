@@ -7,8 +7,9 @@
   same hooks). Before verify, the payment becomes an `x402.receive` intent (agent: the payer's
   address, recipient: `payTo`, the `x402_*` metadata) and is authorized, so rules, per-payer
   budgets and velocity limits, approvals and the audit log apply; anything but allow aborts the
-  payment before the facilitator sees it, and so does a nonce already in flight (a replay). Before settle, a payment paywarden did not allow is
-  aborted. After settle the hold is captured; a verify or settle failure voids it.
+  payment before the facilitator sees it, and so does a nonce already in flight (a replay).
+  Before settle, a payment paywarden did not allow is aborted. After settle the hold is
+  captured; a verify or settle failure voids it.
 - `facilitator(client)` wraps the facilitator client in a circuit breaker: the ledger's breaker
   for `x402-facilitator:<name>` (shared by every process on the ledger). While it is open,
   verify and settle fail fast without calling the facilitator. An exception of either call

@@ -20,7 +20,7 @@ import click
 
 from paywarden import limits
 from paywarden.adapters.storage.postgres_audit import database_missing
-from paywarden.errors import NotFoundError, PaywardenError
+from paywarden.errors import NotFoundError, PaywardenError, StateConflictError
 from paywarden.money import DEFAULT_CURRENCIES, format_minor
 from paywarden.ports import PaymentRow, PaymentState
 from paywarden.warden import Warden
@@ -132,7 +132,7 @@ def reconcile(limit: int, as_json: bool, database: str) -> None:
 
 @click.group()
 def payments() -> None:
-    """Payments made on rails: list, show."""
+    """Payments made on rails: list, show, resolve."""
 
 
 @payments.command("list")
@@ -195,3 +195,35 @@ def payments_show(payment_id: str, as_json: bool, database: str) -> None:
     )
     for name, value in fields:
         click.echo(f"{name + ':':<10} {value}")
+
+
+@payments.command("resolve")
+@click.argument("payment_id")
+@click.option(
+    "--state",
+    required=True,
+    type=click.Choice(["settled", "failed"]),
+    help="What you found the payment's outcome to be.",
+)
+@click.option("--actor", required=True, help="Who resolves it (recorded in the audit log).")
+@click.option("--reason", required=True, help="Why, such as what the rail or chain shows.")
+@click.option("--rail-id", default=None, help="The rail's (or the chain's) id of the payment.")
+@_database_option
+def payments_resolve(
+    payment_id: str, state: str, actor: str, reason: str, rail_id: str | None, database: str
+) -> None:
+    """Settle or fail, by hand, a payment whose outcome the rail cannot tell.
+
+    Only an `unknown` or `submitted` payment: `settled` captures its hold, `failed` releases it.
+    Audited as `payment.resolved`. Exit status: 0 resolved, 1 no such payment or it is in
+    another state, 2 no such ledger.
+    """
+    with _ledger(database) as warden:
+        try:
+            row = warden.resolve_payment(
+                payment_id, state=state, actor=actor, reason=reason, rail_payment_id=rail_id
+            )
+        except StateConflictError as error:
+            click.echo(f"error: {error}", err=True)
+            sys.exit(1)
+    click.echo(f"{row.payment_id}: {row.state} ({_amount(row)}, hold {row.hold_id})")
