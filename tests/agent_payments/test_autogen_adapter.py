@@ -65,10 +65,10 @@ def _run(warden: Warden, *replies: CreateResult | str) -> list[tuple[str, bool]]
 
 
 def test_a_denial_is_a_tool_error_the_model_reads_then_it_adapts(warden: Warden) -> None:
-    results = _run(warden, _pay("c1", "50.00", "evil.example"), _pay("c2", "50.00"), "done")
-    assert results[0][1] is True
-    assert "payment denied [denied_by_rule]: this recipient is on the deny list" in results[0][0]
-    assert results[1] == (results[1][0], False) and "paid 50.00 USD to shop.example" in results[1][0]
+    denied, allowed = _run(warden, _pay("c1", "50.00", "evil.example"), _pay("c2", "50.00"), "done")
+    assert denied[1] is True
+    assert "payment denied [denied_by_rule]: this recipient is on the deny list" in denied[0]
+    assert allowed[1] is False and "paid 50.00 USD to shop.example" in allowed[0]
     assert [(p.amount_minor, p.state) for p in warden.payments()] == [(5000, "settled")]
     assert decision_keys(warden) == ["ag.c1", "ag.c2"]
 

@@ -141,3 +141,14 @@ def test_unusable_ap2_settings_do_not_tell_the_agent_the_file_path(tmp_path: Pat
     answer = _post_once(tmp_path, ap2_audience=AUDIENCE, ap2_trusted_keys=str(missing))
     assert answer.json()["reason_code"] == "mandate_invalid"
     assert "unusable" in answer.json()["reason"] and "secret-dir" not in answer.text
+
+
+def test_half_configured_ap2_settings_refuse_to_start(tmp_path: Path) -> None:
+    from paywarden.entrypoints.rest.settings import load_settings
+    from paywarden.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match="go together"):
+        load_settings(None, environ={"PAYWARDEN_AP2_AUDIENCE": AUDIENCE})
+    missing = {"PAYWARDEN_AP2_AUDIENCE": AUDIENCE, "PAYWARDEN_AP2_TRUSTED_KEYS": str(tmp_path)}
+    with pytest.raises(InvalidInputError, match="no file"):
+        load_settings(None, environ=missing)

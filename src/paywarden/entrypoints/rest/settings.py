@@ -210,7 +210,22 @@ def load_settings(
         raise InvalidInputError("settings `workers` >= 1 and `body_bytes_max` >= 1024")
     _check_http_limits(settings)
     _check_audit(settings)
+    _check_ap2(settings)
     return settings
+
+
+def _check_ap2(settings: Settings) -> None:
+    """AP2 verification needs both the audience and the trusted keys, and a positive skew; a
+    half-configured gateway refuses to start instead of denying every mandate later."""
+    audience, keys = settings.ap2_audience, settings.ap2_trusted_keys
+    if (audience is None) != (keys is None):
+        raise InvalidInputError("settings `ap2_audience` and `ap2_trusted_keys` go together")
+    if keys is not None and not Path(keys).is_file():
+        raise InvalidInputError(f"setting `ap2_trusted_keys`: no file at `{keys}`")
+    if not 0 <= settings.ap2_skew_seconds <= HTTP_TIMEOUT_SECONDS_MAX:
+        raise InvalidInputError(
+            f"setting `ap2_skew_seconds`: {settings.ap2_skew_seconds} is not from 0 to 3600"
+        )
 
 
 def _check_audit(settings: Settings) -> None:
