@@ -27,7 +27,7 @@ from support.wardens import add_operators
 DOCS_SHOTS = Path(__file__).resolve().parents[2] / "docs" / "console"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:  # skipped on a machine without it; in CI (CI=true) a failure

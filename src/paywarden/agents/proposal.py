@@ -23,9 +23,12 @@ from dataclasses import dataclass
 
 from paywarden.errors import InvalidInputError, PaywardenError
 from paywarden.intent import MetadataValue, PaymentIntent
+from paywarden.json_depth import nests_deeper_than
 from paywarden.money import DEFAULT_CURRENCIES, CurrencyTable
 
 PROPOSAL_BYTES_MAX = 8192
+# How deeply a proposal may nest (it is one flat object); deeper is refused before parsing.
+JSON_DEPTH_MAX = 16
 REQUIRED = ("amount", "currency", "recipient")
 OPTIONAL = ("recipient_name", "category", "purpose", "more")
 FIELDS = frozenset((*REQUIRED, *OPTIONAL))
@@ -126,6 +129,8 @@ def parse_proposal(raw: str | Mapping[str, object]) -> Proposal:
     if isinstance(raw, str):
         if len(raw.encode("utf-8", "surrogatepass")) > PROPOSAL_BYTES_MAX:
             raise ProposalError(f"the proposal is longer than {PROPOSAL_BYTES_MAX} bytes")
+        if nests_deeper_than(raw, JSON_DEPTH_MAX):
+            raise ProposalError("the proposal is nested too deeply")
         try:
             data = json.loads(
                 raw,

@@ -25,10 +25,14 @@ from jwcrypto.common import JWException
 from jwcrypto.jwk import JWK
 from sd_jwt.verifier import SDJWTVerifier
 
+from paywarden.json_depth import nests_deeper_than
+
 TYP_TERMINAL = frozenset({"kb+sd-jwt", "kb-sd-jwt"})
 TYP_INTERMEDIATE = frozenset({"kb+sd-jwt+kb", "kb-sd-jwt+kb"})
 ALGORITHMS = frozenset({"ES256"})
 HOPS_MAX = 4
+# How deeply a hop's JSON may nest: mandates are shallow; deeper is refused before parsing.
+JSON_DEPTH_MAX = 32
 _HASHES: Mapping[str, Callable[[bytes], Any]] = {
     "sha-256": hashlib.sha256,
     "sha-384": hashlib.sha384,
@@ -110,7 +114,10 @@ def _parse(segment: str) -> Hop:
 
 def _json(text: str, what: str) -> object:
     try:
-        return json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        if nests_deeper_than(raw, JSON_DEPTH_MAX):
+            raise invalid("the mandate's JSON nests too deeply")
+        return json.loads(raw)
     except (binascii.Error, ValueError, UnicodeDecodeError):
         raise invalid(f"{what} is not base64url JSON") from None
 
