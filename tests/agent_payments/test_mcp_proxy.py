@@ -27,6 +27,9 @@ rules:
 budgets:
   - {id: daily, limit: 1000, window: day}
 """
+# Generous for a loaded machine (a first call through a fresh upstream process may take
+# seconds); the upstream's `slow.example` answers far later than this.
+UPSTREAM_TIMEOUT_SECONDS = 8
 MAPPING = """
 tools:
   send_payment: {amount: amount, currency: currency, recipient: to, action: wallet.send}
@@ -46,7 +49,7 @@ def _run(tmp_path: Path, body: Body, mapping: str = MAPPING) -> list[str]:
             command=sys.executable, args=[str(UPSTREAM), str(log)]
         )
         async with Client(upstream_params) as upstream:
-            rail = McpToolRail(upstream, timeout_seconds=2)
+            rail = McpToolRail(upstream, timeout_seconds=UPSTREAM_TIMEOUT_SECONDS)
             with Warden.open(
                 POLICY, database=tmp_path / "l.db", clock=FrozenClock(), rails={"mcp-proxy": rail}
             ) as warden:

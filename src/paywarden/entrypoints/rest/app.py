@@ -206,6 +206,9 @@ def _startup(warden: Warden, settings: Settings) -> None:
     problems_now = warden.ready()
     for problem in problems_now:
         log.warning("not ready, every payment is denied: %s", problem)
+    in_force = warden.loaded_policy
+    if in_force.policy is not None:
+        log.info("policy in force: version %s (from %s)", in_force.policy.version, in_force.source)
     if not settings.reconcile_on_start:
         return
     try:
