@@ -153,3 +153,35 @@ def test_runs_at_once_are_bounded(gateway: Gateway, monkeypatch: pytest.MonkeyPa
     release.set()
     assert gateway.wait(run_id)["status"] == "paid"
     assert gateway.wait(_post(gateway, "Buy a third pen"))["status"] == "paid"  # a free slot
+
+
+class _SlowPlanner:
+    """Proposes a small valid payment after a pause: the run is still going when the app
+    shuts down right after the 202."""
+
+    def propose(self, goal: str, feedback: object) -> str:
+        time.sleep(0.5)
+        return json.dumps({"amount": "5.00", "currency": "USD", "recipient": "shop.example"})
+
+
+def test_shutdown_waits_for_background_runs_before_the_store_closes(tmp_path: Path) -> None:
+    database = tmp_path / "g.db"
+    warden = Warden.open(GOAL_POLICY, database=database, clock=FrozenClock(), sleep=no_sleep)
+    warden.use_key_secret(b"k" * 32)
+    key = warden.create_key(role="agent", agent="agent-a", actor="test")[0]
+    settings = Settings(database=str(database), policy_poll_seconds=0)
+    app = create_app(settings, warden=warden)
+    app.state.goal_planner = _SlowPlanner()
+    try:
+        with TestClient(app) as client:
+            posted = client.post(
+                "/v1/agent/goals",
+                json={"goal": "buy a cable"},
+                headers={"Authorization": f"Bearer {key}"},
+            )
+            assert posted.status_code == 202, posted.text
+            run_id = posted.json()["run_id"]
+        # The app has shut down: the run ended first, with the store still open under it.
+        assert warden.goal_run(run_id).status != "running"
+    finally:
+        warden.close()

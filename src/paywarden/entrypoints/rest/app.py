@@ -36,6 +36,7 @@ from paywarden.entrypoints.rest.routes_admin import router as admin_router
 from paywarden.entrypoints.rest.routes_alerts import router as alerts_router
 from paywarden.entrypoints.rest.routes_analytics import router as analytics_router
 from paywarden.entrypoints.rest.routes_disputes import router as disputes_router
+from paywarden.entrypoints.rest.routes_goals import join_goal_runs
 from paywarden.entrypoints.rest.routes_goals import router as goals_router
 from paywarden.entrypoints.rest.routes_holds import router as holds_router
 from paywarden.entrypoints.rest.routes_operations import router as operations_router
@@ -109,6 +110,7 @@ def create_app(settings: Settings | None = None, *, warden: Warden | None = None
             app.state.mcp_app = None
             watcher.stop()
             stop_observing()
+            join_goal_runs(app)  # no background run may outlive the store it writes to
             if owned:
                 current.close()
 

@@ -36,6 +36,22 @@ RunId = Annotated[str, Path(max_length=128, pattern=IDENTIFIER_PATTERN)]
 # anything is recorded, so a flood of goals cannot start unbounded threads.
 GOAL_RUNS_RUNNING_MAX = 16
 _running = threading.BoundedSemaphore(GOAL_RUNS_RUNNING_MAX)
+# How long the gateway's shutdown waits for goal runs still being driven before it closes the
+# store under them (each run is bounded by `agents.run_timeout_seconds` anyway).
+SHUTDOWN_WAIT_SECONDS = 30.0
+_registry_lock = threading.Lock()  # guards each app's `state.goal_threads`
+
+
+def join_goal_runs(app: object, timeout_seconds: float = SHUTDOWN_WAIT_SECONDS) -> None:
+    """Wait for the goal runs this app started to end, so the store is never closed while a
+    background run is still using it. Runs still going after `timeout_seconds` are logged."""
+    state = getattr(app, "state", None)
+    with _registry_lock:
+        threads = list(getattr(state, "goal_threads", ()))
+    for thread in threads:
+        thread.join(timeout_seconds)
+        if thread.is_alive():
+            _log.warning("goal run thread %s still running at shutdown", thread.name)
 
 
 class GoalRequest(Strict):
@@ -112,12 +128,19 @@ def post_goal(
     except BaseException:
         slots.release()
         raise
-    threading.Thread(
+    thread = threading.Thread(
         target=_drive,
         args=(warden, row.run_id, planner, body.action, slots),
         name=f"paywarden-goal-{row.run_id}",
         daemon=True,
-    ).start()
+    )
+    with _registry_lock:
+        threads: set[threading.Thread] | None = getattr(request.app.state, "goal_threads", None)
+        if threads is None:
+            threads = request.app.state.goal_threads = set()
+        threads.difference_update([t for t in threads if not t.is_alive()])
+        threads.add(thread)
+    thread.start()
     location = f"/v1/agent/goals/{row.run_id}"
     content = {"run_id": row.run_id, "status": row.status, "location": location}
     return JSONResponse(content, status_code=202, headers={"Location": location})
